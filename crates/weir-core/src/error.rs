@@ -1,0 +1,108 @@
+//! Errors, each saying what the exactly-once loop must do about it.
+
+/// What the runtime does with an error (DESIGN.md, "Exactly-once commit loop").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Try the same step again (with backoff); nothing is lost or repeated.
+    Retriable,
+    /// Abort the open transaction and re-process from the last commit.
+    AbortTransaction,
+    /// The instance cannot go on with its current producer or configuration.
+    Fatal,
+    /// The record cannot be processed; it goes to the dead-letter topic.
+    DeadLetter,
+}
+
+/// A value could not be encoded or decoded by a [`crate::Codec`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The bytes are not a valid encoding of the expected type.
+    #[error("cannot decode {codec}: {message}")]
+    Decode {
+        /// The codec that failed (`json`, `bincode`, `string`, …).
+        codec: &'static str,
+        /// What was wrong with the input.
+        message: String,
+    },
+    /// The value could not be serialized.
+    #[error("cannot encode {codec}: {message}")]
+    Encode {
+        /// The codec that failed.
+        codec: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// A null key or value arrived where the codec needs bytes.
+    #[error("{codec} cannot decode a null {part}")]
+    Null {
+        /// The codec that refused it.
+        codec: &'static str,
+        /// `key` or `value`.
+        part: &'static str,
+    },
+}
+
+impl CodecError {
+    /// Bad bytes never get better by retrying: the record is dead-lettered.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::DeadLetter
+    }
+}
+
+/// Why a record could not be processed by a topology node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The key or value did not decode.
+    #[error("node {node}: {source}")]
+    Codec {
+        /// The node that decoded or encoded it.
+        node: String,
+        /// The codec's error.
+        #[source]
+        source: CodecError,
+    },
+    /// User code in an operator panicked on this record.
+    #[error("node {node}: operator panicked: {message}")]
+    Panic {
+        /// The node whose closure panicked.
+        node: String,
+        /// The panic payload, when it was text.
+        message: String,
+    },
+    /// A record arrived from a topic no source of the topology reads.
+    #[error("no source reads topic {topic}")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
+}
+
+impl ProcessError {
+    /// The `weir.error.kind` header value for this error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProcessError::Codec {
+                source: CodecError::Encode { .. },
+                ..
+            } => "encode",
+            ProcessError::Codec { .. } => "decode",
+            ProcessError::Panic { .. } => "panic",
+            ProcessError::UnknownTopic { .. } => "unknown-topic",
+        }
+    }
+
+    /// The node the error happened in, for the `weir.node` header.
+    pub fn node(&self) -> &str {
+        match self {
+            ProcessError::Codec { node, .. } | ProcessError::Panic { node, .. } => node,
+            ProcessError::UnknownTopic { .. } => "",
+        }
+    }
+
+    /// Every processing error of a record is final for that record: it is dead-lettered.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::DeadLetter
+    }
+}
