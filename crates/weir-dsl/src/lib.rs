@@ -1,1 +1,31 @@
+//! The typed topology DSL and the [`TaskExecutor`] that runs it.
+//!
+//! A [`TopologyBuilder`] hands out typed [`Stream`] handles; each operator
+//! adds a node to a graph whose records are type-erased (`Box<dyn Any>`), so
+//! the built [`Topology`] is one plain value that can be shared by every task
+//! and thread. The typed handles guarantee that each node only ever sees the
+//! types it was built for; a failed downcast is a bug in this crate, not in
+//! user input.
+//!
+//! The same [`TaskExecutor`] runs a task in production (`weir-runtime`) and in
+//! unit tests (`weir-testkit`'s `TopologyTestDriver`), so a unit test exercises
+//! the real processing path. The executor knows nothing of Kafka clients: it
+//! takes a [`weir_core::Record`] and appends output records to a buffer.
+//!
+//! # Processing contract
+//! - A record is processed completely or not at all: its outputs are appended
+//!   only if every node succeeded; on a decode/encode error or a panic in user
+//!   code, the outputs of that record are discarded and the error is returned
+//!   so the caller dead-letters the input.
+//! - Outputs keep the input record's timestamp and headers (as in Kafka Streams).
+//! - Per-partition order is kept: outputs are appended in processing order.
 
+mod builder;
+mod describe;
+mod executor;
+mod graph;
+
+pub use builder::{BranchBuilder, Stream, TopologyBuilder};
+pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription};
+pub use executor::TaskExecutor;
+pub use graph::{BuildError, Topology};

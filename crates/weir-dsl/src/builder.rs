@@ -1,0 +1,517 @@
+//! Typed handles over the type-erased graph: [`TopologyBuilder`], [`Stream`]
+//! and [`BranchBuilder`].
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use weir_core::{Codec, CodecError};
+
+use crate::graph::{
+    assign_subtopologies, BuildError, CloneFn, EncodeFn, Item, Node, Op, Predicate, Topology,
+    TopologyInner,
+};
+
+const TYPED: &str = "weir-dsl: a node received a record of a type its handle did not declare";
+
+fn key<K: 'static>(item: &Item) -> &K {
+    item.key.downcast_ref::<K>().expect(TYPED)
+}
+
+fn value<V: 'static>(item: &Item) -> &V {
+    item.value.downcast_ref::<V>().expect(TYPED)
+}
+
+fn clone_fn<K: Clone + Send + 'static, V: Clone + Send + 'static>() -> CloneFn {
+    Arc::new(|item: &Item| Item {
+        key: Box::new(key::<K>(item).clone()),
+        value: Box::new(value::<V>(item).clone()),
+        timestamp: item.timestamp,
+        headers: item.headers.clone(),
+    })
+}
+
+/// Reuses a codec of `A` as a codec of `B` when they are the same type, so
+/// `map_values` that keeps the type keeps the codec.
+fn same_codec<A: 'static, B: 'static>(c: &Option<Arc<dyn Codec<A>>>) -> Option<Arc<dyn Codec<B>>> {
+    let any: Box<dyn Any> = Box::new(c.clone()?);
+    any.downcast::<Arc<dyn Codec<B>>>().ok().map(|b| *b)
+}
+
+#[derive(Default)]
+struct GraphBuilder {
+    nodes: Vec<Node>,
+    sources: BTreeMap<String, usize>,
+    errors: Vec<BuildError>,
+    dead_letter_topic: Option<String>,
+}
+
+impl GraphBuilder {
+    fn add(&mut self, kind: &str, op: Op, parents: &[usize], clone_item: CloneFn) -> usize {
+        let id = self.nodes.len();
+        for &p in parents {
+            self.nodes[p].children.push(id);
+        }
+        self.nodes.push(Node {
+            name: format!("{kind}-{id}"),
+            op,
+            children: Vec::new(),
+            parents: parents.to_vec(),
+            clone_item,
+            subtopology: 0,
+        });
+        id
+    }
+}
+
+/// Builds a [`Topology`]: create sources with [`TopologyBuilder::stream`],
+/// chain operators on the returned [`Stream`]s, then call [`TopologyBuilder::build`].
+///
+/// # Examples
+/// ```
+/// use weir_core::{Json, Str};
+/// use weir_dsl::TopologyBuilder;
+///
+/// let b = TopologyBuilder::new();
+/// let events = b.stream("events", Str, Json::<serde_json::Value>::new());
+/// events.filter(|_, v| v["amount"].as_i64().unwrap_or(0) > 0).to("kept");
+/// let topology = b.build().unwrap();
+/// assert_eq!(topology.sink_topics(), vec!["kept".to_string()]);
+/// ```
+#[derive(Default)]
+pub struct TopologyBuilder {
+    graph: Rc<RefCell<GraphBuilder>>,
+}
+
+impl TopologyBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A stream of the records of `topic`, decoded with the given codecs.
+    /// A record that does not decode is dead-lettered with kind `decode`.
+    pub fn stream<K, V>(
+        &self,
+        topic: impl Into<String>,
+        key_codec: impl Codec<K>,
+        value_codec: impl Codec<V>,
+    ) -> Stream<K, V>
+    where
+        K: Clone + Send + 'static,
+        V: Clone + Send + 'static,
+    {
+        let topic = topic.into();
+        let kc: Arc<dyn Codec<K>> = Arc::new(key_codec);
+        let vc: Arc<dyn Codec<V>> = Arc::new(value_codec);
+        let (dk, dv) = (kc.clone(), vc.clone());
+        let decode = Arc::new(move |k: Option<&[u8]>, v: Option<&[u8]>| {
+            let key = match k {
+                Some(b) => dk.decode(b)?,
+                None => dk.decode_null("key")?,
+            };
+            let value = match v {
+                Some(b) => dv.decode(b)?,
+                None => dv.decode_null("value")?,
+            };
+            Ok::<_, CodecError>((
+                Box::new(key) as Box<dyn Any + Send>,
+                Box::new(value) as Box<dyn Any + Send>,
+            ))
+        });
+        let mut g = self.graph.borrow_mut();
+        let id = g.add(
+            "source",
+            Op::Source {
+                topic: topic.clone(),
+                decode,
+            },
+            &[],
+            clone_fn::<K, V>(),
+        );
+        if topic.is_empty() {
+            let node = g.nodes[id].name.clone();
+            g.errors.push(BuildError::EmptyTopic { node });
+        }
+        if g.sources.insert(topic.clone(), id).is_some() {
+            g.errors.push(BuildError::DuplicateSource { topic });
+        }
+        drop(g);
+        Stream {
+            graph: self.graph.clone(),
+            node: id,
+            key_codec: Some(kc),
+            value_codec: Some(vc),
+            _types: PhantomData,
+        }
+    }
+
+    /// Sends this topology's dead letters to `topic` instead of the runtime's
+    /// default `<application_id>-dlq`.
+    pub fn dead_letter_topic(&self, topic: impl Into<String>) -> &Self {
+        self.graph.borrow_mut().dead_letter_topic = Some(topic.into());
+        self
+    }
+
+    /// Checks the graph and freezes it.
+    ///
+    /// # Errors
+    /// A [`BuildError`] naming the node or topic: a sink without codecs, a
+    /// topic read twice, an empty topic name, or no source at all.
+    pub fn build(self) -> Result<Topology, BuildError> {
+        let mut g = self.graph.take();
+        if let Some(e) = g.errors.drain(..).next() {
+            return Err(e);
+        }
+        if g.sources.is_empty() {
+            return Err(BuildError::NoSource);
+        }
+        let subtopologies = assign_subtopologies(&mut g.nodes);
+        Ok(Topology {
+            inner: Arc::new(TopologyInner {
+                nodes: g.nodes,
+                sources: g.sources,
+                subtopologies,
+                dead_letter_topic: g.dead_letter_topic,
+            }),
+        })
+    }
+}
+
+impl Topology {
+    /// A new [`TopologyBuilder`].
+    pub fn builder() -> TopologyBuilder {
+        TopologyBuilder::new()
+    }
+}
+
+/// A typed handle on a stream of records with keys `K` and values `V`.
+///
+/// Operators take `&self`, so one stream can feed several downstream
+/// operators (each gets its own copy of every record). Handles carry the
+/// codecs of their types when known; sinks need them.
+pub struct Stream<K, V> {
+    graph: Rc<RefCell<GraphBuilder>>,
+    node: usize,
+    key_codec: Option<Arc<dyn Codec<K>>>,
+    value_codec: Option<Arc<dyn Codec<V>>>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for Stream<K, V> {
+    fn clone(&self) -> Self {
+        Stream {
+            graph: self.graph.clone(),
+            node: self.node,
+            key_codec: self.key_codec.clone(),
+            value_codec: self.value_codec.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> Stream<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    fn child<K2, V2>(
+        &self,
+        kind: &str,
+        op: Op,
+        key_codec: Option<Arc<dyn Codec<K2>>>,
+        value_codec: Option<Arc<dyn Codec<V2>>>,
+    ) -> Stream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+    {
+        let node = self
+            .graph
+            .borrow_mut()
+            .add(kind, op, &[self.node], clone_fn::<K2, V2>());
+        Stream {
+            graph: self.graph.clone(),
+            node,
+            key_codec,
+            value_codec,
+            _types: PhantomData,
+        }
+    }
+
+    /// Renames this stream's node (the name shows in `describe()` and in the
+    /// `weir.node` header of dead letters).
+    pub fn named(self, name: impl Into<String>) -> Self {
+        self.graph.borrow_mut().nodes[self.node].name = name.into();
+        self
+    }
+
+    /// The same stream, encoded with these codecs when written to a topic.
+    pub fn with_codecs(
+        &self,
+        key_codec: impl Codec<K>,
+        value_codec: impl Codec<V>,
+    ) -> Stream<K, V> {
+        self.with_key_codec(key_codec).with_value_codec(value_codec)
+    }
+
+    /// The same stream, with keys encoded by `codec`.
+    pub fn with_key_codec(&self, codec: impl Codec<K>) -> Stream<K, V> {
+        Stream {
+            key_codec: Some(Arc::new(codec)),
+            ..self.clone()
+        }
+    }
+
+    /// The same stream, with values encoded by `codec`.
+    pub fn with_value_codec(&self, codec: impl Codec<V>) -> Stream<K, V> {
+        Stream {
+            value_codec: Some(Arc::new(codec)),
+            ..self.clone()
+        }
+    }
+
+    /// Keeps the records for which `predicate` is true.
+    pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> Self {
+        let p: Predicate = Arc::new(move |it: &Item| predicate(key::<K>(it), value::<V>(it)));
+        self.child(
+            "filter",
+            Op::Filter(p),
+            self.key_codec.clone(),
+            self.value_codec.clone(),
+        )
+    }
+
+    /// Replaces each record's key and value.
+    pub fn map<K2, V2>(&self, f: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static) -> Stream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+    {
+        let op = Op::Map(Arc::new(move |it: Item| {
+            let k = *it.key.downcast::<K>().expect(TYPED);
+            let v = *it.value.downcast::<V>().expect(TYPED);
+            let (k2, v2) = f(k, v);
+            Item {
+                key: Box::new(k2),
+                value: Box::new(v2),
+                timestamp: it.timestamp,
+                headers: it.headers,
+            }
+        }));
+        let kc = same_codec::<K, K2>(&self.key_codec);
+        let vc = same_codec::<V, V2>(&self.value_codec);
+        self.child("map", op, kc, vc)
+    }
+
+    /// Replaces each record's value, keeping its key.
+    pub fn map_values<V2>(&self, f: impl Fn(V) -> V2 + Send + Sync + 'static) -> Stream<K, V2>
+    where
+        V2: Clone + Send + 'static,
+    {
+        let op = Op::Map(Arc::new(move |it: Item| {
+            let v = *it.value.downcast::<V>().expect(TYPED);
+            Item {
+                key: it.key,
+                value: Box::new(f(v)),
+                timestamp: it.timestamp,
+                headers: it.headers,
+            }
+        }));
+        let vc = same_codec::<V, V2>(&self.value_codec);
+        self.child("map_values", op, self.key_codec.clone(), vc)
+    }
+
+    /// Turns each record into zero or more records.
+    pub fn flat_map<K2, V2, I>(&self, f: impl Fn(K, V) -> I + Send + Sync + 'static) -> Stream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+        I: IntoIterator<Item = (K2, V2)>,
+    {
+        let op = Op::FlatMap(Arc::new(move |it: Item| {
+            let k = *it.key.downcast::<K>().expect(TYPED);
+            let v = *it.value.downcast::<V>().expect(TYPED);
+            f(k, v)
+                .into_iter()
+                .map(|(k2, v2)| Item {
+                    key: Box::new(k2),
+                    value: Box::new(v2),
+                    timestamp: it.timestamp,
+                    headers: it.headers.clone(),
+                })
+                .collect()
+        }));
+        let kc = same_codec::<K, K2>(&self.key_codec);
+        let vc = same_codec::<V, V2>(&self.value_codec);
+        self.child("flat_map", op, kc, vc)
+    }
+
+    /// Calls `f` on each record and passes it on unchanged (logging, metrics).
+    pub fn peek(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) -> Self {
+        let op = Op::Peek(Arc::new(move |it: &Item| f(key::<K>(it), value::<V>(it))));
+        self.child("peek", op, self.key_codec.clone(), self.value_codec.clone())
+    }
+
+    /// Content-based routing: each record goes to the first arm whose
+    /// predicate matches, or to `otherwise`, or nowhere.
+    ///
+    /// # Examples
+    /// ```
+    /// use weir_core::Str;
+    /// use weir_dsl::TopologyBuilder;
+    ///
+    /// let b = TopologyBuilder::new();
+    /// b.stream("in", Str, Str)
+    ///     .branch()
+    ///     .when(|_, v| v.starts_with('a'), |s| s.to("a"))
+    ///     .otherwise(|s| s.to("rest"));
+    /// assert_eq!(b.build().unwrap().sink_topics(), vec!["a", "rest"]);
+    /// ```
+    pub fn branch(&self) -> BranchBuilder<K, V> {
+        let op = Op::Branch {
+            predicates: Vec::new(),
+            otherwise: false,
+        };
+        BranchBuilder {
+            branch: self.child("branch", op, self.key_codec.clone(), self.value_codec.clone()),
+        }
+    }
+
+    /// One stream of the records of both streams.
+    pub fn merge(&self, other: &Stream<K, V>) -> Self {
+        let node = self.graph.borrow_mut().add(
+            "merge",
+            Op::Pass,
+            &[self.node, other.node],
+            clone_fn::<K, V>(),
+        );
+        Stream {
+            graph: self.graph.clone(),
+            node,
+            key_codec: self.key_codec.clone().or_else(|| other.key_codec.clone()),
+            value_codec: self.value_codec.clone().or_else(|| other.value_codec.clone()),
+            _types: PhantomData,
+        }
+    }
+
+    fn encoder(&self, sink: usize) -> EncodeFn {
+        let (kc, vc) = (self.key_codec.clone(), self.value_codec.clone());
+        let mut g = self.graph.borrow_mut();
+        let node = g.nodes[sink].name.clone();
+        match (kc, vc) {
+            (Some(kc), Some(vc)) => Arc::new(move |it: &Item| {
+                Ok((
+                    Some(kc.encode(key::<K>(it))?),
+                    Some(vc.encode(value::<V>(it))?),
+                ))
+            }),
+            (kc, _) => {
+                let part = if kc.is_none() { "key" } else { "value" };
+                g.errors.push(BuildError::MissingCodec { node, part });
+                Arc::new(|_: &Item| unreachable!("a topology with a codec error is never built"))
+            }
+        }
+    }
+
+    fn sink(&self, kind: &str, op: Op) {
+        let id = self
+            .graph
+            .borrow_mut()
+            .add(kind, op, &[self.node], clone_fn::<K, V>());
+        let encode = self.encoder(id);
+        let mut g = self.graph.borrow_mut();
+        let node = g.nodes[id].name.clone();
+        match &mut g.nodes[id].op {
+            Op::Sink { topics, encode: e } => {
+                *e = encode;
+                if topics.is_empty() || topics.iter().any(|t| t.is_empty()) {
+                    g.errors.push(BuildError::EmptyTopic { node });
+                }
+            }
+            Op::DynamicSink { encode: e, .. } => *e = encode,
+            _ => unreachable!("sink() only adds sinks"),
+        }
+    }
+
+    fn placeholder_encoder() -> EncodeFn {
+        Arc::new(|_: &Item| unreachable!("replaced before build"))
+    }
+
+    /// Writes every record to `topic`.
+    pub fn to(&self, topic: impl Into<String>) {
+        self.to_many([topic.into()]);
+    }
+
+    /// Writes every record to each of `topics` (multicast).
+    pub fn to_many<T: Into<String>>(&self, topics: impl IntoIterator<Item = T>) {
+        let topics = topics.into_iter().map(Into::into).collect();
+        let op = Op::Sink {
+            topics,
+            encode: Self::placeholder_encoder(),
+        };
+        self.sink("sink", op);
+    }
+
+    /// Writes each record to the topic `choose` names for it.
+    pub fn to_dynamic(&self, choose: impl Fn(&K, &V) -> String + Send + Sync + 'static) {
+        let op = Op::DynamicSink {
+            choose: Arc::new(move |it: &Item| choose(key::<K>(it), value::<V>(it))),
+            encode: Self::placeholder_encoder(),
+        };
+        self.sink("dynamic_sink", op);
+    }
+}
+
+/// Content-based routing, built arm by arm; see [`Stream::branch`].
+pub struct BranchBuilder<K, V> {
+    branch: Stream<K, V>,
+}
+
+impl<K, V> BranchBuilder<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    fn arm(&self) -> Stream<K, V> {
+        self.branch.child(
+            "branch_arm",
+            Op::Pass,
+            self.branch.key_codec.clone(),
+            self.branch.value_codec.clone(),
+        )
+    }
+
+    /// Records matching `predicate` (and no earlier arm) go to the stream
+    /// given to `arm`.
+    pub fn when(
+        self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+        arm: impl FnOnce(Stream<K, V>),
+    ) -> Self {
+        let p: Predicate = Arc::new(move |it: &Item| predicate(key::<K>(it), value::<V>(it)));
+        if let Op::Branch { predicates, .. } =
+            &mut self.branch.graph.borrow_mut().nodes[self.branch.node].op
+        {
+            predicates.push(p);
+        }
+        arm(self.arm());
+        self
+    }
+
+    /// Records matching no arm go to the stream given to `arm`.
+    pub fn otherwise(self, arm: impl FnOnce(Stream<K, V>)) {
+        if let Op::Branch { otherwise, .. } =
+            &mut self.branch.graph.borrow_mut().nodes[self.branch.node].op
+        {
+            *otherwise = true;
+        }
+        arm(self.arm());
+    }
+
+    /// Ends the routing: records matching no arm are dropped.
+    pub fn end(self) {}
+}

@@ -1,0 +1,237 @@
+//! The type-erased node graph a [`crate::TopologyBuilder`] produces.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use weir_core::{CodecError, Headers, Timestamp};
+
+/// A record inside a topology: typed key and value behind `Any`.
+pub(crate) struct Item {
+    pub key: Box<dyn Any + Send>,
+    pub value: Box<dyn Any + Send>,
+    pub timestamp: Timestamp,
+    pub headers: Headers,
+}
+
+pub(crate) type Predicate = Arc<dyn Fn(&Item) -> bool + Send + Sync>;
+pub(crate) type MapFn = Arc<dyn Fn(Item) -> Item + Send + Sync>;
+pub(crate) type FlatMapFn = Arc<dyn Fn(Item) -> Vec<Item> + Send + Sync>;
+pub(crate) type PeekFn = Arc<dyn Fn(&Item) + Send + Sync>;
+pub(crate) type CloneFn = Arc<dyn Fn(&Item) -> Item + Send + Sync>;
+pub(crate) type DecodeFn = Arc<
+    dyn Fn(Option<&[u8]>, Option<&[u8]>) -> Result<(Box<dyn Any + Send>, Box<dyn Any + Send>), CodecError>
+        + Send
+        + Sync,
+>;
+pub(crate) type EncodeFn =
+    Arc<dyn Fn(&Item) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), CodecError> + Send + Sync>;
+pub(crate) type TopicFn = Arc<dyn Fn(&Item) -> String + Send + Sync>;
+
+/// What a node does.
+#[derive(Clone)]
+pub(crate) enum Op {
+    Source { topic: String, decode: DecodeFn },
+    Filter(Predicate),
+    Map(MapFn),
+    FlatMap(FlatMapFn),
+    Peek(PeekFn),
+    /// Forwards to the child of the first matching predicate; a record that
+    /// matches none goes to the last child when `otherwise` is set, else nowhere.
+    Branch { predicates: Vec<Predicate>, otherwise: bool },
+    /// Forwards unchanged (branch arms, merge).
+    Pass,
+    Sink { topics: Vec<String>, encode: EncodeFn },
+    DynamicSink { choose: TopicFn, encode: EncodeFn },
+}
+
+impl Op {
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Op::Source { .. } => "source",
+            Op::Filter(_) => "filter",
+            Op::Map(_) => "map",
+            Op::FlatMap(_) => "flat_map",
+            Op::Peek(_) => "peek",
+            Op::Branch { .. } => "branch",
+            Op::Pass => "pass",
+            Op::Sink { .. } => "sink",
+            Op::DynamicSink { .. } => "dynamic_sink",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Node {
+    pub name: String,
+    pub op: Op,
+    pub children: Vec<usize>,
+    pub parents: Vec<usize>,
+    /// Copies an item of this node's output type, for fan-out to several children.
+    pub clone_item: CloneFn,
+    pub subtopology: usize,
+}
+
+/// Why a topology could not be built. Each variant names the node or topic.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A sink has no codec for its key or value type.
+    #[error("node {node} writes to a topic but has no {part} codec: call with_codecs/with_key_codec/with_value_codec before it")]
+    MissingCodec {
+        /// The sink node.
+        node: String,
+        /// `key` or `value`.
+        part: &'static str,
+    },
+    /// Two sources read the same topic.
+    #[error("topic {topic} is read by two sources; read it once and reuse the stream")]
+    DuplicateSource {
+        /// The topic.
+        topic: String,
+    },
+    /// The topology reads nothing.
+    #[error("the topology has no source: add one with TopologyBuilder::stream")]
+    NoSource,
+    /// A topic name is empty.
+    #[error("node {node} names an empty topic")]
+    EmptyTopic {
+        /// The node.
+        node: String,
+    },
+}
+
+/// A built topology: an immutable graph of sources, processors and sinks,
+/// split into sub-topologies that connect only through topics.
+///
+/// Cheap to clone (an `Arc`), and shared by every task.
+#[derive(Clone)]
+pub struct Topology {
+    pub(crate) inner: Arc<TopologyInner>,
+}
+
+pub(crate) struct TopologyInner {
+    pub nodes: Vec<Node>,
+    /// Source node index by topic.
+    pub sources: BTreeMap<String, usize>,
+    pub subtopologies: usize,
+    pub dead_letter_topic: Option<String>,
+}
+
+impl Topology {
+    /// Every topic a source reads, in name order.
+    pub fn source_topics(&self) -> Vec<String> {
+        self.inner.sources.keys().cloned().collect()
+    }
+
+    /// Every topic a fixed sink writes, in name order, without duplicates.
+    /// Topics chosen per record (`to_dynamic`) are not known in advance.
+    pub fn sink_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .inner
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::Sink { topics, .. } => Some(topics.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    /// The number of sub-topologies (groups of nodes connected other than through topics).
+    pub fn subtopology_count(&self) -> usize {
+        self.inner.subtopologies
+    }
+
+    /// The sub-topology that reads `topic`, if any source reads it.
+    pub fn subtopology_of(&self, topic: &str) -> Option<usize> {
+        self.inner
+            .sources
+            .get(topic)
+            .map(|&i| self.inner.nodes[i].subtopology)
+    }
+
+    /// The source topics of sub-topology `id`.
+    pub fn subtopology_sources(&self, id: usize) -> Vec<String> {
+        self.inner
+            .sources
+            .iter()
+            .filter(|(_, &i)| self.inner.nodes[i].subtopology == id)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// The dead-letter topic the topology asked for, if it named one
+    /// (otherwise the runtime uses `<application_id>-dlq`).
+    pub fn dead_letter_topic(&self) -> Option<&str> {
+        self.inner.dead_letter_topic.as_deref()
+    }
+
+    /// A copy of this topology with topics renamed by `rename` (logical name →
+    /// physical name); topics not in the map keep their names. Used for
+    /// per-deployment topic names from configuration.
+    pub fn with_topic_names(&self, rename: &BTreeMap<String, String>) -> Topology {
+        let map = |t: &String| rename.get(t).cloned().unwrap_or_else(|| t.clone());
+        let mut nodes = self.inner.nodes.clone();
+        for node in &mut nodes {
+            match &mut node.op {
+                Op::Source { topic, .. } => *topic = map(topic),
+                Op::Sink { topics, .. } => topics.iter_mut().for_each(|t| *t = map(t)),
+                _ => {}
+            }
+        }
+        let sources = self
+            .inner
+            .sources
+            .iter()
+            .map(|(t, &i)| (map(t), i))
+            .collect();
+        Topology {
+            inner: Arc::new(TopologyInner {
+                nodes,
+                sources,
+                subtopologies: self.inner.subtopologies,
+                dead_letter_topic: self.inner.dead_letter_topic.as_ref().map(map),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.describe())
+    }
+}
+
+/// Groups nodes into sub-topologies: the connected components of the graph.
+pub(crate) fn assign_subtopologies(nodes: &mut [Node]) -> usize {
+    let mut parent: Vec<usize> = (0..nodes.len()).collect();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    for i in 0..nodes.len() {
+        for &c in &nodes[i].children {
+            let (a, b) = (find(&mut parent, i), find(&mut parent, c));
+            if a != b {
+                parent[a] = b;
+            }
+        }
+    }
+    // Number components in order of their first node, so ids are stable.
+    let mut ids = BTreeMap::new();
+    for i in 0..nodes.len() {
+        let root = find(&mut parent, i);
+        let next = ids.len();
+        let id = *ids.entry(root).or_insert(next);
+        nodes[i].subtopology = id;
+    }
+    ids.len()
+}

@@ -1,0 +1,267 @@
+//! [`TopologyTestDriver`]: a topology without a broker.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use weir_core::{Codec, DeadLetter, Headers, Record, Timestamp};
+use weir_dsl::{TaskExecutor, Topology};
+
+/// Runs a [`Topology`] in memory: records piped into a source topic are
+/// processed at once, deterministically, on partition 0; outputs are queued
+/// per topic. Outputs to a topic the topology also reads are fed back in, as
+/// they would be through a broker.
+///
+/// # Examples
+/// ```
+/// use weir_core::Str;
+/// use weir_dsl::TopologyBuilder;
+/// use weir_testkit::TopologyTestDriver;
+///
+/// let b = TopologyBuilder::new();
+/// b.stream("in", Str, Str).map_values(|v: String| v.to_uppercase()).to("out");
+/// let driver = TopologyTestDriver::new(b.build().unwrap());
+/// driver.input_topic("in", Str, Str).pipe_input("k".into(), "hi".into());
+/// assert_eq!(driver.output_topic("out", Str, Str).read_values_to_list(), vec!["HI"]);
+/// ```
+#[derive(Clone)]
+pub struct TopologyTestDriver {
+    state: Rc<RefCell<DriverState>>,
+}
+
+struct DriverState {
+    topology: Topology,
+    executors: Vec<TaskExecutor>,
+    outputs: BTreeMap<String, VecDeque<Record>>,
+    next_offset: BTreeMap<String, i64>,
+    dead_letter_topic: String,
+    wall_clock: Timestamp,
+}
+
+impl TopologyTestDriver {
+    /// A driver for `topology`; dead letters go to the topology's DLQ topic,
+    /// or `test-dlq` when it names none.
+    pub fn new(topology: Topology) -> Self {
+        let dead_letter_topic = topology
+            .dead_letter_topic()
+            .unwrap_or("test-dlq")
+            .to_string();
+        let executors = (0..topology.subtopology_count())
+            .map(|st| TaskExecutor::new(topology.clone(), st, 0))
+            .collect();
+        Self {
+            state: Rc::new(RefCell::new(DriverState {
+                topology,
+                executors,
+                outputs: BTreeMap::new(),
+                next_offset: BTreeMap::new(),
+                dead_letter_topic,
+                wall_clock: 0,
+            })),
+        }
+    }
+
+    /// The topic dead letters are written to.
+    pub fn dead_letter_topic(&self) -> String {
+        self.state.borrow().dead_letter_topic.clone()
+    }
+
+    /// Sets the wall-clock time written in `weir.failed_at`.
+    pub fn set_wall_clock(&self, now: Timestamp) {
+        self.state.borrow_mut().wall_clock = now;
+    }
+
+    /// A typed handle for piping records into `topic`.
+    pub fn input_topic<K, V>(
+        &self,
+        topic: &str,
+        key_codec: impl Codec<K>,
+        value_codec: impl Codec<V>,
+    ) -> TestInputTopic<K, V> {
+        TestInputTopic {
+            driver: self.clone(),
+            topic: topic.to_string(),
+            key_codec: Box::new(key_codec),
+            value_codec: Box::new(value_codec),
+            _types: PhantomData,
+        }
+    }
+
+    /// A typed handle for reading what the topology wrote to `topic`.
+    pub fn output_topic<K, V>(
+        &self,
+        topic: &str,
+        key_codec: impl Codec<K>,
+        value_codec: impl Codec<V>,
+    ) -> TestOutputTopic<K, V> {
+        TestOutputTopic {
+            driver: self.clone(),
+            topic: topic.to_string(),
+            key_codec: Box::new(key_codec),
+            value_codec: Box::new(value_codec),
+            _types: PhantomData,
+        }
+    }
+
+    /// Pipes one serialized record into its topic (which a source must read)
+    /// and processes it, and anything it feeds back, to completion.
+    pub fn pipe_raw(&self, mut record: Record) {
+        let mut queue = VecDeque::new();
+        let mut st = self.state.borrow_mut();
+        let offset = st.next_offset.entry(record.topic.clone()).or_insert(0);
+        record.partition = 0;
+        record.offset = *offset;
+        *offset += 1;
+        queue.push_back(record);
+        let mut out = Vec::new();
+        while let Some(record) = queue.pop_front() {
+            let st = &mut *st;
+            let Some(sub) = st.topology.subtopology_of(&record.topic) else {
+                st.outputs
+                    .entry(record.topic.clone())
+                    .or_default()
+                    .push_back(record);
+                continue;
+            };
+            out.clear();
+            if let Err(e) = st.executors[sub].process(&record, &mut out) {
+                let dl = DeadLetter::from(&e).to_record(&st.dead_letter_topic, &record, st.wall_clock);
+                out.push(dl);
+            }
+            for mut o in out.drain(..) {
+                if st.topology.subtopology_of(&o.topic).is_some() {
+                    let offset = st.next_offset.entry(o.topic.clone()).or_insert(0);
+                    o.partition = 0;
+                    o.offset = *offset;
+                    *offset += 1;
+                    queue.push_back(o.clone());
+                }
+                st.outputs.entry(o.topic.clone()).or_default().push_back(o);
+            }
+        }
+    }
+
+    /// Takes every record written to `topic` so far, in order.
+    pub fn read_raw(&self, topic: &str) -> Vec<Record> {
+        self.state
+            .borrow_mut()
+            .outputs
+            .get_mut(topic)
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes every dead letter written so far, in order.
+    pub fn dead_letters(&self) -> Vec<Record> {
+        let topic = self.dead_letter_topic();
+        self.read_raw(&topic)
+    }
+
+    /// The topics that have records waiting to be read.
+    pub fn output_topics(&self) -> Vec<String> {
+        self.state
+            .borrow()
+            .outputs
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+}
+
+/// Pipes typed records into one topic of a [`TopologyTestDriver`].
+pub struct TestInputTopic<K, V> {
+    driver: TopologyTestDriver,
+    topic: String,
+    key_codec: Box<dyn Codec<K>>,
+    value_codec: Box<dyn Codec<V>>,
+    _types: PhantomData<fn(K, V)>,
+}
+
+impl<K: 'static, V: 'static> TestInputTopic<K, V> {
+    /// Pipes a record with timestamp 0.
+    ///
+    /// # Panics
+    /// If the key or value does not encode: test data is expected to be valid
+    /// (use [`TestInputTopic::pipe_raw`] for malformed input).
+    pub fn pipe_input(&self, key: K, value: V) {
+        self.pipe_input_at(key, value, 0);
+    }
+
+    /// Pipes a record with the given timestamp.
+    ///
+    /// # Panics
+    /// As [`TestInputTopic::pipe_input`].
+    pub fn pipe_input_at(&self, key: K, value: V, timestamp: Timestamp) {
+        let k = self.key_codec.encode(&key).expect("test key encodes");
+        let v = self.value_codec.encode(&value).expect("test value encodes");
+        self.pipe_raw(Some(k), Some(v), timestamp);
+    }
+
+    /// Pipes already-serialized (possibly malformed) bytes.
+    pub fn pipe_raw(&self, key: Option<Vec<u8>>, value: Option<Vec<u8>>, timestamp: Timestamp) {
+        self.driver.pipe_raw(Record {
+            topic: self.topic.clone(),
+            partition: 0,
+            offset: 0,
+            key,
+            value,
+            headers: Headers::new(),
+            timestamp,
+        });
+    }
+}
+
+/// Reads typed records from one output topic of a [`TopologyTestDriver`].
+pub struct TestOutputTopic<K, V> {
+    driver: TopologyTestDriver,
+    topic: String,
+    key_codec: Box<dyn Codec<K>>,
+    value_codec: Box<dyn Codec<V>>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
+    /// Takes every record written so far as `(key, value)` pairs, in order.
+    ///
+    /// # Panics
+    /// If an output does not decode with this topic's codecs: that is a
+    /// failed test.
+    pub fn read_key_values_to_list(&self) -> Vec<(K, V)> {
+        self.driver
+            .read_raw(&self.topic)
+            .into_iter()
+            .map(|r| {
+                let k = match &r.key {
+                    Some(b) => self.key_codec.decode(b),
+                    None => self.key_codec.decode_null("key"),
+                };
+                let v = match &r.value {
+                    Some(b) => self.value_codec.decode(b),
+                    None => self.value_codec.decode_null("value"),
+                };
+                (
+                    k.expect("output key decodes"),
+                    v.expect("output value decodes"),
+                )
+            })
+            .collect()
+    }
+
+    /// Takes every value written so far, in order.
+    ///
+    /// # Panics
+    /// As [`TestOutputTopic::read_key_values_to_list`].
+    pub fn read_values_to_list(&self) -> Vec<V> {
+        self.read_key_values_to_list()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// Takes every record written so far, serialized, with headers and timestamps.
+    pub fn read_records(&self) -> Vec<Record> {
+        self.driver.read_raw(&self.topic)
+    }
+}
