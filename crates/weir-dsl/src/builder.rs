@@ -50,13 +50,14 @@ struct GraphBuilder {
 }
 
 impl GraphBuilder {
-    fn add(&mut self, kind: &str, op: Op, parents: &[usize], clone_item: CloneFn) -> usize {
+    fn add(&mut self, kind: &'static str, op: Op, parents: &[usize], clone_item: CloneFn) -> usize {
         let id = self.nodes.len();
         for &p in parents {
             self.nodes[p].children.push(id);
         }
         self.nodes.push(Node {
             name: format!("{kind}-{id}"),
+            kind,
             op,
             children: Vec::new(),
             parents: parents.to_vec(),
@@ -169,6 +170,12 @@ impl TopologyBuilder {
         if g.sources.is_empty() {
             return Err(BuildError::NoSource);
         }
+        let mut names = std::collections::BTreeSet::new();
+        if let Some(n) = g.nodes.iter().find(|n| !names.insert(n.name.as_str())) {
+            return Err(BuildError::DuplicateName {
+                name: n.name.clone(),
+            });
+        }
         let subtopologies = assign_subtopologies(&mut g.nodes);
         Ok(Topology {
             inner: Arc::new(TopologyInner {
@@ -220,7 +227,7 @@ where
 {
     fn child<K2, V2>(
         &self,
-        kind: &str,
+        kind: &'static str,
         op: Op,
         key_codec: Option<Arc<dyn Codec<K2>>>,
         value_codec: Option<Arc<dyn Codec<V2>>>,
@@ -417,7 +424,7 @@ where
         }
     }
 
-    fn sink(&self, kind: &str, op: Op) {
+    fn sink(&self, kind: &'static str, op: Op) {
         let id = self
             .graph
             .borrow_mut()
@@ -448,7 +455,10 @@ where
 
     /// Writes every record to each of `topics` (multicast).
     pub fn to_many<T: Into<String>>(&self, topics: impl IntoIterator<Item = T>) {
-        let topics = topics.into_iter().map(Into::into).collect();
+        let mut topics: Vec<String> = topics.into_iter().map(Into::into).collect();
+        // Multicast to a topic twice would write each record twice.
+        let mut seen = std::collections::BTreeSet::new();
+        topics.retain(|t| seen.insert(t.clone()));
         let op = Op::Sink {
             topics,
             encode: Self::placeholder_encoder(),

@@ -55,9 +55,7 @@ impl Topology {
             let (kind, topics) = match &n.op {
                 Op::Source { topic, .. } => ("source".to_string(), vec![topic.clone()]),
                 Op::Sink { topics, .. } => ("sink".to_string(), topics.clone()),
-                Op::Pass if n.parents.len() > 1 => ("merge".to_string(), Vec::new()),
-                Op::Pass => ("branch_arm".to_string(), Vec::new()),
-                op => (op.kind().to_string(), Vec::new()),
+                _ => (n.kind.to_string(), Vec::new()),
             };
             subtopologies[n.subtopology].nodes.push(NodeDescription {
                 name: n.name.clone(),

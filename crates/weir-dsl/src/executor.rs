@@ -63,21 +63,25 @@ impl TaskExecutor {
         let Op::Source { decode, .. } = &node.op else {
             unreachable!("sources map to source nodes");
         };
-        let (key, value) = decode(record.key.as_deref(), record.value.as_deref()).map_err(|source| {
-            ProcessError::Codec {
-                node: node.name.clone(),
-                source,
-            }
-        })?;
-        let item = Item {
-            key,
-            value,
-            timestamp: record.timestamp,
-            headers: record.headers.clone(),
-        };
         let mark = out.len();
         let nodes = &inner.nodes;
-        let result = catch_unwind(AssertUnwindSafe(|| forward(nodes, node, item, out)));
+        // User code includes codecs: a panic while decoding is dead-lettered too.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            CURRENT_NODE.with(|c| c.set(source));
+            let (key, value) = decode(record.key.as_deref(), record.value.as_deref()).map_err(
+                |source| ProcessError::Codec {
+                    node: node.name.clone(),
+                    source,
+                },
+            )?;
+            let item = Item {
+                key,
+                value,
+                timestamp: record.timestamp,
+                headers: record.headers.clone(),
+            };
+            forward(nodes, node, item, out)
+        }));
         let result = match result {
             Ok(r) => r,
             Err(payload) => Err(panic_error(nodes, payload)),

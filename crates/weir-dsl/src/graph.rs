@@ -45,25 +45,11 @@ pub(crate) enum Op {
     DynamicSink { choose: TopicFn, encode: EncodeFn },
 }
 
-impl Op {
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            Op::Source { .. } => "source",
-            Op::Filter(_) => "filter",
-            Op::Map(_) => "map",
-            Op::FlatMap(_) => "flat_map",
-            Op::Peek(_) => "peek",
-            Op::Branch { .. } => "branch",
-            Op::Pass => "pass",
-            Op::Sink { .. } => "sink",
-            Op::DynamicSink { .. } => "dynamic_sink",
-        }
-    }
-}
-
 #[derive(Clone)]
 pub(crate) struct Node {
     pub name: String,
+    /// The operator that made it (`map_values`, `merge`, …), for describe().
+    pub kind: &'static str,
     pub op: Op,
     pub children: Vec<usize>,
     pub parents: Vec<usize>,
@@ -93,6 +79,12 @@ pub enum BuildError {
     /// The topology reads nothing.
     #[error("the topology has no source: add one with TopologyBuilder::stream")]
     NoSource,
+    /// Two nodes have the same name.
+    #[error("two nodes are named {name}; node names must be unique")]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
     /// A topic name is empty.
     #[error("node {node} names an empty topic")]
     EmptyTopic {
@@ -217,21 +209,23 @@ pub(crate) fn assign_subtopologies(nodes: &mut [Node]) -> usize {
         }
         x
     }
-    for i in 0..nodes.len() {
-        for &c in &nodes[i].children {
-            let (a, b) = (find(&mut parent, i), find(&mut parent, c));
-            if a != b {
-                parent[a] = b;
-            }
+    let edges: Vec<(usize, usize)> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.children.iter().map(move |&c| (i, c)))
+        .collect();
+    for (i, c) in edges {
+        let (a, b) = (find(&mut parent, i), find(&mut parent, c));
+        if a != b {
+            parent[a] = b;
         }
     }
     // Number components in order of their first node, so ids are stable.
     let mut ids = BTreeMap::new();
-    for i in 0..nodes.len() {
+    for (i, node) in nodes.iter_mut().enumerate() {
         let root = find(&mut parent, i);
         let next = ids.len();
-        let id = *ids.entry(root).or_insert(next);
-        nodes[i].subtopology = id;
+        node.subtopology = *ids.entry(root).or_insert(next);
     }
     ids.len()
 }

@@ -309,7 +309,7 @@ impl TestBroker {
 ///
 /// # Errors
 /// [`BrokerError::Admin`] naming the first topic the cluster refused.
-pub(crate) fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) -> Result<(), BrokerError> {
+pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) -> Result<(), BrokerError> {
     let admin_err = |message: String| BrokerError::Admin {
         bootstrap: bootstrap.to_string(),
         message,

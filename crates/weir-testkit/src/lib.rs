@@ -11,9 +11,11 @@
 //!   `transaction.version` start-up step, and stops it on drop.
 
 mod broker;
+mod clients;
 mod driver;
 mod features;
 
-pub use broker::{BrokerError, BrokerProcess, TestBroker};
+pub use broker::{create_topics, BrokerError, BrokerProcess, TestBroker};
+pub use clients::{publish, TopicReader};
 pub use driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use features::{downgrade_transaction_version, FeatureError};

@@ -1,1 +1,9 @@
-fn main() {}
+//! The event-router binary: `event-router [--config FILE] [run|describe]`,
+//! configured by `WEIR_*` variables (application id defaults to `event-router`).
+
+fn main() -> weir::Result<()> {
+    weir::App::builder()
+        .with_default("application_id", "event-router")
+        .from_env()?
+        .run(event_router::topology())
+}

@@ -1,0 +1,444 @@
+//! Configuration: embedded defaults, then a TOML file, then `WEIR_*`
+//! environment variables (DESIGN.md, "Configuration").
+//!
+//! Every top-level key `k` can be overridden by `WEIR_<K>`; a `[kafka]` key
+//! `a.b.c` by `WEIR_KAFKA__A_B_C`; a `[topics]` entry by `WEIR_TOPICS__<NAME>`.
+//! `WEIR_TEST_*` belongs to the tests and `WEIR_FAILPOINT` to crash testing;
+//! any other unknown `WEIR_*` variable, unknown key or bad value fails at
+//! start with a message naming the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Kafka settings that exactly-once processing sets itself; a user value
+/// would silently break it, so they are refused under `exactly_once_v2`.
+pub const EOS_RESERVED_KAFKA_KEYS: &[&str] = &[
+    "isolation.level",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "transactional.id",
+    "group.id",
+    "partitioner",
+];
+
+/// Environment variables with the `WEIR_` prefix that are not configuration.
+const NOT_CONFIG: &[&str] = &["WEIR_FAILPOINT"];
+
+/// A configuration error; the message always names the offending key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a key is unknown or has the wrong type.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// An environment variable names no configuration key.
+    #[error("unknown configuration key {var} (from the environment); known keys: {known}")]
+    UnknownEnv {
+        /// The variable.
+        var: String,
+        /// The keys that exist.
+        known: String,
+    },
+    /// A key has a value outside its range.
+    #[error("invalid value for {key}: {message}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `[kafka]` key that would break exactly-once.
+    #[error("[kafka] key {key} is set by Weir under processing_guarantee = \"exactly_once_v2\" and must not be configured (from {origin})")]
+    ReservedKafkaKey {
+        /// The key.
+        key: String,
+        /// Where it was set.
+        origin: String,
+    },
+}
+
+/// `processing_guarantee`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingGuarantee {
+    /// Outputs, state and input offsets commit in one Kafka transaction.
+    #[default]
+    ExactlyOnceV2,
+    /// Offsets commit after outputs are acknowledged; a crash may repeat outputs.
+    AtLeastOnce,
+}
+
+/// The instance's configuration (Kafka Streams names).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The application id: consumer group, and prefix of internal topics.
+    pub application_id: String,
+    /// Kafka bootstrap servers.
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap_servers: String,
+    /// `exactly_once_v2` (default) or `at_least_once`.
+    #[serde(default)]
+    pub processing_guarantee: ProcessingGuarantee,
+    /// How often a stream thread commits (ms, default 100).
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval_ms: u64,
+    /// Where instance identity (and later, state stores) live.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// A fixed instance id; by default one is generated and persisted in the state dir.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Stream threads per instance (default 1).
+    #[serde(default = "default_threads")]
+    pub num_stream_threads: usize,
+    /// Address of the admin HTTP endpoint (not served yet).
+    #[serde(default)]
+    pub admin_listen: Option<String>,
+    /// URL other instances use to reach this one's admin endpoint (not used yet).
+    #[serde(default)]
+    pub admin_advertised_url: Option<String>,
+    /// Memory budget for state stores in MiB (no stores yet).
+    #[serde(default = "default_memory_budget")]
+    pub state_memory_budget_mb: u64,
+    /// Create missing input and output topics at start (default false).
+    #[serde(default)]
+    pub auto_create_topics: bool,
+    /// Partitions of topics created by `auto_create_topics` (default 1).
+    #[serde(default = "default_partitions")]
+    pub auto_create_partitions: i32,
+    /// The dead-letter topic (default: the topology's, else `<application_id>-dlq`).
+    #[serde(default)]
+    pub dlq_topic: Option<String>,
+    /// Renames a topology's topics for this deployment: logical name → topic.
+    #[serde(default)]
+    pub topics: BTreeMap<String, String>,
+    /// librdkafka properties for every client.
+    #[serde(default, deserialize_with = "kafka_table")]
+    pub kafka: BTreeMap<String, String>,
+}
+
+fn default_bootstrap() -> String {
+    "localhost:9092".into()
+}
+fn default_commit_interval() -> u64 {
+    100
+}
+fn default_state_dir() -> PathBuf {
+    std::env::temp_dir().join("weir")
+}
+fn default_threads() -> usize {
+    1
+}
+fn default_memory_budget() -> u64 {
+    256
+}
+fn default_partitions() -> i32 {
+    1
+}
+
+fn kafka_table<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "[kafka] key {k} must be a string, number or boolean, not {}",
+                        other.type_str()
+                    )))
+                }
+            };
+            Ok((k, s))
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+enum KeyType {
+    Str,
+    Int,
+    Bool,
+}
+
+/// Top-level scalar keys and their types, for parsing `WEIR_<KEY>` values.
+const KEYS: &[(&str, KeyType)] = &[
+    ("application_id", KeyType::Str),
+    ("bootstrap_servers", KeyType::Str),
+    ("processing_guarantee", KeyType::Str),
+    ("commit_interval_ms", KeyType::Int),
+    ("state_dir", KeyType::Str),
+    ("instance_id", KeyType::Str),
+    ("num_stream_threads", KeyType::Int),
+    ("admin_listen", KeyType::Str),
+    ("admin_advertised_url", KeyType::Str),
+    ("state_memory_budget_mb", KeyType::Int),
+    ("auto_create_topics", KeyType::Bool),
+    ("auto_create_partitions", KeyType::Int),
+    ("dlq_topic", KeyType::Str),
+];
+
+impl Config {
+    /// Loads the configuration: `defaults`, then the TOML file `file` (if
+    /// any), then `env` (`WEIR_*` pairs, normally `std::env::vars()`).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first bad key.
+    pub fn load(
+        defaults: &toml::Table,
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = defaults.clone();
+        let mut origin: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let file_table: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+            for (k, v) in file_table {
+                if let (Some(toml::Value::Table(old)), toml::Value::Table(new)) = (table.get_mut(&k), &v) {
+                    for (nk, nv) in new {
+                        old.insert(nk.clone(), nv.clone());
+                        origin.insert(format!("{k}.{nk}"), path.display().to_string());
+                    }
+                } else {
+                    if let toml::Value::Table(t) = &v {
+                        for nk in t.keys() {
+                            origin.insert(format!("{k}.{nk}"), path.display().to_string());
+                        }
+                    }
+                    table.insert(k, v);
+                }
+            }
+        }
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("WEIR_") && !k.starts_with("WEIR_TEST_"))
+            .filter(|(k, _)| !NOT_CONFIG.contains(&k.as_str()))
+            .collect();
+        env.sort();
+        for (var, value) in env {
+            let name = var["WEIR_".len()..].to_ascii_lowercase();
+            if let Some(rest) = name.strip_prefix("kafka__") {
+                let key = rest.replace('_', ".");
+                sub_table(&mut table, "kafka").insert(key.clone(), toml::Value::String(value));
+                origin.insert(format!("kafka.{key}"), var);
+            } else if let Some(rest) = name.strip_prefix("topics__") {
+                sub_table(&mut table, "topics").insert(rest.to_string(), toml::Value::String(value));
+            } else if let Some((_, ty)) = KEYS.iter().find(|(k, _)| *k == name) {
+                let v = match ty {
+                    KeyType::Str => toml::Value::String(value),
+                    KeyType::Int => toml::Value::Integer(value.trim().parse().map_err(|_| {
+                        ConfigError::Invalid {
+                            key: var.clone(),
+                            message: format!("{value:?} is not an integer"),
+                        }
+                    })?),
+                    KeyType::Bool => toml::Value::Boolean(match value.trim() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                key: var.clone(),
+                                message: format!("{value:?} is not true or false"),
+                            })
+                        }
+                    }),
+                };
+                table.insert(name, v);
+            } else {
+                let known = KEYS
+                    .iter()
+                    .map(|(k, _)| format!("WEIR_{}", k.to_ascii_uppercase()))
+                    .chain(["WEIR_KAFKA__<KEY>".into(), "WEIR_TOPICS__<NAME>".into()])
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(ConfigError::UnknownEnv { var, known });
+            }
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.message().to_string()))?;
+        config.validate(&origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.to_string(),
+            message: message.to_string(),
+        };
+        let id_ok = |s: &str| {
+            !s.is_empty()
+                && s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        };
+        if !id_ok(&self.application_id) {
+            return Err(invalid(
+                "application_id",
+                "must be non-empty and use only letters, digits, '.', '_' and '-' (it names topics and the group)",
+            ));
+        }
+        if let Some(id) = &self.instance_id {
+            if !id_ok(id) {
+                return Err(invalid(
+                    "instance_id",
+                    "must be non-empty and use only letters, digits, '.', '_' and '-'",
+                ));
+            }
+        }
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("bootstrap_servers", "must not be empty"));
+        }
+        if self.commit_interval_ms == 0 {
+            return Err(invalid("commit_interval_ms", "must be at least 1"));
+        }
+        if !(1..=64).contains(&self.num_stream_threads) {
+            return Err(invalid("num_stream_threads", "must be between 1 and 64"));
+        }
+        if self.auto_create_partitions < 1 {
+            return Err(invalid("auto_create_partitions", "must be at least 1"));
+        }
+        if self.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            for key in self.kafka.keys() {
+                if EOS_RESERVED_KAFKA_KEYS.contains(&key.as_str()) {
+                    return Err(ConfigError::ReservedKafkaKey {
+                        key: key.clone(),
+                        origin: origin
+                            .get(&format!("kafka.{key}"))
+                            .cloned()
+                            .unwrap_or_else(|| "defaults".into()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The dead-letter topic: configured, else the topology's, else `<application_id>-dlq`.
+    pub fn dead_letter_topic(&self, topology_default: Option<&str>) -> String {
+        self.dlq_topic
+            .clone()
+            .or_else(|| topology_default.map(str::to_string))
+            .unwrap_or_else(|| format!("{}-dlq", self.application_id))
+    }
+}
+
+fn sub_table<'a>(table: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
+    let entry = table
+        .entry(name.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if !entry.is_table() {
+        *entry = toml::Value::Table(toml::Table::new());
+    }
+    match entry {
+        toml::Value::Table(t) => t,
+        _ => unreachable!("just made it a table"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn defaults() -> toml::Table {
+        "application_id = \"app\"".parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weir.toml");
+        std::fs::write(
+            &file,
+            "commit_interval_ms = 500\nbootstrap_servers = \"b:1\"\n[kafka]\n\"transaction.timeout.ms\" = 5000\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            &defaults(),
+            Some(&file),
+            env(&[
+                ("WEIR_COMMIT_INTERVAL_MS", "2000"),
+                ("WEIR_KAFKA__SESSION_TIMEOUT_MS", "6000"),
+                ("WEIR_TOPICS__EVENTS", "my-events"),
+                ("WEIR_TEST_BOOTSTRAP", "ignored:1"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.application_id, "app");
+        assert_eq!(c.bootstrap_servers, "b:1");
+        assert_eq!(c.commit_interval_ms, 2000);
+        assert_eq!(c.kafka["transaction.timeout.ms"], "5000");
+        assert_eq!(c.kafka["session.timeout.ms"], "6000");
+        assert_eq!(c.topics["events"], "my-events");
+        assert_eq!(c.processing_guarantee, ProcessingGuarantee::ExactlyOnceV2);
+        assert_eq!(c.dead_letter_topic(None), "app-dlq");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Config::load(&defaults(), None, env(&[("WEIR_COMMIT_INTERVAL", "5")])).unwrap_err();
+        assert!(e.to_string().contains("WEIR_COMMIT_INTERVAL"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weir.toml");
+        std::fs::write(&file, "comit_interval_ms = 5\n").unwrap();
+        let e = Config::load(&defaults(), Some(&file), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("comit_interval_ms"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Config::load(&defaults(), None, env(&[("WEIR_COMMIT_INTERVAL_MS", "soon")])).unwrap_err();
+        assert!(e.to_string().contains("WEIR_COMMIT_INTERVAL_MS"), "{e}");
+        let e = Config::load(&defaults(), None, env(&[("WEIR_PROCESSING_GUARANTEE", "maybe")])).unwrap_err();
+        assert!(e.to_string().contains("maybe"), "{e}");
+        let e = Config::load(&defaults(), None, env(&[("WEIR_COMMIT_INTERVAL_MS", "0")])).unwrap_err();
+        assert!(e.to_string().contains("commit_interval_ms"), "{e}");
+        let e = Config::load(&toml::Table::new(), None, env(&[])).unwrap_err();
+        assert!(e.to_string().contains("application_id"), "{e}");
+    }
+
+    #[test]
+    fn reserved_kafka_keys_are_refused_only_under_eos() {
+        for key in EOS_RESERVED_KAFKA_KEYS {
+            let var = format!("WEIR_KAFKA__{}", key.replace('.', "_").to_ascii_uppercase());
+            let e = Config::load(&defaults(), None, env(&[(&var, "x")])).unwrap_err();
+            assert!(matches!(&e, ConfigError::ReservedKafkaKey { key: k, .. } if k == key), "{e}");
+            assert!(e.to_string().contains(key));
+            let ok = Config::load(
+                &defaults(),
+                None,
+                env(&[(&var, "x"), ("WEIR_PROCESSING_GUARANTEE", "at_least_once")]),
+            );
+            assert!(ok.is_ok(), "{key} is allowed at least once");
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The edge with rdkafka: client configurations, record conversion and error
+//! classification. No other module builds `ClientConfig`s.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
+use rdkafka::Message;
+use weir_core::{ErrorClass, Headers, Record};
+
+use crate::config::{Config, ProcessingGuarantee};
+
+/// The consumer of a stream thread: group = application id, offsets
+/// committed only by Weir, `read_committed` under exactly-once.
+pub(crate) fn consumer_config(cfg: &Config, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.bootstrap_servers)
+        .set("client.id", client_id)
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000");
+    let eos = cfg.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
+    if !eos {
+        c.set("isolation.level", "read_uncommitted");
+    }
+    for (k, v) in &cfg.kafka {
+        if !is_producer_only(k) {
+            c.set(k, v);
+        }
+    }
+    // Set last: under exactly-once these are refused in config; under at
+    // least once the user may not take offset management away from Weir.
+    c.set("group.id", &cfg.application_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    if eos {
+        c.set("isolation.level", "read_committed");
+    }
+    c
+}
+
+/// The producer of a stream thread: transactional under exactly-once,
+/// idempotent under at least once; Java's default partitioner.
+pub(crate) fn producer_config(cfg: &Config, client_id: &str, transactional_id: Option<&str>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.bootstrap_servers)
+        .set("client.id", client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5");
+    for (k, v) in &cfg.kafka {
+        if !is_consumer_only(k) {
+            c.set(k, v);
+        }
+    }
+    c.set("partitioner", "murmur2_random");
+    if let Some(id) = transactional_id {
+        c.set("transactional.id", id);
+    }
+    c
+}
+
+/// Admin and metadata clients.
+pub(crate) fn admin_config(cfg: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.bootstrap_servers);
+    for (k, v) in &cfg.kafka {
+        if !is_consumer_only(k) && !is_producer_only(k) && !k.starts_with("transaction") {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
+fn is_producer_only(key: &str) -> bool {
+    key.starts_with("transaction")
+        || matches!(
+            key,
+            "acks"
+                | "request.required.acks"
+                | "linger.ms"
+                | "queue.buffering.max.ms"
+                | "queue.buffering.max.messages"
+                | "queue.buffering.max.kbytes"
+                | "batch.size"
+                | "batch.num.messages"
+                | "compression.type"
+                | "compression.codec"
+                | "enable.idempotence"
+                | "message.timeout.ms"
+                | "delivery.timeout.ms"
+                | "retries"
+                | "message.send.max.retries"
+                | "partitioner"
+        )
+}
+
+fn is_consumer_only(key: &str) -> bool {
+    matches!(
+        key,
+        "auto.offset.reset"
+            | "session.timeout.ms"
+            | "heartbeat.interval.ms"
+            | "max.poll.interval.ms"
+            | "fetch.min.bytes"
+            | "fetch.max.bytes"
+            | "fetch.wait.max.ms"
+            | "max.partition.fetch.bytes"
+            | "queued.min.messages"
+            | "queued.max.messages.kbytes"
+            | "partition.assignment.strategy"
+            | "group.instance.id"
+            | "group.protocol"
+            | "isolation.level"
+            | "enable.auto.commit"
+            | "enable.auto.offset.store"
+            | "group.id"
+            | "auto.commit.interval.ms"
+            | "check.crcs"
+    )
+}
+
+/// What to do about a librdkafka error (see the crate docs' error table).
+pub(crate) fn classify(e: &KafkaError) -> ErrorClass {
+    match e {
+        KafkaError::Transaction(t) => {
+            if t.is_fatal() {
+                ErrorClass::Fatal
+            } else if t.txn_requires_abort() {
+                ErrorClass::AbortTransaction
+            } else if t.is_retriable() {
+                ErrorClass::Retriable
+            } else {
+                match t.code() {
+                    RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+                    | RDKafkaErrorCode::Fatal => ErrorClass::Fatal,
+                    RDKafkaErrorCode::OperationTimedOut
+                    | RDKafkaErrorCode::RequestTimedOut
+                    | RDKafkaErrorCode::CoordinatorLoadInProgress
+                    | RDKafkaErrorCode::NotCoordinator
+                    | RDKafkaErrorCode::CoordinatorNotAvailable
+                    | RDKafkaErrorCode::ConcurrentTransactions => ErrorClass::Retriable,
+                    _ => ErrorClass::AbortTransaction,
+                }
+            }
+        }
+        KafkaError::Flush(code) => match code {
+            RDKafkaErrorCode::OperationTimedOut => ErrorClass::Retriable,
+            RDKafkaErrorCode::Fatal | RDKafkaErrorCode::ProducerFenced => ErrorClass::Fatal,
+            _ => ErrorClass::AbortTransaction,
+        },
+        KafkaError::ConsumerCommit(code) | KafkaError::MessageProduction(code) => match code {
+            RDKafkaErrorCode::QueueFull
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::RebalanceInProgress => ErrorClass::Retriable,
+            RDKafkaErrorCode::Fatal | RDKafkaErrorCode::ProducerFenced => ErrorClass::Fatal,
+            _ => ErrorClass::AbortTransaction,
+        },
+        _ => ErrorClass::AbortTransaction,
+    }
+}
+
+/// Errors that belong to one record's output (it can never be delivered as
+/// is): such a record is dead-lettered instead of aborting forever.
+pub(crate) fn is_per_record(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::MessageBatchTooLarge
+    )
+}
+
+/// Copies a consumed message into a [`Record`].
+pub(crate) fn to_record(m: &BorrowedMessage<'_>) -> Record {
+    let mut headers = Headers::new();
+    if let Some(hs) = m.headers() {
+        for h in hs.iter() {
+            headers.push(h.key, h.value.map(<[u8]>::to_vec));
+        }
+    }
+    Record {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp: m.timestamp().to_millis().unwrap_or(0),
+    }
+}
+
+/// The record's headers for rdkafka, or `None` when there are none.
+pub(crate) fn to_owned_headers(headers: &Headers) -> Option<OwnedHeaders> {
+    if headers.is_empty() {
+        return None;
+    }
+    let mut out = OwnedHeaders::new_with_capacity(headers.len());
+    for h in headers.iter() {
+        out = out.insert(Header {
+            key: &h.key,
+            value: h.value.as_deref(),
+        });
+    }
+    Some(out)
+}

@@ -1,0 +1,41 @@
+//! Counters a stream thread keeps, printed as one summary line at shutdown
+//! (the Prometheus endpoint comes with the admin server).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Process-wide counters, shared by the stream threads.
+#[derive(Debug, Default)]
+pub struct RuntimeStats {
+    /// Input records processed.
+    pub consumed: AtomicU64,
+    /// Output records sent (including dead letters).
+    pub produced: AtomicU64,
+    /// Input records dead-lettered.
+    pub dead_lettered: AtomicU64,
+    /// Commits (transactions committed, or offset commits at least once).
+    pub commits: AtomicU64,
+    /// Transactions aborted.
+    pub aborts: AtomicU64,
+    /// Times a thread lost its producer (fenced) and rejoined.
+    pub rejoins: AtomicU64,
+}
+
+impl RuntimeStats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `consumed=… produced=… dead_lettered=… commits=… aborts=… rejoins=…`
+    pub fn summary(&self) -> String {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "consumed={} produced={} dead_lettered={} commits={} aborts={} rejoins={}",
+            g(&self.consumed),
+            g(&self.produced),
+            g(&self.dead_lettered),
+            g(&self.commits),
+            g(&self.aborts),
+            g(&self.rejoins)
+        )
+    }
+}

@@ -1,0 +1,229 @@
+//! Topic preparation at start: inputs and outputs must exist (or are created
+//! under `auto_create_topics`); internal topics (the DLQ now, changelogs and
+//! repartition topics later) are created by Weir, where "already exists" is
+//! success once its partition count and cleanup policy are checked.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use weir_dsl::Topology;
+
+use crate::config::Config;
+use crate::kafka::admin_config;
+
+/// A topic is missing, misshapen, or the cluster could not be asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// Topics the topology needs do not exist.
+    #[error("topic(s) {} do not exist on {bootstrap}: create them, or set auto_create_topics = true", topics.join(", "))]
+    Missing {
+        /// The missing topics.
+        topics: Vec<String>,
+        /// The cluster.
+        bootstrap: String,
+    },
+    /// An existing internal topic has the wrong shape.
+    #[error("topic {topic}: {message}")]
+    Mismatch {
+        /// The topic.
+        topic: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Source topics of one sub-topology differ in partition count.
+    #[error("topics {} are read together (sub-topology {subtopology}) and must have the same number of partitions, but have {}", topics.join(", "), counts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "))]
+    NotCoPartitioned {
+        /// The sub-topology.
+        subtopology: usize,
+        /// Its source topics.
+        topics: Vec<String>,
+        /// Their partition counts.
+        counts: Vec<i32>,
+    },
+    /// Talking to the cluster failed.
+    #[error("cluster {bootstrap}: {message}")]
+    Admin {
+        /// The cluster.
+        bootstrap: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+struct Admin<'a> {
+    cfg: &'a Config,
+    client: AdminClient<DefaultClientContext>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Admin<'_> {
+    fn err(&self, message: impl Into<String>) -> TopicError {
+        TopicError::Admin {
+            bootstrap: self.cfg.bootstrap_servers.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Partition counts of every topic in the cluster.
+    fn partitions(&self) -> Result<BTreeMap<String, i32>, TopicError> {
+        let md = self
+            .client
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(30))
+            .map_err(|e| self.err(format!("metadata: {e}")))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+            .collect())
+    }
+
+    fn create(&self, topics: &[(String, i32)], cleanup: &str) -> Result<(), TopicError> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|(t, p)| {
+                NewTopic::new(t, *p, TopicReplication::Fixed(1))
+                    .set("cleanup.policy", cleanup)
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = self
+            .rt
+            .block_on(self.client.create_topics(&new, &opts))
+            .map_err(|e| self.err(format!("create topics: {e}")))?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => return Err(self.err(format!("create topic {t}: {code}"))),
+            }
+        }
+        // Wait until metadata shows them, so clients do not race creation.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let have = self.partitions()?;
+            if topics.iter().all(|(t, _)| have.contains_key(t)) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.err("created topics did not appear in metadata within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn cleanup_policy(&self, topic: &str) -> Result<Option<String>, TopicError> {
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+        let res = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts),
+            )
+            .map_err(|e| self.err(format!("describe {topic}: {e}")))?;
+        Ok(res
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r.entries)
+            .find(|e| e.name == "cleanup.policy")
+            .and_then(|e| e.value))
+    }
+}
+
+/// Checks (and where allowed creates) every topic the topology and the
+/// runtime need; returns the partition count of each source topic.
+///
+/// # Errors
+/// [`TopicError`] naming what is missing or wrong.
+pub(crate) fn prepare_topics(
+    cfg: &Config,
+    topology: &Topology,
+    dead_letter_topic: &str,
+) -> Result<BTreeMap<String, i32>, TopicError> {
+    let client: AdminClient<DefaultClientContext> =
+        admin_config(cfg).create().map_err(|e| TopicError::Admin {
+            bootstrap: cfg.bootstrap_servers.clone(),
+            message: e.to_string(),
+        })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TopicError::Admin {
+            bootstrap: cfg.bootstrap_servers.clone(),
+            message: e.to_string(),
+        })?;
+    let admin = Admin { cfg, client, rt };
+    let mut have = admin.partitions()?;
+
+    let mut wanted: Vec<String> = topology.source_topics();
+    wanted.extend(topology.sink_topics());
+    wanted.sort();
+    wanted.dedup();
+    let missing: Vec<String> = wanted
+        .into_iter()
+        .filter(|t| !have.contains_key(t))
+        .collect();
+    if !missing.is_empty() {
+        if !cfg.auto_create_topics {
+            return Err(TopicError::Missing {
+                topics: missing,
+                bootstrap: cfg.bootstrap_servers.clone(),
+            });
+        }
+        let create: Vec<(String, i32)> = missing
+            .into_iter()
+            .map(|t| (t, cfg.auto_create_partitions))
+            .collect();
+        tracing::info!(topics = ?create, "creating missing topics (auto_create_topics)");
+        admin.create(&create, "delete")?;
+        have = admin.partitions()?;
+    }
+
+    let sources: BTreeMap<String, i32> = topology
+        .source_topics()
+        .into_iter()
+        .map(|t| {
+            let n = have[&t];
+            (t, n)
+        })
+        .collect();
+    for st in 0..topology.subtopology_count() {
+        let topics = topology.subtopology_sources(st);
+        let counts: Vec<i32> = topics.iter().map(|t| sources[t]).collect();
+        if counts.windows(2).any(|w| w[0] != w[1]) {
+            return Err(TopicError::NotCoPartitioned {
+                subtopology: st,
+                topics,
+                counts,
+            });
+        }
+    }
+
+    // The DLQ: any partition count will do (records keep their keys), but it
+    // must not be compacted, or dead letters with equal keys would vanish.
+    if have.contains_key(dead_letter_topic) {
+        if let Some(policy) = admin.cleanup_policy(dead_letter_topic)? {
+            if policy.contains("compact") {
+                return Err(TopicError::Mismatch {
+                    topic: dead_letter_topic.to_string(),
+                    message: format!(
+                        "the dead-letter topic has cleanup.policy={policy}; it must be delete, or dead letters would be compacted away"
+                    ),
+                });
+            }
+        }
+    } else {
+        let partitions = sources.values().copied().max().unwrap_or(1);
+        tracing::info!(topic = dead_letter_topic, partitions, "creating the dead-letter topic");
+        admin.create(&[(dead_letter_topic.to_string(), partitions)], "delete")?;
+    }
+    Ok(sources)
+}

@@ -1,0 +1,159 @@
+//! Plain Kafka clients for tests and the demo: publish records, read topics
+//! back (read_committed or not) until a condition holds or a deadline passes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers as _, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use weir_core::{Headers, Record};
+
+use crate::broker::BrokerError;
+
+fn admin_err(bootstrap: &str, message: impl Into<String>) -> BrokerError {
+    BrokerError::Admin {
+        bootstrap: bootstrap.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Publishes `(key, value)` pairs to `topic` (idempotent producer, acks=all)
+/// and waits until all are acknowledged.
+///
+/// # Errors
+/// [`BrokerError::Admin`] if a record cannot be sent or acknowledged.
+pub fn publish<'a>(
+    bootstrap: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>)>,
+) -> Result<usize, BrokerError> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .map_err(|e| admin_err(bootstrap, e.to_string()))?;
+    let mut n = 0;
+    for (key, value) in records {
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((e, back)) => {
+                    if !matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ) {
+                        return Err(admin_err(bootstrap, format!("publish to {topic}: {e}")));
+                    }
+                    rec = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        n += 1;
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| admin_err(bootstrap, format!("flush to {topic}: {e}")))?;
+    Ok(n)
+}
+
+/// Reads topics from the beginning with a fresh consumer group.
+pub struct TopicReader {
+    consumer: BaseConsumer,
+    records: Vec<Record>,
+}
+
+impl TopicReader {
+    /// A reader of `topics` at `isolation` (`read_committed` or `read_uncommitted`).
+    ///
+    /// # Errors
+    /// [`BrokerError::Admin`] if the consumer cannot be created or subscribed.
+    pub fn new(bootstrap: &str, topics: &[&str], isolation: &str) -> Result<Self, BrokerError> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("weir-reader-{}", uuid::Uuid::new_v4().simple()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
+            .set("log_level", "3")
+            .create()
+            .map_err(|e| admin_err(bootstrap, e.to_string()))?;
+        consumer
+            .subscribe(topics)
+            .map_err(|e| admin_err(bootstrap, e.to_string()))?;
+        Ok(Self {
+            consumer,
+            records: Vec::new(),
+        })
+    }
+
+    /// Polls until `done(records so far)` holds or `timeout` passes; returns
+    /// whether `done` held.
+    pub fn read_until(&mut self, timeout: Duration, mut done: impl FnMut(&[Record]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.records) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            self.poll_once(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls for `period` and keeps whatever arrives (to catch records that
+    /// should not be there).
+    pub fn read_for(&mut self, period: Duration) {
+        let deadline = Instant::now() + period;
+        while Instant::now() < deadline {
+            self.poll_once(Duration::from_millis(100));
+        }
+    }
+
+    fn poll_once(&mut self, timeout: Duration) {
+        if let Some(Ok(m)) = self.consumer.poll(timeout) {
+            let mut headers = Headers::new();
+            if let Some(hs) = m.headers() {
+                for h in hs.iter() {
+                    headers.push(h.key, h.value.map(<[u8]>::to_vec));
+                }
+            }
+            self.records.push(Record {
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers,
+                timestamp: m.timestamp().to_millis().unwrap_or(0),
+            });
+        }
+    }
+
+    /// Everything read so far, in arrival order.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Everything read so far, by topic.
+    pub fn by_topic(&self) -> BTreeMap<String, Vec<Record>> {
+        let mut m: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        for r in &self.records {
+            m.entry(r.topic.clone()).or_default().push(r.clone());
+        }
+        m
+    }
+}
