@@ -160,7 +160,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut expected: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
     for s in &samples {
         if let Some(route) = s.route {
-            *expected.entry(route).or_default().entry(s.key.clone()).or_default() += 1;
+            *expected
+                .entry(route)
+                .or_default()
+                .entry(s.key.clone())
+                .or_default() += 1;
             *expected
                 .entry(event_router::AUDIT)
                 .or_default()
@@ -184,7 +188,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     router.stop();
 
     let by_topic = reader.by_topic();
-    println!("\n  {:<22} {:>8} {:>9}", "topic (read_committed)", "records", "expected");
+    println!(
+        "\n  {:<22} {:>8} {:>9}",
+        "topic (read_committed)", "records", "expected"
+    );
     let mut ok = complete;
     for t in &outputs {
         let got = by_topic.get(*t).map_or(0, Vec::len);

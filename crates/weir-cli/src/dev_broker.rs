@@ -12,9 +12,10 @@ use weir_testkit::BrokerProcess;
 /// Arguments of `weir dev-broker`.
 #[derive(clap::Args)]
 pub struct DevBrokerArgs {
-    /// IPv4 address to listen on (the controller port is always 9093 on it).
+    /// IPv4 address to listen on (the controller port is always 9093 on
+    /// it), or `auto`: a free loopback address 127.0.0.N of its own.
     #[arg(long, default_value = "127.0.0.1")]
-    ip: Ipv4Addr,
+    ip: String,
     /// Port for clients (0: any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -40,8 +41,16 @@ pub fn run(args: DevBrokerArgs) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let broker = BrokerProcess::start(args.ip, args.port, &data_dir)
-        .with_context(|| format!("starting the test broker on {}", args.ip))?;
+    let broker = if args.ip == "auto" {
+        BrokerProcess::start_on_free_loopback(&data_dir)
+    } else {
+        let ip: Ipv4Addr = args
+            .ip
+            .parse()
+            .with_context(|| format!("--ip {:?} is not an IPv4 address or auto", args.ip))?;
+        BrokerProcess::start(ip, args.port, &data_dir)
+    }
+    .with_context(|| format!("starting the test broker on {}", args.ip))?;
     println!("{}", broker.bootstrap());
     if let Some(f) = &args.ready_file {
         let tmp = f.with_extension("tmp");

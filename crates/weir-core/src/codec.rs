@@ -189,22 +189,20 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for Bincode<T> {
     }
 
     fn encode(&self, value: &T) -> Result<Vec<u8>, CodecError> {
-        bincode::serde::encode_to_vec(value, bincode_config()).map_err(|e| {
-            CodecError::Encode {
-                codec: "bincode",
-                message: e.to_string(),
-            }
+        bincode::serde::encode_to_vec(value, bincode_config()).map_err(|e| CodecError::Encode {
+            codec: "bincode",
+            message: e.to_string(),
         })
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<T, CodecError> {
         let (value, read) =
-            bincode::serde::decode_from_slice(bytes, bincode_config()).map_err(
-                |e| CodecError::Decode {
+            bincode::serde::decode_from_slice(bytes, bincode_config()).map_err(|e| {
+                CodecError::Decode {
                     codec: "bincode",
                     message: e.to_string(),
-                },
-            )?;
+                }
+            })?;
         if read != bytes.len() {
             return Err(CodecError::Decode {
                 codec: "bincode",
@@ -279,9 +277,18 @@ mod tests {
     #[test]
     fn malformed_input_is_a_decode_error() {
         let err = Json::<Event>::new().decode(b"{not json").unwrap_err();
-        assert!(matches!(err, CodecError::Decode { codec: "json", .. }), "{err}");
+        assert!(
+            matches!(err, CodecError::Decode { codec: "json", .. }),
+            "{err}"
+        );
         let err = Str.decode(&[0xff, 0xfe]).unwrap_err();
-        assert!(matches!(err, CodecError::Decode { codec: "string", .. }));
+        assert!(matches!(
+            err,
+            CodecError::Decode {
+                codec: "string",
+                ..
+            }
+        ));
         // A length prefix of u64::MAX must not try to allocate it.
         let huge = [253u8, 255, 255, 255, 255, 255, 255, 255, 255];
         assert!(Bincode::<Vec<u64>>::new().decode(&huge).is_err());
@@ -293,7 +300,10 @@ mod tests {
     #[test]
     fn null_handling_is_per_codec() {
         assert_eq!(Str.decode_null("key").unwrap(), "");
-        assert_eq!(Json::<Option<u8>>::new().decode_null("value").unwrap(), None);
+        assert_eq!(
+            Json::<Option<u8>>::new().decode_null("value").unwrap(),
+            None
+        );
         assert!(matches!(
             Json::<Event>::new().decode_null("value"),
             Err(CodecError::Null { part: "value", .. })

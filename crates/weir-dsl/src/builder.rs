@@ -293,7 +293,10 @@ where
     }
 
     /// Replaces each record's key and value.
-    pub fn map<K2, V2>(&self, f: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static) -> Stream<K2, V2>
+    pub fn map<K2, V2>(
+        &self,
+        f: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
+    ) -> Stream<K2, V2>
     where
         K2: Clone + Send + 'static,
         V2: Clone + Send + 'static,
@@ -333,7 +336,10 @@ where
     }
 
     /// Turns each record into zero or more records.
-    pub fn flat_map<K2, V2, I>(&self, f: impl Fn(K, V) -> I + Send + Sync + 'static) -> Stream<K2, V2>
+    pub fn flat_map<K2, V2, I>(
+        &self,
+        f: impl Fn(K, V) -> I + Send + Sync + 'static,
+    ) -> Stream<K2, V2>
     where
         K2: Clone + Send + 'static,
         V2: Clone + Send + 'static,
@@ -384,7 +390,12 @@ where
             otherwise: false,
         };
         BranchBuilder {
-            branch: self.child("branch", op, self.key_codec.clone(), self.value_codec.clone()),
+            branch: self.child(
+                "branch",
+                op,
+                self.key_codec.clone(),
+                self.value_codec.clone(),
+            ),
         }
     }
 
@@ -400,7 +411,10 @@ where
             graph: self.graph.clone(),
             node,
             key_codec: self.key_codec.clone().or_else(|| other.key_codec.clone()),
-            value_codec: self.value_codec.clone().or_else(|| other.value_codec.clone()),
+            value_codec: self
+                .value_codec
+                .clone()
+                .or_else(|| other.value_codec.clone()),
             _types: PhantomData,
         }
     }

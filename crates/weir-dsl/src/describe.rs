@@ -77,9 +77,17 @@ impl TopologyDescription {
         let mut out = String::from("flowchart LR\n");
         let mut topics = std::collections::BTreeSet::new();
         for st in &self.subtopologies {
-            out.push_str(&format!("  subgraph sub{}[\"Sub-topology {}\"]\n", st.id, st.id));
+            out.push_str(&format!(
+                "  subgraph sub{}[\"Sub-topology {}\"]\n",
+                st.id, st.id
+            ));
             for n in &st.nodes {
-                out.push_str(&format!("    {}[\"{} ({})\"]\n", id(&n.name), n.name, n.kind));
+                out.push_str(&format!(
+                    "    {}[\"{} ({})\"]\n",
+                    id(&n.name),
+                    n.name,
+                    n.kind
+                ));
             }
             out.push_str("  end\n");
         }
@@ -113,8 +121,18 @@ impl fmt::Display for TopologyDescription {
             writeln!(f, "  Sub-topology: {}", st.id)?;
             for n in &st.nodes {
                 match n.kind.as_str() {
-                    "source" => writeln!(f, "    Source: {} (topics: [{}])", n.name, n.topics.join(", "))?,
-                    "sink" => writeln!(f, "    Sink: {} (topics: [{}])", n.name, n.topics.join(", "))?,
+                    "source" => writeln!(
+                        f,
+                        "    Source: {} (topics: [{}])",
+                        n.name,
+                        n.topics.join(", ")
+                    )?,
+                    "sink" => writeln!(
+                        f,
+                        "    Sink: {} (topics: [{}])",
+                        n.name,
+                        n.topics.join(", ")
+                    )?,
                     kind => writeln!(f, "    Processor: {} ({kind})", n.name)?,
                 }
                 if !n.children.is_empty() {

@@ -68,12 +68,13 @@ impl TaskExecutor {
         // User code includes codecs: a panic while decoding is dead-lettered too.
         let result = catch_unwind(AssertUnwindSafe(|| {
             CURRENT_NODE.with(|c| c.set(source));
-            let (key, value) = decode(record.key.as_deref(), record.value.as_deref()).map_err(
-                |source| ProcessError::Codec {
-                    node: node.name.clone(),
-                    source,
-                },
-            )?;
+            let (key, value) =
+                decode(record.key.as_deref(), record.value.as_deref()).map_err(|source| {
+                    ProcessError::Codec {
+                        node: node.name.clone(),
+                        source,
+                    }
+                })?;
             let item = Item {
                 key,
                 value,
@@ -116,7 +117,12 @@ fn panic_error(nodes: &[Node], payload: Box<dyn std::any::Any + Send>) -> Proces
     }
 }
 
-fn forward(nodes: &[Node], from: &Node, item: Item, out: &mut Vec<Record>) -> Result<(), ProcessError> {
+fn forward(
+    nodes: &[Node],
+    from: &Node,
+    item: Item,
+    out: &mut Vec<Record>,
+) -> Result<(), ProcessError> {
     match from.children.as_slice() {
         [] => Ok(()),
         [only] => push(nodes, *only, item, out),

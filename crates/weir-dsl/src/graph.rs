@@ -20,7 +20,10 @@ pub(crate) type FlatMapFn = Arc<dyn Fn(Item) -> Vec<Item> + Send + Sync>;
 pub(crate) type PeekFn = Arc<dyn Fn(&Item) + Send + Sync>;
 pub(crate) type CloneFn = Arc<dyn Fn(&Item) -> Item + Send + Sync>;
 pub(crate) type DecodeFn = Arc<
-    dyn Fn(Option<&[u8]>, Option<&[u8]>) -> Result<(Box<dyn Any + Send>, Box<dyn Any + Send>), CodecError>
+    dyn Fn(
+            Option<&[u8]>,
+            Option<&[u8]>,
+        ) -> Result<(Box<dyn Any + Send>, Box<dyn Any + Send>), CodecError>
         + Send
         + Sync,
 >;
@@ -31,18 +34,30 @@ pub(crate) type TopicFn = Arc<dyn Fn(&Item) -> String + Send + Sync>;
 /// What a node does.
 #[derive(Clone)]
 pub(crate) enum Op {
-    Source { topic: String, decode: DecodeFn },
+    Source {
+        topic: String,
+        decode: DecodeFn,
+    },
     Filter(Predicate),
     Map(MapFn),
     FlatMap(FlatMapFn),
     Peek(PeekFn),
     /// Forwards to the child of the first matching predicate; a record that
     /// matches none goes to the last child when `otherwise` is set, else nowhere.
-    Branch { predicates: Vec<Predicate>, otherwise: bool },
+    Branch {
+        predicates: Vec<Predicate>,
+        otherwise: bool,
+    },
     /// Forwards unchanged (branch arms, merge).
     Pass,
-    Sink { topics: Vec<String>, encode: EncodeFn },
-    DynamicSink { choose: TopicFn, encode: EncodeFn },
+    Sink {
+        topics: Vec<String>,
+        encode: EncodeFn,
+    },
+    DynamicSink {
+        choose: TopicFn,
+        encode: EncodeFn,
+    },
 }
 
 #[derive(Clone)]

@@ -155,7 +155,10 @@ impl App {
                 .find(|t| *t == logical || t.replace('-', "_") == *logical)
                 .ok_or_else(|| crate::ConfigError::Invalid {
                     key: format!("topics.{logical}"),
-                    message: format!("the topology has no topic {logical:?}; its topics are {}", known.join(", ")),
+                    message: format!(
+                        "the topology has no topic {logical:?}; its topics are {}",
+                        known.join(", ")
+                    ),
                 })?;
             rename.insert(found.clone(), physical.clone());
         }
@@ -175,7 +178,11 @@ fn init_logging() {
 fn run(cfg: Arc<Config>, topology: Topology) -> Result<()> {
     init_logging();
     let failpoints = Arc::new(Failpoints::from_env()?);
-    let identity = InstanceIdentity::acquire(&cfg.state_dir, &cfg.application_id, cfg.instance_id.as_deref())?;
+    let identity = InstanceIdentity::acquire(
+        &cfg.state_dir,
+        &cfg.application_id,
+        cfg.instance_id.as_deref(),
+    )?;
     let dead_letter_topic = cfg.dead_letter_topic(topology.dead_letter_topic());
     tracing::info!(
         application_id = %cfg.application_id,
@@ -188,7 +195,8 @@ fn run(cfg: Arc<Config>, topology: Topology) -> Result<()> {
     prepare_topics(&cfg, &topology, &dead_letter_topic)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, shutdown.clone()).map_err(|e| Error::Usage(format!("cannot install signal handler: {e}")))?;
+        signal_hook::flag::register(sig, shutdown.clone())
+            .map_err(|e| Error::Usage(format!("cannot install signal handler: {e}")))?;
     }
     let stats = Arc::new(RuntimeStats::default());
     let handles: Vec<_> = (0..cfg.num_stream_threads)

@@ -148,7 +148,9 @@ fn default_partitions() -> i32 {
     1
 }
 
-fn kafka_table<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+fn kafka_table<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
     raw.into_iter()
         .map(|(k, v)| {
@@ -211,11 +213,13 @@ impl Config {
                 path: path.to_path_buf(),
                 source,
             })?;
-            let file_table: toml::Table = text
-                .parse()
-                .map_err(|e: toml::de::Error| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+            let file_table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                ConfigError::Parse(format!("{}: {e}", path.display()))
+            })?;
             for (k, v) in file_table {
-                if let (Some(toml::Value::Table(old)), toml::Value::Table(new)) = (table.get_mut(&k), &v) {
+                if let (Some(toml::Value::Table(old)), toml::Value::Table(new)) =
+                    (table.get_mut(&k), &v)
+                {
                     for (nk, nv) in new {
                         old.insert(nk.clone(), nv.clone());
                         origin.insert(format!("{k}.{nk}"), path.display().to_string());
@@ -243,7 +247,8 @@ impl Config {
                 sub_table(&mut table, "kafka").insert(key.clone(), toml::Value::String(value));
                 origin.insert(format!("kafka.{key}"), var);
             } else if let Some(rest) = name.strip_prefix("topics__") {
-                sub_table(&mut table, "topics").insert(rest.to_string(), toml::Value::String(value));
+                sub_table(&mut table, "topics")
+                    .insert(rest.to_string(), toml::Value::String(value));
             } else if let Some((_, ty)) = KEYS.iter().find(|(k, _)| *k == name) {
                 let v = match ty {
                     KeyType::Str => toml::Value::String(value),
@@ -289,8 +294,7 @@ impl Config {
         };
         let id_ok = |s: &str| {
             !s.is_empty()
-                && s
-                    .chars()
+                && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         };
         if !id_ok(&self.application_id) {
@@ -416,11 +420,22 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let e = Config::load(&defaults(), None, env(&[("WEIR_COMMIT_INTERVAL_MS", "soon")])).unwrap_err();
+        let e = Config::load(
+            &defaults(),
+            None,
+            env(&[("WEIR_COMMIT_INTERVAL_MS", "soon")]),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("WEIR_COMMIT_INTERVAL_MS"), "{e}");
-        let e = Config::load(&defaults(), None, env(&[("WEIR_PROCESSING_GUARANTEE", "maybe")])).unwrap_err();
+        let e = Config::load(
+            &defaults(),
+            None,
+            env(&[("WEIR_PROCESSING_GUARANTEE", "maybe")]),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("maybe"), "{e}");
-        let e = Config::load(&defaults(), None, env(&[("WEIR_COMMIT_INTERVAL_MS", "0")])).unwrap_err();
+        let e =
+            Config::load(&defaults(), None, env(&[("WEIR_COMMIT_INTERVAL_MS", "0")])).unwrap_err();
         assert!(e.to_string().contains("commit_interval_ms"), "{e}");
         let e = Config::load(&toml::Table::new(), None, env(&[])).unwrap_err();
         assert!(e.to_string().contains("application_id"), "{e}");
@@ -431,7 +446,10 @@ mod tests {
         for key in EOS_RESERVED_KAFKA_KEYS {
             let var = format!("WEIR_KAFKA__{}", key.replace('.', "_").to_ascii_uppercase());
             let e = Config::load(&defaults(), None, env(&[(&var, "x")])).unwrap_err();
-            assert!(matches!(&e, ConfigError::ReservedKafkaKey { key: k, .. } if k == key), "{e}");
+            assert!(
+                matches!(&e, ConfigError::ReservedKafkaKey { key: k, .. } if k == key),
+                "{e}"
+            );
             assert!(e.to_string().contains(key));
             let ok = Config::load(
                 &defaults(),

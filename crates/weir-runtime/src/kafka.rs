@@ -40,7 +40,11 @@ pub(crate) fn consumer_config(cfg: &Config, client_id: &str) -> ClientConfig {
 
 /// The producer of a stream thread: transactional under exactly-once,
 /// idempotent under at least once; Java's default partitioner.
-pub(crate) fn producer_config(cfg: &Config, client_id: &str, transactional_id: Option<&str>) -> ClientConfig {
+pub(crate) fn producer_config(
+    cfg: &Config,
+    client_id: &str,
+    transactional_id: Option<&str>,
+) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.bootstrap_servers)
         .set("client.id", client_id)

@@ -25,7 +25,9 @@ use weir_dsl::{TaskExecutor, Topology};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::error::{Error, Result};
 use crate::failpoint::Failpoints;
-use crate::kafka::{classify, consumer_config, is_per_record, producer_config, to_owned_headers, to_record};
+use crate::kafka::{
+    classify, consumer_config, is_per_record, producer_config, to_owned_headers, to_record,
+};
 use crate::stats::RuntimeStats;
 
 /// How long one blocking transactional call may take before it is retried.
@@ -51,7 +53,10 @@ impl ThreadSpec {
     }
 
     fn client_id(&self) -> String {
-        format!("{}-{}-{}", self.cfg.application_id, self.instance_id, self.index)
+        format!(
+            "{}-{}-{}",
+            self.cfg.application_id, self.instance_id, self.index
+        )
     }
 }
 
@@ -86,11 +91,12 @@ fn run_generation(spec: &Arc<ThreadSpec>) -> Result<Exit> {
     let client_id = spec.client_id();
     let failures = Arc::new(Mutex::new(Vec::new()));
     let tx_id = spec.eos().then(|| client_id.clone());
-    let producer: BaseProducer<DeliveryContext> = producer_config(&spec.cfg, &client_id, tx_id.as_deref())
-        .create_with_context(DeliveryContext {
-            failures: failures.clone(),
-        })
-        .map_err(kafka_err("creating the producer"))?;
+    let producer: BaseProducer<DeliveryContext> =
+        producer_config(&spec.cfg, &client_id, tx_id.as_deref())
+            .create_with_context(DeliveryContext {
+                failures: failures.clone(),
+            })
+            .map_err(kafka_err("creating the producer"))?;
     if spec.eos() {
         let mut attempt = 0;
         loop {
@@ -242,7 +248,10 @@ impl TaskSet {
 
     fn process(&mut self, m: &BorrowedMessage<'_>) {
         let Some(ti) = self.topic_index(m.topic()) else {
-            tracing::warn!(topic = m.topic(), "record from a topic no source reads; skipped");
+            tracing::warn!(
+                topic = m.topic(),
+                "record from a topic no source reads; skipped"
+            );
             return;
         };
         let tp = (ti, m.partition());
@@ -381,7 +390,11 @@ impl TaskSet {
 
     /// Runs `step` until it succeeds, retrying retriable errors; returns the
     /// class of the error it finally failed with.
-    fn retrying(&self, what: &str, mut step: impl FnMut(&Self) -> KafkaResult<()>) -> Result<(), ErrorClass> {
+    fn retrying(
+        &self,
+        what: &str,
+        mut step: impl FnMut(&Self) -> KafkaResult<()>,
+    ) -> Result<(), ErrorClass> {
         let mut attempt = 0;
         loop {
             match step(self) {
@@ -426,9 +439,9 @@ impl TaskSet {
             }
             fp.hit("after_send_offsets");
             fp.hit("before_commit");
-            if let Err(class) =
-                self.retrying("commit_transaction", |s| s.producer.commit_transaction(CALL_TIMEOUT))
-            {
+            if let Err(class) = self.retrying("commit_transaction", |s| {
+                s.producer.commit_transaction(CALL_TIMEOUT)
+            }) {
                 return self.fail(consumer, class);
             }
             fp.hit("after_commit");
@@ -494,9 +507,9 @@ impl TaskSet {
             "aborting the transaction and re-processing from the last commit"
         );
         if self.eos() {
-            if let Err(class) =
-                self.retrying("abort_transaction", |s| s.producer.abort_transaction(CALL_TIMEOUT))
-            {
+            if let Err(class) = self.retrying("abort_transaction", |s| {
+                s.producer.abort_transaction(CALL_TIMEOUT)
+            }) {
                 tracing::error!(?class, "abort_transaction failed: rejoining");
                 self.fenced = true;
                 self.tasks.clear();
@@ -535,14 +548,19 @@ impl TaskSet {
             }
             if let Ok(c) = consumer.committed_offsets(tpl, Duration::from_secs(10)) {
                 for e in c.elements() {
-                    if let (Some(ti), Offset::Offset(o)) = (self.topic_index(e.topic()), e.offset()) {
+                    if let (Some(ti), Offset::Offset(o)) = (self.topic_index(e.topic()), e.offset())
+                    {
                         self.committed.insert((ti, e.partition()), o);
                     }
                 }
             }
         }
         let reset_to_end = matches!(
-            self.spec.cfg.kafka.get("auto.offset.reset").map(String::as_str),
+            self.spec
+                .cfg
+                .kafka
+                .get("auto.offset.reset")
+                .map(String::as_str),
             Some("latest" | "end" | "largest")
         );
         for tp in self.assigned.clone() {
@@ -554,7 +572,8 @@ impl TaskSet {
                 None if reset_to_end => Offset::End,
                 None => Offset::Beginning,
             };
-            if let Err(e) = consumer.seek(&self.topics[tp.0], tp.1, offset, Duration::from_secs(10)) {
+            if let Err(e) = consumer.seek(&self.topics[tp.0], tp.1, offset, Duration::from_secs(10))
+            {
                 tracing::warn!(topic = %self.topics[tp.0], partition = tp.1, error = %e, "seek after abort failed");
             }
         }
@@ -574,7 +593,12 @@ impl TaskSet {
         tracing::info!(thread = self.spec.index, partitions = %describe(tpl), "partitions assigned");
     }
 
-    fn on_revoke(&mut self, consumer: &BaseConsumer<ThreadContext>, tpl: &TopicPartitionList, lost: bool) {
+    fn on_revoke(
+        &mut self,
+        consumer: &BaseConsumer<ThreadContext>,
+        tpl: &TopicPartitionList,
+        lost: bool,
+    ) {
         if !self.fenced && self.dirty {
             if lost {
                 tracing::warn!("assignment lost: aborting the open transaction");
@@ -614,7 +638,10 @@ fn lock_vec<T>(m: &Mutex<Vec<T>>) -> MutexGuard<'_, Vec<T>> {
 fn describe(tpl: &TopicPartitionList) -> String {
     let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for e in tpl.elements() {
-        by_topic.entry(e.topic().to_string()).or_default().push(e.partition());
+        by_topic
+            .entry(e.topic().to_string())
+            .or_default()
+            .push(e.partition());
     }
     by_topic
         .iter()
@@ -635,7 +662,10 @@ impl ClientContext for ThreadContext {
             return;
         }
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", fac, "{log_message}")
             }
             RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),

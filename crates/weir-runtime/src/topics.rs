@@ -90,8 +90,7 @@ impl Admin<'_> {
         let new: Vec<NewTopic> = topics
             .iter()
             .map(|(t, p)| {
-                NewTopic::new(t, *p, TopicReplication::Fixed(1))
-                    .set("cleanup.policy", cleanup)
+                NewTopic::new(t, *p, TopicReplication::Fixed(1)).set("cleanup.policy", cleanup)
             })
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -222,7 +221,11 @@ pub(crate) fn prepare_topics(
         }
     } else {
         let partitions = sources.values().copied().max().unwrap_or(1);
-        tracing::info!(topic = dead_letter_topic, partitions, "creating the dead-letter topic");
+        tracing::info!(
+            topic = dead_letter_topic,
+            partitions,
+            "creating the dead-letter topic"
+        );
         admin.create(&[(dead_letter_topic.to_string(), partitions)], "delete")?;
     }
     Ok(sources)

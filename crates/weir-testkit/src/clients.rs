@@ -83,7 +83,10 @@ impl TopicReader {
     pub fn new(bootstrap: &str, topics: &[&str], isolation: &str) -> Result<Self, BrokerError> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
-            .set("group.id", format!("weir-reader-{}", uuid::Uuid::new_v4().simple()))
+            .set(
+                "group.id",
+                format!("weir-reader-{}", uuid::Uuid::new_v4().simple()),
+            )
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .set("isolation.level", isolation)
@@ -101,7 +104,11 @@ impl TopicReader {
 
     /// Polls until `done(records so far)` holds or `timeout` passes; returns
     /// whether `done` held.
-    pub fn read_until(&mut self, timeout: Duration, mut done: impl FnMut(&[Record]) -> bool) -> bool {
+    pub fn read_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&[Record]) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if done(&self.records) {

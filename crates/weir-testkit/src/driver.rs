@@ -126,7 +126,8 @@ impl TopologyTestDriver {
             };
             out.clear();
             if let Err(e) = st.executors[sub].process(&record, &mut out) {
-                let dl = DeadLetter::from(&e).to_record(&st.dead_letter_topic, &record, st.wall_clock);
+                let dl =
+                    DeadLetter::from(&e).to_record(&st.dead_letter_topic, &record, st.wall_clock);
                 out.push(dl);
             }
             for mut o in out.drain(..) {

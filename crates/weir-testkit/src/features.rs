@@ -97,7 +97,8 @@ impl Reader<'_> {
         self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
     }
     fn i32(&mut self) -> Option<i32> {
-        self.take(4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn uvarint(&mut self) -> Option<u32> {
         let mut v = 0u32;
@@ -113,7 +114,9 @@ impl Reader<'_> {
     fn compact_nullable_string(&mut self) -> Option<Option<String>> {
         match self.uvarint()? {
             0 => Some(None),
-            n => Some(Some(String::from_utf8_lossy(self.take(n as usize - 1)?).into_owned())),
+            n => Some(Some(
+                String::from_utf8_lossy(self.take(n as usize - 1)?).into_owned(),
+            )),
         }
     }
     fn skip_tags(&mut self) -> Option<()> {

@@ -55,7 +55,9 @@ fn transactions_commit_and_abort_as_kafka_does() {
             .unwrap();
         producer.flush(Duration::from_secs(10)).unwrap();
         if commit {
-            producer.commit_transaction(Duration::from_secs(30)).unwrap();
+            producer
+                .commit_transaction(Duration::from_secs(30))
+                .unwrap();
         } else {
             producer.abort_transaction(Duration::from_secs(30)).unwrap();
         }

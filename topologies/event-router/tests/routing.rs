@@ -2,8 +2,8 @@
 
 use event_router::{topology, Event, AUDIT, EVENTS, ORDERS, OTHER, PAYMENTS};
 use proptest::prelude::*;
-use weir::{Json, Str};
 use weir::core::dlq_headers;
+use weir::{Json, Str};
 use weir_testkit::TopologyTestDriver;
 
 fn event(id: &str, kind: &str, amount: f64) -> Event {
@@ -58,14 +58,27 @@ fn malformed_events_are_dead_lettered_with_the_reason() {
     let d = TopologyTestDriver::new(topology());
     let input = d.input_topic(EVENTS, Str, Json::<Event>::new());
     input.pipe_raw(Some(b"k".to_vec()), Some(b"{not json".to_vec()), 5);
-    input.pipe_raw(Some(b"k".to_vec()), Some(br#"{"id":"x","amount":3}"#.to_vec()), 6);
+    input.pipe_raw(
+        Some(b"k".to_vec()),
+        Some(br#"{"id":"x","amount":3}"#.to_vec()),
+        6,
+    );
     input.pipe_input("8".into(), event("8", "order", 1.0));
     let dlq = d.dead_letters();
     assert_eq!(dlq.len(), 2);
     assert_eq!(dlq[0].value.as_deref(), Some(&b"{not json"[..]));
-    assert_eq!(dlq[0].headers.get_str(dlq_headers::ERROR_KIND), Some("decode"));
-    assert_eq!(dlq[0].headers.get_str(dlq_headers::SOURCE_TOPIC), Some(EVENTS));
-    assert_eq!(dlq[0].headers.get_str(dlq_headers::SOURCE_OFFSET), Some("0"));
+    assert_eq!(
+        dlq[0].headers.get_str(dlq_headers::ERROR_KIND),
+        Some("decode")
+    );
+    assert_eq!(
+        dlq[0].headers.get_str(dlq_headers::SOURCE_TOPIC),
+        Some(EVENTS)
+    );
+    assert_eq!(
+        dlq[0].headers.get_str(dlq_headers::SOURCE_OFFSET),
+        Some("0")
+    );
     assert!(dlq[1]
         .headers
         .get_str(dlq_headers::ERROR_MESSAGE)
