@@ -19,21 +19,24 @@ use weir_testkit::{publish, TestBroker, TopicReader};
 /// The event-router's logical topics, in the order [`Scenario::topics`] lists them.
 pub const LOGICAL: [&str; 5] = ["events", "orders", "payments", "other", "audit"];
 
-/// Where a workspace binary is, building it if a partial `cargo test` left it out.
+/// Where a workspace binary is. The first call in a test process builds it
+/// (a no-op when fresh), so `cargo test -p weir-tests` never runs a stale one.
 pub fn binary(name: &str, package: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-p", package, "--bin", name])
+            .args(["build", "--quiet", "-p", package, "--bin", name])
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building {name} failed");
+        built.push(name.to_string());
     }
-    path
+    dir.join(name)
 }
 
 /// One test's world: unique topic names, application id and state dirs on
@@ -48,6 +51,18 @@ pub struct Scenario {
     /// Partitions of every topic.
     pub partitions: i32,
     dir: tempfile::TempDir,
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if std::env::var_os("WEIR_TEST_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+            eprintln!(
+                "WEIR_TEST_KEEP: logs and state kept in {}",
+                dir.keep().display()
+            );
+        }
+    }
 }
 
 impl Scenario {
@@ -151,7 +166,10 @@ impl TopologyProcess {
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))
             .stderr(file)
-            .env("RUST_LOG", "info");
+            .env(
+                "RUST_LOG",
+                std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            );
         for (k, _) in std::env::vars() {
             if k.starts_with("WEIR_") && !k.starts_with("WEIR_TEST_") {
                 cmd.env_remove(k);

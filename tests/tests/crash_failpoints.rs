@@ -20,7 +20,11 @@ struct Crash {
     duplicates_uncommitted: usize,
 }
 
-fn crash_and_restart(failpoint: &str, guarantee: &str, s: &Scenario) -> (weir_tests::Expected, Vec<weir_core::Record>, Crash) {
+fn crash_and_restart(
+    failpoint: &str,
+    guarantee: &str,
+    s: &Scenario,
+) -> (weir_tests::Expected, Vec<weir_core::Record>, Crash) {
     let evs = events(6_000, 1_000);
     let want = expected(s, &evs);
     let feeder = Feeder::start(&s.bootstrap, &s.topics["events"], evs, 1_500);
@@ -34,7 +38,9 @@ fn crash_and_restart(failpoint: &str, guarantee: &str, s: &Scenario) -> (weir_te
         .unwrap_or_else(|| panic!("{failpoint} never fired; log:\n{}", first.log_text()));
     assert!(!status.success(), "the failpoint aborts the process");
     assert!(
-        first.log_text().contains(&format!("failpoint {failpoint} reached")),
+        first
+            .log_text()
+            .contains(&format!("failpoint {failpoint} reached")),
         "{}",
         first.log_text()
     );
@@ -49,7 +55,13 @@ fn crash_and_restart(failpoint: &str, guarantee: &str, s: &Scenario) -> (weir_te
         .filter(|n| **n > 1)
         .count();
     assert!(second.stop().success(), "{}", second.log_text());
-    (want, got, Crash { duplicates_uncommitted })
+    (
+        want,
+        got,
+        Crash {
+            duplicates_uncommitted,
+        },
+    )
 }
 
 fn exactly_once_after(failpoint: &str, aborted_records_visible: bool) {
@@ -92,10 +104,17 @@ fn at_least_once_repeats_but_never_loses() {
     let mut duplicates = 0;
     for (topic, ids) in &want {
         for id in ids.keys() {
-            let n = have.get(topic).and_then(|m| m.get(id)).copied().unwrap_or(0);
+            let n = have
+                .get(topic)
+                .and_then(|m| m.get(id))
+                .copied()
+                .unwrap_or(0);
             assert!(n >= 1, "at least once lost {topic}/{id}");
             duplicates += usize::from(n > 1);
         }
     }
-    assert!(duplicates > 0, "the crash before the offset commit must repeat some outputs");
+    assert!(
+        duplicates > 0,
+        "the crash before the offset commit must repeat some outputs"
+    );
 }

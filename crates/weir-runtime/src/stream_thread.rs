@@ -431,6 +431,10 @@ impl TaskSet {
                 tracing::warn!("no group metadata (not in the group): aborting");
                 return self.abort(consumer, true);
             };
+            if consumer.assignment_lost() {
+                tracing::warn!("group membership lost before the commit: aborting");
+                return self.abort(consumer, false);
+            }
             if let Err(class) = self.retrying("send_offsets_to_transaction", |s| {
                 s.producer
                     .send_offsets_to_transaction(&offsets, &cgm, CALL_TIMEOUT)
@@ -438,6 +442,17 @@ impl TaskSet {
                 return self.fail(consumer, class);
             }
             fp.hit("after_send_offsets");
+            // librdkafka clears the member id (and generation) when it finds
+            // the session expired, a moment before it flags the assignment
+            // lost. Offsets sent with cleared metadata look like a simple
+            // consumer's and are not fenced, by Kafka or by the test broker,
+            // so a zombie could commit. The flag is set long before
+            // send_offsets returns and stays set until the next poll: if it
+            // is set now, the metadata may have been cleared — abort.
+            if consumer.assignment_lost() {
+                tracing::warn!("group membership lost during the commit: aborting");
+                return self.abort(consumer, false);
+            }
             fp.hit("before_commit");
             if let Err(class) = self.retrying("commit_transaction", |s| {
                 s.producer.commit_transaction(CALL_TIMEOUT)
@@ -462,6 +477,11 @@ impl TaskSet {
             }
         }
         RuntimeStats::add(&self.spec.stats.commits, 1);
+        tracing::debug!(
+            thread = self.spec.index,
+            records = self.sources.len(),
+            "committed"
+        );
         self.after_transaction();
         if self.eos() {
             if let Err(e) = self.producer.begin_transaction() {
