@@ -11,24 +11,22 @@ use std::sync::Arc;
 use weir_core::{Codec, CodecError};
 
 use crate::graph::{
-    assign_subtopologies, BuildError, CloneFn, EncodeFn, Item, Node, Op, Predicate, Topology,
-    TopologyInner,
+    assign_subtopologies, boxed, get, put, take, BuildError, CloneFn, Emit, EncodeFn, Item, Node,
+    Op, Predicate, Topology, TopologyInner,
 };
 
-const TYPED: &str = "weir-dsl: a node received a record of a type its handle did not declare";
-
 fn key<K: 'static>(item: &Item) -> &K {
-    item.key.downcast_ref::<K>().expect(TYPED)
+    get::<K>(&*item.key)
 }
 
 fn value<V: 'static>(item: &Item) -> &V {
-    item.value.downcast_ref::<V>().expect(TYPED)
+    get::<V>(&*item.value)
 }
 
 fn clone_fn<K: Clone + Send + 'static, V: Clone + Send + 'static>() -> CloneFn {
     Arc::new(|item: &Item| Item {
-        key: Box::new(key::<K>(item).clone()),
-        value: Box::new(value::<V>(item).clone()),
+        key: boxed(key::<K>(item).clone()),
+        value: boxed(value::<V>(item).clone()),
         timestamp: item.timestamp,
         headers: item.headers.clone(),
     })
@@ -118,10 +116,7 @@ impl TopologyBuilder {
                 Some(b) => dv.decode(b)?,
                 None => dv.decode_null("value")?,
             };
-            Ok::<_, CodecError>((
-                Box::new(key) as Box<dyn Any + Send>,
-                Box::new(value) as Box<dyn Any + Send>,
-            ))
+            Ok::<_, CodecError>((boxed(key), boxed(value)))
         });
         let mut g = self.graph.borrow_mut();
         let id = g.add(
@@ -301,16 +296,13 @@ where
         K2: Clone + Send + 'static,
         V2: Clone + Send + 'static,
     {
-        let op = Op::Map(Arc::new(move |it: Item| {
-            let k = *it.key.downcast::<K>().expect(TYPED);
-            let v = *it.value.downcast::<V>().expect(TYPED);
+        let op = Op::Map(Arc::new(move |mut it: Item| {
+            let k = take::<K>(&mut it.key);
+            let v = take::<V>(&mut it.value);
             let (k2, v2) = f(k, v);
-            Item {
-                key: Box::new(k2),
-                value: Box::new(v2),
-                timestamp: it.timestamp,
-                headers: it.headers,
-            }
+            it.key = put(it.key, k2);
+            it.value = put(it.value, v2);
+            it
         }));
         let kc = same_codec::<K, K2>(&self.key_codec);
         let vc = same_codec::<V, V2>(&self.value_codec);
@@ -322,14 +314,10 @@ where
     where
         V2: Clone + Send + 'static,
     {
-        let op = Op::Map(Arc::new(move |it: Item| {
-            let v = *it.value.downcast::<V>().expect(TYPED);
-            Item {
-                key: it.key,
-                value: Box::new(f(v)),
-                timestamp: it.timestamp,
-                headers: it.headers,
-            }
+        let op = Op::Map(Arc::new(move |mut it: Item| {
+            let v = take::<V>(&mut it.value);
+            it.value = put(it.value, f(v));
+            it
         }));
         let vc = same_codec::<V, V2>(&self.value_codec);
         self.child("map_values", op, self.key_codec.clone(), vc)
@@ -345,18 +333,29 @@ where
         V2: Clone + Send + 'static,
         I: IntoIterator<Item = (K2, V2)>,
     {
-        let op = Op::FlatMap(Arc::new(move |it: Item| {
-            let k = *it.key.downcast::<K>().expect(TYPED);
-            let v = *it.value.downcast::<V>().expect(TYPED);
-            f(k, v)
-                .into_iter()
-                .map(|(k2, v2)| Item {
-                    key: Box::new(k2),
-                    value: Box::new(v2),
-                    timestamp: it.timestamp,
-                    headers: it.headers.clone(),
-                })
-                .collect()
+        let op = Op::FlatMap(Arc::new(move |mut it: Item, emit: &mut Emit<'_>| {
+            let k = take::<K>(&mut it.key);
+            let v = take::<V>(&mut it.value);
+            let (timestamp, headers) = (it.timestamp, it.headers.clone());
+            // The first output reuses the input's allocations.
+            let mut shell = Some(it);
+            for (k2, v2) in f(k, v) {
+                let item = match shell.take() {
+                    Some(mut s) => {
+                        s.key = put(s.key, k2);
+                        s.value = put(s.value, v2);
+                        s
+                    }
+                    None => Item {
+                        key: boxed(k2),
+                        value: boxed(v2),
+                        timestamp,
+                        headers: headers.clone(),
+                    },
+                };
+                emit(item)?;
+            }
+            Ok(())
         }));
         let kc = same_codec::<K, K2>(&self.key_codec);
         let vc = same_codec::<V, V2>(&self.value_codec);

@@ -147,12 +147,12 @@ fn push(nodes: &[Node], id: usize, item: Item, out: &mut Vec<Record>) -> Result<
             }
         }
         Op::Map(f) => forward(nodes, node, f(item), out),
-        Op::FlatMap(f) => {
-            for it in f(item) {
-                forward(nodes, node, it, out)?;
-            }
-            Ok(())
-        }
+        Op::FlatMap(f) => f(item, &mut |it| {
+            let r = forward(nodes, node, it, out);
+            // The user's iterator runs again next: a panic there is this node's.
+            CURRENT_NODE.with(|c| c.set(id));
+            r
+        }),
         Op::Peek(f) => {
             f(&item);
             forward(nodes, node, item, out)

@@ -4,9 +4,13 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use weir_core::{CodecError, Headers, Timestamp};
+use weir_core::{CodecError, Headers, ProcessError, Timestamp};
 
 /// A record inside a topology: typed key and value behind `Any`.
+///
+/// Each box holds an `Option<T>` (always `Some` between nodes), so an
+/// operator can move the value out and put a new one of the same type back
+/// into the same allocation: see [`take`] and [`put`].
 pub(crate) struct Item {
     pub key: Box<dyn Any + Send>,
     pub value: Box<dyn Any + Send>,
@@ -14,9 +18,44 @@ pub(crate) struct Item {
     pub headers: Headers,
 }
 
+const TYPED: &str = "weir-dsl: a node received a record of a type its handle did not declare";
+
+/// A new slot holding `v`.
+pub(crate) fn boxed<T: Send + 'static>(v: T) -> Box<dyn Any + Send> {
+    Box::new(Some(v))
+}
+
+/// Borrows the value in a slot.
+pub(crate) fn get<T: 'static>(slot: &(dyn Any + Send)) -> &T {
+    slot.downcast_ref::<Option<T>>()
+        .and_then(Option::as_ref)
+        .expect(TYPED)
+}
+
+/// Moves the value out of a slot, leaving it empty (and allocated).
+pub(crate) fn take<T: 'static>(slot: &mut Box<dyn Any + Send>) -> T {
+    slot.downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+        .expect(TYPED)
+}
+
+/// Puts `v` into `slot`, reusing its allocation when it held the same type.
+pub(crate) fn put<T: Send + 'static>(mut slot: Box<dyn Any + Send>, v: T) -> Box<dyn Any + Send> {
+    match slot.downcast_mut::<Option<T>>() {
+        Some(s) => {
+            *s = Some(v);
+            slot
+        }
+        None => boxed(v),
+    }
+}
+
 pub(crate) type Predicate = Arc<dyn Fn(&Item) -> bool + Send + Sync>;
 pub(crate) type MapFn = Arc<dyn Fn(Item) -> Item + Send + Sync>;
-pub(crate) type FlatMapFn = Arc<dyn Fn(Item) -> Vec<Item> + Send + Sync>;
+/// Where an operator sends each of its outputs.
+pub(crate) type Emit<'a> = dyn FnMut(Item) -> Result<(), ProcessError> + 'a;
+pub(crate) type FlatMapFn =
+    Arc<dyn Fn(Item, &mut Emit<'_>) -> Result<(), ProcessError> + Send + Sync>;
 pub(crate) type PeekFn = Arc<dyn Fn(&Item) + Send + Sync>;
 pub(crate) type CloneFn = Arc<dyn Fn(&Item) -> Item + Send + Sync>;
 pub(crate) type DecodeFn = Arc<

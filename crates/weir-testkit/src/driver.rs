@@ -37,6 +37,35 @@ struct DriverState {
     next_offset: BTreeMap<String, i64>,
     dead_letter_topic: String,
     wall_clock: Timestamp,
+    queue: VecDeque<Record>,
+    out: Vec<Record>,
+}
+
+impl DriverState {
+    /// Gives `record` the next offset of its topic (partition 0) and queues it.
+    fn enqueue(&mut self, mut record: Record, queue: &mut VecDeque<Record>) {
+        let offset = match self.next_offset.get_mut(&record.topic) {
+            Some(o) => o,
+            None => self.next_offset.entry(record.topic.clone()).or_insert(0),
+        };
+        record.partition = 0;
+        record.offset = *offset;
+        *offset += 1;
+        queue.push_back(record);
+    }
+
+    /// Appends an output to its topic's queue.
+    fn append(&mut self, record: Record) {
+        match self.outputs.get_mut(&record.topic) {
+            Some(q) => q.push_back(record),
+            None => {
+                self.outputs
+                    .entry(record.topic.clone())
+                    .or_default()
+                    .push_back(record);
+            }
+        }
+    }
 }
 
 impl TopologyTestDriver {
@@ -58,6 +87,8 @@ impl TopologyTestDriver {
                 next_offset: BTreeMap::new(),
                 dead_letter_topic,
                 wall_clock: 0,
+                queue: VecDeque::new(),
+                out: Vec::new(),
             })),
         }
     }
@@ -106,41 +137,32 @@ impl TopologyTestDriver {
 
     /// Pipes one serialized record into its topic (which a source must read)
     /// and processes it, and anything it feeds back, to completion.
-    pub fn pipe_raw(&self, mut record: Record) {
-        let mut queue = VecDeque::new();
+    pub fn pipe_raw(&self, record: Record) {
         let mut st = self.state.borrow_mut();
-        let offset = st.next_offset.entry(record.topic.clone()).or_insert(0);
-        record.partition = 0;
-        record.offset = *offset;
-        *offset += 1;
-        queue.push_back(record);
-        let mut out = Vec::new();
+        let st = &mut *st;
+        // Reused buffers: the driver's own cost per record stays small.
+        let mut queue = std::mem::take(&mut st.queue);
+        let mut out = std::mem::take(&mut st.out);
+        st.enqueue(record, &mut queue);
         while let Some(record) = queue.pop_front() {
-            let st = &mut *st;
             let Some(sub) = st.topology.subtopology_of(&record.topic) else {
-                st.outputs
-                    .entry(record.topic.clone())
-                    .or_default()
-                    .push_back(record);
+                st.append(record);
                 continue;
             };
-            out.clear();
             if let Err(e) = st.executors[sub].process(&record, &mut out) {
                 let dl =
                     DeadLetter::from(&e).to_record(&st.dead_letter_topic, &record, st.wall_clock);
                 out.push(dl);
             }
-            for mut o in out.drain(..) {
+            for o in out.drain(..) {
                 if st.topology.subtopology_of(&o.topic).is_some() {
-                    let offset = st.next_offset.entry(o.topic.clone()).or_insert(0);
-                    o.partition = 0;
-                    o.offset = *offset;
-                    *offset += 1;
-                    queue.push_back(o.clone());
+                    st.enqueue(o.clone(), &mut queue);
                 }
-                st.outputs.entry(o.topic.clone()).or_default().push_back(o);
+                st.append(o);
             }
         }
+        st.queue = queue;
+        st.out = out;
     }
 
     /// Takes every record written to `topic` so far, in order.
