@@ -1,1 +1,237 @@
-fn main() {}
+//! End-to-end throughput on the test broker (or `WEIR_TEST_BOOTSTRAP`):
+//! the same 1,000,000 JSON events of ~200 B on 8 partitions, processed by
+//!   (a) a bare rdkafka consume→produce pipe (at least once, no framework),
+//!       writing each input to two topics — the event-router's output volume
+//!       (one routed copy plus the audit copy) without parsing;
+//!   (b) the event-router, at_least_once;
+//!   (c) the event-router, exactly_once_v2, commits every 100 ms.
+//! Prints records/s and the ratios b/a and c/a (target c/a ≥ 0.9).
+//!
+//! Each run's clock starts when it owns its partitions (group join time is
+//! excluded) and stops when its consumed offsets for all 1,000,000 inputs are
+//! committed. `WEIR_BENCH_EVENTS` changes the count.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use weir_testkit::{create_topics, publish, TestBroker};
+
+const PARTITIONS: i32 = 8;
+
+fn event(i: usize) -> Vec<u8> {
+    let kinds = ["order", "payment", "refund", "shipment"];
+    let regions = ["eu-west", "us-east", "ap-south"];
+    serde_json::json!({
+        "id": format!("{i:08}"),
+        "type": kinds[i % 4],
+        "region": regions[i % 3],
+        "amount": 1 + (i % 997),
+        "customer": format!("customer-{:05}", i % 10_007),
+        "note": "benchmark event with a little padding to reach 200 bytes...",
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn router_binary() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "-p", "event-router"])
+        .status()?;
+    if !status.success() {
+        bail!("building the event-router failed");
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .context("target dir")?;
+    Ok(dir.join("event-router"))
+}
+
+/// Sum of committed offsets of `group` on `topic`.
+fn committed(bootstrap: &str, group: &str, topic: &str) -> anyhow::Result<i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("log_level", "3")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(got
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum())
+}
+
+fn bare_pipe(bootstrap: &str, input: &str, n: usize) -> anyhow::Result<f64> {
+    let out_a = TestBroker::unique("bench-pipe-routed");
+    let out_b = TestBroker::unique("bench-pipe-audit");
+    create_topics(bootstrap, &[(&out_a, PARTITIONS), (&out_b, PARTITIONS)])?;
+    let group = TestBroker::unique("bench-pipe");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("log_level", "3")
+        .create()?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("partitioner", "murmur2_random")
+        .create()?;
+    consumer.subscribe(&[input])?;
+    let mut start = None;
+    let mut seen = 0usize;
+    let mut last_commit = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while seen < n {
+        if Instant::now() > deadline {
+            bail!("bare pipe: only {seen} of {n} records in 600 s");
+        }
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        start.get_or_insert_with(Instant::now);
+        for topic in [&out_a, &out_b] {
+            let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+            if let Some(k) = m.key() {
+                rec = rec.key(k);
+            }
+            if let Some(v) = m.payload() {
+                rec = rec.payload(v);
+            }
+            while let Err((_, back)) = producer.send(rec) {
+                rec = back;
+                producer.poll(Duration::from_millis(1));
+            }
+        }
+        producer.poll(Duration::ZERO);
+        seen += 1;
+        if last_commit.elapsed() >= Duration::from_millis(100) {
+            producer.flush(Duration::from_secs(60))?;
+            consumer.commit_consumer_state(CommitMode::Async)?;
+            last_commit = Instant::now();
+        }
+        consumer.store_offset_from_message(&m)?;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    consumer.commit_consumer_state(CommitMode::Sync)?;
+    let secs = start.map_or(f64::NAN, |s| s.elapsed().as_secs_f64());
+    Ok(n as f64 / secs)
+}
+
+struct Router(Child);
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+    }
+}
+
+fn router(bin: &PathBuf, bootstrap: &str, input: &str, n: usize, guarantee: &str) -> anyhow::Result<f64> {
+    let app = TestBroker::unique(&format!("bench-router-{}", guarantee.replace('_', "-")));
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("router.log");
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .env("WEIR_APPLICATION_ID", &app)
+        .env("WEIR_BOOTSTRAP_SERVERS", bootstrap)
+        .env("WEIR_STATE_DIR", dir.path())
+        .env("WEIR_PROCESSING_GUARANTEE", guarantee)
+        .env("WEIR_COMMIT_INTERVAL_MS", "100")
+        .env("WEIR_AUTO_CREATE_TOPICS", "true")
+        .env("WEIR_AUTO_CREATE_PARTITIONS", PARTITIONS.to_string())
+        .env("WEIR_TOPICS__EVENTS", input)
+        .env("RUST_LOG", "info");
+    for t in ["orders", "payments", "other", "audit"] {
+        cmd.env(format!("WEIR_TOPICS__{}", t.to_uppercase()), format!("{app}-{t}"));
+    }
+    let file = std::fs::File::create(&log)?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()?;
+    let _router = Router(child);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log)?.contains("partitions assigned") {
+        if Instant::now() > deadline {
+            bail!("router never got partitions:\n{}", std::fs::read_to_string(&log)?);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(600);
+    loop {
+        if committed(bootstrap, &app, input)? >= n as i64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("router ({guarantee}) did not finish in 600 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; nothing else to parse.
+    let n: usize = std::env::var("WEIR_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let bin = router_binary()?;
+    let broker = TestBroker::shared();
+    let bootstrap = broker.bootstrap().to_string();
+    let input = TestBroker::unique("bench-events");
+    create_topics(&bootstrap, &[(&input, PARTITIONS)])?;
+    let values: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+        .map(|i| (format!("customer-{:05}", i % 10_007).into_bytes(), event(i)))
+        .collect();
+    let avg = values.iter().map(|(_, v)| v.len()).sum::<usize>() / n.max(1);
+    let t = Instant::now();
+    publish(
+        &bootstrap,
+        &input,
+        values.iter().map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice()))),
+    )?;
+    println!(
+        "throughput: {n} events (~{avg} B) on {PARTITIONS} partitions, published in {:.1} s, broker {bootstrap}",
+        t.elapsed().as_secs_f64()
+    );
+    let a = bare_pipe(&bootstrap, &input, n)?;
+    println!("  (a) bare rdkafka pipe, at least once     {a:>10.0} records/s");
+    let b = router(&bin, &bootstrap, &input, n, "at_least_once")?;
+    println!("  (b) event-router, at_least_once          {b:>10.0} records/s");
+    let c = router(&bin, &bootstrap, &input, n, "exactly_once_v2")?;
+    println!("  (c) event-router, exactly_once_v2/100ms  {c:>10.0} records/s");
+    println!("  b/a = {:.2}   c/a = {:.2}   (target c/a >= 0.9)", b / a, c / a);
+    Ok(())
+}
