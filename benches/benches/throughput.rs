@@ -35,7 +35,7 @@ fn event(i: usize) -> Vec<u8> {
         "region": regions[i % 3],
         "amount": 1 + (i % 997),
         "customer": format!("customer-{:05}", i % 10_007),
-        "note": "benchmark event with a little padding to reach 200 bytes...",
+        "note": "benchmark event with a little padding to reach two hundred bytes in all, like a real one",
     })
     .to_string()
     .into_bytes()
