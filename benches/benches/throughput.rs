@@ -155,7 +155,13 @@ impl Drop for Router {
     }
 }
 
-fn router(bin: &PathBuf, bootstrap: &str, input: &str, n: usize, guarantee: &str) -> anyhow::Result<f64> {
+fn router(
+    bin: &PathBuf,
+    bootstrap: &str,
+    input: &str,
+    n: usize,
+    guarantee: &str,
+) -> anyhow::Result<f64> {
     let app = TestBroker::unique(&format!("bench-router-{}", guarantee.replace('_', "-")));
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("router.log");
@@ -171,7 +177,10 @@ fn router(bin: &PathBuf, bootstrap: &str, input: &str, n: usize, guarantee: &str
         .env("WEIR_TOPICS__EVENTS", input)
         .env("RUST_LOG", "info");
     for t in ["orders", "payments", "other", "audit"] {
-        cmd.env(format!("WEIR_TOPICS__{}", t.to_uppercase()), format!("{app}-{t}"));
+        cmd.env(
+            format!("WEIR_TOPICS__{}", t.to_uppercase()),
+            format!("{app}-{t}"),
+        );
     }
     let file = std::fs::File::create(&log)?;
     let child = cmd
@@ -183,7 +192,10 @@ fn router(bin: &PathBuf, bootstrap: &str, input: &str, n: usize, guarantee: &str
     let deadline = Instant::now() + Duration::from_secs(120);
     while !std::fs::read_to_string(&log)?.contains("partitions assigned") {
         if Instant::now() > deadline {
-            bail!("router never got partitions:\n{}", std::fs::read_to_string(&log)?);
+            bail!(
+                "router never got partitions:\n{}",
+                std::fs::read_to_string(&log)?
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -220,7 +232,9 @@ fn main() -> anyhow::Result<()> {
     publish(
         &bootstrap,
         &input,
-        values.iter().map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice()))),
+        values
+            .iter()
+            .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice()))),
     )?;
     println!(
         "throughput: {n} events (~{avg} B) on {PARTITIONS} partitions, published in {:.1} s, broker {bootstrap}",
@@ -232,6 +246,10 @@ fn main() -> anyhow::Result<()> {
     println!("  (b) event-router, at_least_once          {b:>10.0} records/s");
     let c = router(&bin, &bootstrap, &input, n, "exactly_once_v2")?;
     println!("  (c) event-router, exactly_once_v2/100ms  {c:>10.0} records/s");
-    println!("  b/a = {:.2}   c/a = {:.2}   (target c/a >= 0.9)", b / a, c / a);
+    println!(
+        "  b/a = {:.2}   c/a = {:.2}   (target c/a >= 0.9)",
+        b / a,
+        c / a
+    );
     Ok(())
 }

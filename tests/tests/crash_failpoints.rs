@@ -18,6 +18,17 @@ use weir_tests::{
 
 struct Crash {
     duplicates_uncommitted: usize,
+    uncommitted: Vec<weir_core::Record>,
+}
+
+/// Where each copy of `id` sits in `records` (topic/partition@offset), for
+/// failure messages.
+fn locate(records: &[weir_core::Record], dlq: &str, id: &str) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| weir_tests::record_id(r, dlq) == id)
+        .map(|r| format!("{}/{}@{}", r.topic, r.partition, r.offset))
+        .collect()
 }
 
 fn crash_and_restart(
@@ -60,6 +71,7 @@ fn crash_and_restart(
         got,
         Crash {
             duplicates_uncommitted,
+            uncommitted,
         },
     )
 }
@@ -67,6 +79,18 @@ fn crash_and_restart(
 fn exactly_once_after(failpoint: &str, aborted_records_visible: bool) {
     let s = Scenario::new(&format!("crash-{}", failpoint.replace('_', "-")), 2);
     let (want, got, crash) = crash_and_restart(failpoint, "exactly_once_v2", &s);
+    let have = multiplicity(&got, &s.dlq());
+    for (topic, ids) in &want {
+        for id in ids.keys() {
+            if have.get(topic).and_then(|m| m.get(id)).is_none() {
+                eprintln!(
+                    "{failpoint}: {topic}/{id} missing read_committed; read_uncommitted has it at {:?}; committed copies elsewhere: {:?}",
+                    locate(&crash.uncommitted, &s.dlq(), id),
+                    locate(&got, &s.dlq(), id)
+                );
+            }
+        }
+    }
     assert_exactly_once(&s, &want, &got, failpoint);
     if aborted_records_visible {
         assert!(

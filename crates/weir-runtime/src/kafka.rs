@@ -95,6 +95,7 @@ fn is_producer_only(key: &str) -> bool {
                 | "retries"
                 | "message.send.max.retries"
                 | "partitioner"
+                | "message.max.bytes"
         )
 }
 

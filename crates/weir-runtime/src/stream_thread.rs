@@ -118,10 +118,10 @@ fn run_generation(spec: &Arc<ThreadSpec>) -> Result<Exit> {
         producer,
         failures,
         topics: spec.topology.source_topics(),
-        tasks: HashMap::new(),
+        tasks: BTreeMap::new(),
         assigned: BTreeSet::new(),
-        positions: HashMap::new(),
-        committed: HashMap::new(),
+        positions: BTreeMap::new(),
+        committed: BTreeMap::new(),
         unknown_positions: false,
         dirty: false,
         sources: Vec::new(),
@@ -130,6 +130,8 @@ fn run_generation(spec: &Arc<ThreadSpec>) -> Result<Exit> {
         fenced: false,
         out: Vec::new(),
         last_commit: Instant::now(),
+        consumed: 0,
+        produced: 0,
     }));
     let consumer: BaseConsumer<ThreadContext> = consumer_config(&spec.cfg, &client_id)
         .create_with_context(ThreadContext {
@@ -164,7 +166,8 @@ fn run_generation(spec: &Arc<ThreadSpec>) -> Result<Exit> {
         if s.rewind_requested && !s.fenced {
             s.abort(&consumer, true);
         }
-        if s.dirty && s.last_commit.elapsed() >= interval && !s.fenced {
+        // Every transaction carries every assigned partition's position.
+        if s.dirty && s.last_commit.elapsed() >= interval && !s.fenced && !s.unknown_positions {
             s.commit(&consumer);
         }
         if s.fenced {
@@ -207,12 +210,12 @@ struct TaskSet {
     failures: Arc<Mutex<Vec<(usize, RDKafkaErrorCode)>>>,
     /// Source topics by index (the `Tp` topic index).
     topics: Vec<String>,
-    tasks: HashMap<(usize, i32), TaskExecutor>,
+    tasks: BTreeMap<(usize, i32), TaskExecutor>,
     assigned: BTreeSet<Tp>,
     /// Next offset to consume, per partition, as far as this thread knows.
-    positions: HashMap<Tp, i64>,
+    positions: BTreeMap<Tp, i64>,
     /// The last offsets known committed (by this thread, or fetched).
-    committed: HashMap<Tp, i64>,
+    committed: BTreeMap<Tp, i64>,
     /// Some assigned partitions have no known position yet.
     unknown_positions: bool,
     /// Records were processed since the last commit.
@@ -228,6 +231,9 @@ struct TaskSet {
     fenced: bool,
     out: Vec<Record>,
     last_commit: Instant,
+    /// Records consumed and produced since the counters were last published.
+    consumed: u64,
+    produced: u64,
 }
 
 fn now_ms() -> i64 {
@@ -271,7 +277,12 @@ impl TaskSet {
             .entry((sub, record.partition))
             .or_insert_with(|| TaskExecutor::new(spec.topology.clone(), sub, record.partition));
         self.out.clear();
-        if let Some(reason) = self.poisoned.remove(&(tp, record.offset)) {
+        let poisoned = if self.poisoned.is_empty() {
+            None
+        } else {
+            self.poisoned.remove(&(tp, record.offset))
+        };
+        if let Some(reason) = poisoned {
             let dl = DeadLetter {
                 kind: "produce".into(),
                 message: reason,
@@ -306,7 +317,7 @@ impl TaskSet {
         self.out = out;
         self.positions.insert(tp, record.offset + 1);
         self.dirty = true;
-        RuntimeStats::add(&spec.stats.consumed, 1);
+        self.consumed += 1;
     }
 
     fn send(&mut self, o: &Record, source: usize, tp: Tp, offset: i64) {
@@ -324,7 +335,7 @@ impl TaskSet {
         loop {
             match self.producer.send(rec) {
                 Ok(()) => {
-                    RuntimeStats::add(&self.spec.stats.produced, 1);
+                    self.produced += 1;
                     return;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
@@ -347,7 +358,13 @@ impl TaskSet {
         }
     }
 
-    /// Learns the committed offsets of partitions assigned without a known position.
+    /// Learns the position of every partition assigned without one: its
+    /// committed offset, or, if it never had one, where `auto.offset.reset`
+    /// starts it (the log start or end). So every transaction carries the
+    /// position of every assigned partition — and its offsets supersede any
+    /// stale ones a broker may still hold for this producer (crabka 0.3.8
+    /// keeps a crashed transaction's offsets buffered and applies them with
+    /// the next commit of the same producer id).
     fn fetch_positions(&mut self, consumer: &BaseConsumer<ThreadContext>) {
         let mut tpl = TopicPartitionList::new();
         for tp in &self.assigned {
@@ -359,22 +376,62 @@ impl TaskSet {
             self.unknown_positions = false;
             return;
         }
-        match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
-            Ok(c) => {
-                for e in c.elements() {
-                    let Some(ti) = self.topic_index(e.topic()) else {
-                        continue;
-                    };
-                    let tp = (ti, e.partition());
-                    if let Offset::Offset(o) = e.offset() {
-                        self.committed.insert(tp, o);
-                        self.positions.entry(tp).or_insert(o);
-                    }
-                }
-                self.unknown_positions = false;
+        let committed = match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "fetching committed offsets; will retry");
+                return;
             }
-            Err(e) => tracing::debug!(error = %e, "fetching committed offsets; will retry"),
+        };
+        let reset_to_end = self.reset_to_end();
+        for e in committed.elements() {
+            let Some(ti) = self.topic_index(e.topic()) else {
+                continue;
+            };
+            let tp = (ti, e.partition());
+            let position = match e.offset() {
+                Offset::Offset(o) => {
+                    self.committed.insert(tp, o);
+                    o
+                }
+                _ => match consumer.fetch_watermarks(
+                    e.topic(),
+                    e.partition(),
+                    Duration::from_secs(10),
+                ) {
+                    Ok((low, high)) => {
+                        if reset_to_end {
+                            high
+                        } else {
+                            low
+                        }
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "fetching watermarks; will retry");
+                        return;
+                    }
+                },
+            };
+            tracing::debug!(
+                topic = e.topic(),
+                partition = e.partition(),
+                position,
+                "position of assigned partition"
+            );
+            self.positions.entry(tp).or_insert(position);
         }
+        self.unknown_positions = false;
+    }
+
+    fn reset_to_end(&self) -> bool {
+        matches!(
+            self.spec
+                .cfg
+                .kafka
+                .get("auto.offset.reset")
+                .map(String::as_str),
+            Some("latest" | "end" | "largest")
+        )
     }
 
     /// Offsets of every assigned partition whose position is known.
@@ -501,6 +558,15 @@ impl TaskSet {
     }
 
     fn after_transaction(&mut self) {
+        // Counters are published per transaction, not per record.
+        RuntimeStats::add(
+            &self.spec.stats.consumed,
+            std::mem::take(&mut self.consumed),
+        );
+        RuntimeStats::add(
+            &self.spec.stats.produced,
+            std::mem::take(&mut self.produced),
+        );
         self.dirty = false;
         self.sources.clear();
         lock_vec(&self.failures).clear();
@@ -597,6 +663,8 @@ impl TaskSet {
                 tracing::warn!(topic = %self.topics[tp.0], partition = tp.1, error = %e, "seek after abort failed");
             }
         }
+        // Partitions never committed get their start position looked up again.
+        self.unknown_positions = true;
     }
 
     fn on_assign(&mut self, tpl: &TopicPartitionList) {
