@@ -32,6 +32,8 @@ use crate::stats::RuntimeStats;
 
 /// How long one blocking transactional call may take before it is retried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Records taken from the consumer between two looks at the clock.
+const POLL_BATCH: usize = 512;
 /// Retriable failures of one commit step before the transaction is aborted.
 const MAX_RETRIES: u32 = 10;
 
@@ -154,10 +156,21 @@ fn run_generation(spec: &Arc<ThreadSpec>) -> Result<Exit> {
         let wait = interval
             .saturating_sub(lock(&state).last_commit.elapsed())
             .clamp(Duration::from_millis(1), Duration::from_millis(100));
-        match consumer.poll(wait) {
-            Some(Ok(m)) => lock(&state).process(&m),
-            Some(Err(e)) => consumer_error(&e),
-            None => {}
+        // Take what is already fetched in one go (up to a batch) before the
+        // loop's clock reads and bookkeeping; never hold the lock across a
+        // poll, which may run a rebalance callback that needs it.
+        let mut next = consumer.poll(wait);
+        let mut taken = 0;
+        while let Some(polled) = next {
+            match polled {
+                Ok(m) => lock(&state).process(&m),
+                Err(e) => consumer_error(&e),
+            }
+            taken += 1;
+            if taken == POLL_BATCH {
+                break; // nothing polled is left unprocessed
+            }
+            next = consumer.poll(Duration::ZERO);
         }
         let mut s = lock(&state);
         s.producer.poll(Duration::ZERO);
