@@ -471,9 +471,22 @@ pub fn read_committed(s: &Scenario, want: &Expected, timeout: Duration) -> Vec<R
 pub fn read(s: &Scenario, want: &Expected, timeout: Duration, isolation: &str) -> Vec<Record> {
     let topics = s.output_topics();
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let total: usize = want.values().flat_map(|m| m.values()).sum();
+    // Done when every expected id has been seen once (counting records
+    // would stop early when duplicates arrive, as at least once).
+    let mut missing: std::collections::BTreeSet<(String, String)> = want
+        .iter()
+        .flat_map(|(t, ids)| ids.keys().map(move |id| (t.clone(), id.clone())))
+        .collect();
+    let dlq = s.dlq();
+    let mut seen = 0;
     let mut reader = TopicReader::new(&s.bootstrap, &refs, isolation).expect("reader");
-    reader.read_until(timeout, |r| r.len() >= total);
+    reader.read_until(timeout, |r| {
+        for rec in &r[seen..] {
+            missing.remove(&(rec.topic.clone(), record_id(rec, &dlq)));
+        }
+        seen = r.len();
+        missing.is_empty()
+    });
     reader.read_for(Duration::from_secs(2));
     reader.records().to_vec()
 }

@@ -162,7 +162,33 @@ impl App {
                 })?;
             rename.insert(found.clone(), physical.clone());
         }
-        Ok(topology.with_topic_names(&rename))
+        let renamed = topology.with_topic_names(&rename);
+        // A rename must not merge two sources, nor turn a sink into a source.
+        let sources = renamed.source_topics();
+        let original_loops: Vec<String> = topology
+            .sink_topics()
+            .into_iter()
+            .filter(|t| topology.source_topics().contains(t))
+            .collect();
+        if sources.len() != topology.source_topics().len() {
+            return Err(crate::ConfigError::Invalid {
+                key: "topics".into(),
+                message: "two source topics are renamed to the same topic".into(),
+            }
+            .into());
+        }
+        if let Some(t) = renamed
+            .sink_topics()
+            .into_iter()
+            .find(|t| sources.contains(t) && !original_loops.contains(t))
+        {
+            return Err(crate::ConfigError::Invalid {
+                key: "topics".into(),
+                message: format!("{t} would be both written and read by the topology"),
+            }
+            .into());
+        }
+        Ok(renamed)
     }
 }
 
@@ -211,9 +237,17 @@ fn run(cfg: Arc<Config>, topology: Topology) -> Result<()> {
                 stats: stats.clone(),
                 failpoints: failpoints.clone(),
             };
+            let shutdown = shutdown.clone();
             std::thread::Builder::new()
                 .name(format!("weir-stream-{index}"))
-                .spawn(move || stream_thread::run(spec))
+                .spawn(move || {
+                    let result = stream_thread::run(spec);
+                    if result.is_err() {
+                        // One dead thread stops the instance: its partitions must move.
+                        shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    result
+                })
         })
         .collect::<std::io::Result<_>>()
         .map_err(|e| Error::Usage(format!("cannot start stream threads: {e}")))?;
@@ -227,7 +261,6 @@ fn run(cfg: Arc<Config>, topology: Topology) -> Result<()> {
         });
         if let Err(e) = result {
             tracing::error!(thread = index, error = %e, "stream thread failed");
-            // One dead thread stops the instance: its partitions must move.
             shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
             first_error.get_or_insert(e);
         }

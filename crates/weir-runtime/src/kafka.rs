@@ -184,6 +184,8 @@ pub(crate) fn is_per_record(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::InvalidMessage
             | RDKafkaErrorCode::InvalidTopic
             | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidTimestamp
+            | RDKafkaErrorCode::InvalidArgument
     )
 }
 

@@ -17,7 +17,9 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
+};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use weir_core::{DeadLetter, ErrorClass, Record};
 use weir_dsl::{TaskExecutor, Topology};
@@ -66,8 +68,11 @@ impl ThreadSpec {
 /// fatal (fenced) error.
 pub(crate) fn run(spec: ThreadSpec) -> Result<()> {
     let spec = Arc::new(spec);
+    // Inputs whose outputs can never be delivered: remembered across
+    // rejoins, so they are dead-lettered rather than retried forever.
+    let mut poisoned = HashMap::new();
     loop {
-        match run_generation(&spec)? {
+        match run_generation(&spec, &mut poisoned)? {
             Exit::Shutdown => return Ok(()),
             Exit::Rejoin => {
                 RuntimeStats::add(&spec.stats.rejoins, 1);
@@ -89,7 +94,10 @@ fn kafka_err(context: &str) -> impl FnOnce(KafkaError) -> Error + '_ {
     }
 }
 
-fn run_generation(spec: &Arc<ThreadSpec>) -> Result<Exit> {
+fn run_generation(
+    spec: &Arc<ThreadSpec>,
+    poisoned: &mut HashMap<(Tp, i64), String>,
+) -> Result<Exit> {
     let client_id = spec.client_id();
     let failures = Arc::new(Mutex::new(Vec::new()));
     let tx_id = spec.eos().then(|| client_id.clone());
@@ -128,7 +136,8 @@ fn run_generation(spec: &Arc<ThreadSpec>) -> Result<Exit> {
         unknown_positions: false,
         dirty: false,
         sources: Vec::new(),
-        poisoned: HashMap::new(),
+        poisoned: std::mem::take(poisoned),
+        start_from_first: BTreeSet::new(),
         rewind_requested: false,
         fenced: false,
         out: Vec::new(),
@@ -186,6 +195,7 @@ fn run_generation(spec: &Arc<ThreadSpec>) -> Result<Exit> {
         }
         if s.fenced {
             s.tasks.clear();
+            *poisoned = std::mem::take(&mut s.poisoned);
             drop(s);
             drop(consumer);
             return Ok(Exit::Rejoin);
@@ -274,6 +284,10 @@ struct TaskSet {
     sources: Vec<(Tp, i64)>,
     /// Source records whose outputs can never be delivered: dead-lettered on re-processing.
     poisoned: HashMap<(Tp, i64), String>,
+    /// Partitions with no committed offset that start where
+    /// `auto.offset.reset=latest` put the consumer: their restart point is
+    /// the first record processed.
+    start_from_first: BTreeSet<Tp>,
     /// The open transaction must be aborted (or, at least once, the
     /// partitions rewound) before anything else.
     rewind_requested: bool,
@@ -316,6 +330,9 @@ impl TaskSet {
         }
         if self.positions.get(&tp).is_some_and(|&p| m.offset() < p) {
             return; // already processed in this transaction
+        }
+        if !self.start_from_first.is_empty() && self.start_from_first.remove(&tp) {
+            self.committed.insert(tp, m.offset());
         }
         let record = to_record(m);
         let spec = self.spec.clone();
@@ -433,6 +450,10 @@ impl TaskSet {
                 return;
             }
         };
+        if let Some(e) = committed.elements().iter().find_map(|e| e.error().err()) {
+            tracing::debug!(error = %e, "fetching committed offsets; will retry");
+            return;
+        }
         let reset_to_end = self.reset_to_end();
         for e in committed.elements() {
             let Some(ti) = self.topic_index(e.topic()) else {
@@ -440,28 +461,27 @@ impl TaskSet {
             };
             let tp = (ti, e.partition());
             let position = match e.offset() {
-                Offset::Offset(o) => {
-                    self.committed.insert(tp, o);
-                    o
+                Offset::Offset(o) => o,
+                // Never committed, starting at the end: the consumer's own
+                // reset decides (the last stable offset); learn it from the
+                // first record.
+                _ if reset_to_end => {
+                    self.start_from_first.insert(tp);
+                    continue;
                 }
                 _ => match consumer.fetch_watermarks(
                     e.topic(),
                     e.partition(),
                     Duration::from_secs(10),
                 ) {
-                    Ok((low, high)) => {
-                        if reset_to_end {
-                            high
-                        } else {
-                            low
-                        }
-                    }
+                    Ok((low, _)) => low,
                     Err(err) => {
                         tracing::debug!(error = %err, "fetching watermarks; will retry");
                         return;
                     }
                 },
             };
+            self.committed.insert(tp, position);
             tracing::debug!(
                 topic = e.topic(),
                 partition = e.partition(),
@@ -628,6 +648,20 @@ impl TaskSet {
     /// to its last committed offset.
     fn abort(&mut self, consumer: &BaseConsumer<ThreadContext>, seek: bool) {
         RuntimeStats::add(&self.spec.stats.aborts, 1);
+        if self.eos() {
+            // librdkafka's abort waits until every outstanding delivery
+            // report has been served, and only polling serves them: purge
+            // what is unsent and serve the reports first (this also collects
+            // the per-record failures below).
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            let deadline = Instant::now() + CALL_TIMEOUT;
+            while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+                self.producer.poll(Duration::from_millis(10));
+            }
+        } else {
+            let _ = self.producer.flush(CALL_TIMEOUT);
+        }
         let failed: Vec<(usize, RDKafkaErrorCode)> = std::mem::take(&mut *lock_vec(&self.failures));
         for (source, code) in failed {
             if let Some(&src) = self.sources.get(source) {
@@ -651,8 +685,6 @@ impl TaskSet {
                 self.tasks.clear();
                 return;
             }
-        } else {
-            let _ = self.producer.flush(CALL_TIMEOUT);
         }
         // Stateless tasks: nothing to rebuild but stream time.
         self.tasks.clear();
@@ -669,52 +701,34 @@ impl TaskSet {
         }
     }
 
+    /// Rewinds every assigned partition to its restart point (committed
+    /// offset, or where it started if never committed). If those are not
+    /// known (the lookup failed), rejoins instead of guessing.
     fn seek_to_committed(&mut self, consumer: &BaseConsumer<ThreadContext>) {
-        self.positions.clear();
-        let unknown: Vec<Tp> = self
-            .assigned
-            .iter()
-            .filter(|tp| !self.committed.contains_key(tp))
-            .copied()
-            .collect();
-        if !unknown.is_empty() {
-            let mut tpl = TopicPartitionList::new();
-            for tp in &unknown {
-                tpl.add_partition(&self.topics[tp.0], tp.1);
-            }
-            if let Ok(c) = consumer.committed_offsets(tpl, Duration::from_secs(10)) {
-                for e in c.elements() {
-                    if let (Some(ti), Offset::Offset(o)) = (self.topic_index(e.topic()), e.offset())
-                    {
-                        self.committed.insert((ti, e.partition()), o);
-                    }
-                }
-            }
+        if self.unknown_positions {
+            self.fetch_positions(consumer);
         }
-        let reset_to_end = matches!(
-            self.spec
-                .cfg
-                .kafka
-                .get("auto.offset.reset")
-                .map(String::as_str),
-            Some("latest" | "end" | "largest")
-        );
+        if self.unknown_positions {
+            tracing::warn!("committed offsets unknown after an abort: rejoining to rewind");
+            self.fenced = true;
+            return;
+        }
+        self.positions.clear();
         for tp in self.assigned.clone() {
-            let offset = match self.committed.get(&tp) {
-                Some(&o) => {
-                    self.positions.insert(tp, o);
-                    Offset::Offset(o)
-                }
-                None if reset_to_end => Offset::End,
-                None => Offset::Beginning,
+            // Without a restart point nothing was processed there: no rewind.
+            let Some(&o) = self.committed.get(&tp) else {
+                continue;
             };
-            if let Err(e) = consumer.seek(&self.topics[tp.0], tp.1, offset, Duration::from_secs(10))
-            {
+            self.positions.insert(tp, o);
+            if let Err(e) = consumer.seek(
+                &self.topics[tp.0],
+                tp.1,
+                Offset::Offset(o),
+                Duration::from_secs(10),
+            ) {
                 tracing::warn!(topic = %self.topics[tp.0], partition = tp.1, error = %e, "seek after abort failed");
             }
         }
-        // Partitions never committed get their start position looked up again.
-        self.unknown_positions = true;
     }
 
     fn on_assign(&mut self, tpl: &TopicPartitionList) {
@@ -725,6 +739,7 @@ impl TaskSet {
                 // The committed offset may have moved while others owned it.
                 self.positions.remove(&tp);
                 self.committed.remove(&tp);
+                self.start_from_first.remove(&tp);
             }
         }
         self.unknown_positions = true;
