@@ -3,14 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use weir_core::dlq_headers;
-use weir_testkit::{create_topics, publish, BrokerProcess, TopicReader};
+use weir_testkit::{create_topics, publish, terminate, BrokerProcess, TopicReader};
 
 const APP: &str = "event-router-demo";
 const PARTITIONS: i32 = 4;
@@ -112,16 +110,7 @@ impl Router {
     }
 
     fn stop(&mut self) {
-        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        terminate(&mut self.0, Duration::from_secs(15));
     }
 }
 

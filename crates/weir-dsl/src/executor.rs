@@ -123,16 +123,30 @@ fn forward(
     item: Item,
     out: &mut Vec<Record>,
 ) -> Result<(), ProcessError> {
-    match from.children.as_slice() {
-        [] => Ok(()),
-        [only] => push(nodes, *only, item, out),
-        [rest @ .., last] => {
-            for &c in rest {
-                push(nodes, c, (from.clone_item)(&item), out)?;
-            }
-            push(nodes, *last, item, out)
+    // Sinks only read the item: they get it by reference, so fan-out to a
+    // sink and a processor (e.g. an audit topic beside routing) copies nothing.
+    let is_sink = |c: usize| matches!(nodes[c].op, Op::Sink { .. } | Op::DynamicSink { .. });
+    let mut last_flow = None;
+    for &c in &from.children {
+        if is_sink(c) {
+            CURRENT_NODE.with(|n| n.set(c));
+            write(&nodes[c], &item, out)?;
+        } else {
+            last_flow = Some(c);
         }
     }
+    let Some(last) = last_flow else {
+        return Ok(());
+    };
+    for &c in &from.children {
+        if c == last {
+            break;
+        }
+        if !is_sink(c) {
+            push(nodes, c, (from.clone_item)(&item), out)?;
+        }
+    }
+    push(nodes, last, item, out)
 }
 
 fn push(nodes: &[Node], id: usize, item: Item, out: &mut Vec<Record>) -> Result<(), ProcessError> {
@@ -166,27 +180,33 @@ fn push(nodes: &[Node], id: usize, item: Item, out: &mut Vec<Record>) -> Result<
             None => Ok(()),
         },
         Op::Pass | Op::Source { .. } => forward(nodes, node, item, out),
+        Op::Sink { .. } | Op::DynamicSink { .. } => write(node, &item, out),
+    }
+}
+
+/// Encodes `item` for a sink node and appends its output record(s).
+fn write(node: &Node, item: &Item, out: &mut Vec<Record>) -> Result<(), ProcessError> {
+    let codec_error = |source| ProcessError::Codec {
+        node: node.name.clone(),
+        source,
+    };
+    match &node.op {
         Op::Sink { topics, encode } => {
-            let (key, value) = encode(&item).map_err(|source| ProcessError::Codec {
-                node: node.name.clone(),
-                source,
-            })?;
+            let (key, value) = encode(item).map_err(codec_error)?;
             let (last, rest) = topics.split_last().expect("a sink has a topic");
             for t in rest {
-                out.push(output(t, key.clone(), value.clone(), &item));
+                out.push(output(t, key.clone(), value.clone(), item));
             }
-            out.push(output(last, key, value, &item));
+            out.push(output(last, key, value, item));
             Ok(())
         }
         Op::DynamicSink { choose, encode } => {
-            let topic = choose(&item);
-            let (key, value) = encode(&item).map_err(|source| ProcessError::Codec {
-                node: node.name.clone(),
-                source,
-            })?;
-            out.push(output(&topic, key, value, &item));
+            let topic = choose(item);
+            let (key, value) = encode(item).map_err(codec_error)?;
+            out.push(output(&topic, key, value, item));
             Ok(())
         }
+        _ => unreachable!("write() is only called on sinks"),
     }
 }
 

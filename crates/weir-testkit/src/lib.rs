@@ -14,8 +14,10 @@ mod broker;
 mod clients;
 mod driver;
 mod features;
+mod process;
 
 pub use broker::{create_topics, BrokerError, BrokerProcess, TestBroker};
 pub use clients::{publish, TopicReader};
 pub use driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use features::{downgrade_transaction_version, FeatureError};
+pub use process::terminate;
