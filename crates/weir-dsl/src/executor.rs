@@ -123,6 +123,9 @@ fn forward(
     item: Item,
     out: &mut Vec<Record>,
 ) -> Result<(), ProcessError> {
+    if let [only] = from.children.as_slice() {
+        return push(nodes, *only, item, out);
+    }
     // Sinks only read the item: they get it by reference, so fan-out to a
     // sink and a processor (e.g. an audit topic beside routing) copies nothing.
     let is_sink = |c: usize| matches!(nodes[c].op, Op::Sink { .. } | Op::DynamicSink { .. });
