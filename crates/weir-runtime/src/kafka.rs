@@ -222,3 +222,77 @@ pub(crate) fn to_owned_headers(headers: &Headers) -> Option<OwnedHeaders> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rows of the crate docs' error table that do not need a live
+    /// transaction to produce (librdkafka's transactional errors carry their
+    /// own retriable / abortable / fatal flags, which `classify` reads first).
+    #[test]
+    fn errors_map_to_the_documented_actions() {
+        let cases = [
+            (
+                KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut),
+                ErrorClass::Retriable,
+            ),
+            (
+                KafkaError::Flush(RDKafkaErrorCode::ProducerFenced),
+                ErrorClass::Fatal,
+            ),
+            (
+                KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut),
+                ErrorClass::AbortTransaction,
+            ),
+            (
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                ErrorClass::Retriable,
+            ),
+            (
+                KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress),
+                ErrorClass::Retriable,
+            ),
+            (
+                KafkaError::ConsumerCommit(RDKafkaErrorCode::UnknownMemberId),
+                ErrorClass::AbortTransaction,
+            ),
+        ];
+        for (e, class) in cases {
+            assert_eq!(classify(&e), class, "{e}");
+        }
+    }
+
+    #[test]
+    fn only_errors_of_one_record_dead_letter_it() {
+        assert!(is_per_record(RDKafkaErrorCode::MessageSizeTooLarge));
+        assert!(is_per_record(RDKafkaErrorCode::UnknownTopicOrPartition));
+        assert!(!is_per_record(RDKafkaErrorCode::MessageTimedOut));
+        assert!(!is_per_record(RDKafkaErrorCode::ProducerFenced));
+        assert!(!is_per_record(RDKafkaErrorCode::OperationTimedOut));
+    }
+
+    #[test]
+    fn exactly_once_settings_win_over_user_kafka_keys() {
+        let mut cfg = crate::Config::load(
+            &"application_id = \"app\"".parse().unwrap(),
+            None,
+            Vec::<(String, String)>::new(),
+        )
+        .unwrap();
+        cfg.kafka.insert("linger.ms".into(), "20".into());
+        let c = consumer_config(&cfg, "c");
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("group.id"), Some("app"));
+        assert_eq!(
+            c.get("linger.ms"),
+            None,
+            "producer keys stay off the consumer"
+        );
+        let p = producer_config(&cfg, "p", Some("app-i-0"));
+        assert_eq!(p.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(p.get("transactional.id"), Some("app-i-0"));
+        assert_eq!(p.get("linger.ms"), Some("20"));
+    }
+}
