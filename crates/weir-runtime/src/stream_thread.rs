@@ -137,7 +137,7 @@ fn run_generation(
         dirty: false,
         sources: Vec::new(),
         poisoned: std::mem::take(poisoned),
-        start_from_first: BTreeSet::new(),
+        first_offset: BTreeMap::new(),
         rewind_requested: false,
         fenced: false,
         out: Vec::new(),
@@ -284,10 +284,10 @@ struct TaskSet {
     sources: Vec<(Tp, i64)>,
     /// Source records whose outputs can never be delivered: dead-lettered on re-processing.
     poisoned: HashMap<(Tp, i64), String>,
-    /// Partitions with no committed offset that start where
-    /// `auto.offset.reset=latest` put the consumer: their restart point is
-    /// the first record processed.
-    start_from_first: BTreeSet<Tp>,
+    /// The first offset processed per partition since it was assigned: the
+    /// restart point of a never-committed partition under
+    /// `auto.offset.reset=latest` (where the consumer's own reset put it).
+    first_offset: BTreeMap<Tp, i64>,
     /// The open transaction must be aborted (or, at least once, the
     /// partitions rewound) before anything else.
     rewind_requested: bool,
@@ -331,9 +331,7 @@ impl TaskSet {
         if self.positions.get(&tp).is_some_and(|&p| m.offset() < p) {
             return; // already processed in this transaction
         }
-        if !self.start_from_first.is_empty() && self.start_from_first.remove(&tp) {
-            self.committed.insert(tp, m.offset());
-        }
+        self.first_offset.entry(tp).or_insert(m.offset());
         let record = to_record(m);
         let spec = self.spec.clone();
         let Some(sub) = spec.topology.subtopology_of(&record.topic) else {
@@ -433,9 +431,12 @@ impl TaskSet {
     /// keeps a crashed transaction's offsets buffered and applies them with
     /// the next commit of the same producer id).
     fn fetch_positions(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        // Every partition needs a restart point, including those whose first
+        // records were processed before this lookup ran: an abort rewinds
+        // to it.
         let mut tpl = TopicPartitionList::new();
         for tp in &self.assigned {
-            if !self.positions.contains_key(tp) {
+            if !self.committed.contains_key(tp) {
                 tpl.add_partition(&self.topics[tp.0], tp.1);
             }
         }
@@ -463,12 +464,12 @@ impl TaskSet {
             let position = match e.offset() {
                 Offset::Offset(o) => o,
                 // Never committed, starting at the end: the consumer's own
-                // reset decides (the last stable offset); learn it from the
-                // first record.
-                _ if reset_to_end => {
-                    self.start_from_first.insert(tp);
-                    continue;
-                }
+                // reset decides (the last stable offset); the first record
+                // processed tells where (see `first_offset`).
+                _ if reset_to_end => match self.first_offset.get(&tp) {
+                    Some(&first) => first,
+                    None => continue,
+                },
                 _ => match consumer.fetch_watermarks(
                     e.topic(),
                     e.partition(),
@@ -716,7 +717,7 @@ impl TaskSet {
         self.positions.clear();
         for tp in self.assigned.clone() {
             // Without a restart point nothing was processed there: no rewind.
-            let Some(&o) = self.committed.get(&tp) else {
+            let Some(&o) = self.committed.get(&tp).or(self.first_offset.get(&tp)) else {
                 continue;
             };
             self.positions.insert(tp, o);
@@ -739,7 +740,7 @@ impl TaskSet {
                 // The committed offset may have moved while others owned it.
                 self.positions.remove(&tp);
                 self.committed.remove(&tp);
-                self.start_from_first.remove(&tp);
+                self.first_offset.remove(&tp);
             }
         }
         self.unknown_positions = true;
@@ -766,6 +767,7 @@ impl TaskSet {
                 self.assigned.remove(&tp);
                 self.positions.remove(&tp);
                 self.committed.remove(&tp);
+                self.first_offset.remove(&tp);
                 let sub = self.spec.topology.subtopology_of(e.topic()).unwrap_or(0);
                 self.tasks.remove(&(sub, e.partition()));
             }
