@@ -129,6 +129,16 @@ fn run_generation(
         producer,
         failures,
         topics: spec.topology.source_topics(),
+        subtopologies: spec
+            .topology
+            .source_topics()
+            .iter()
+            .map(|t| {
+                spec.topology
+                    .subtopology_of(t)
+                    .expect("a source topic has a sub-topology")
+            })
+            .collect(),
         tasks: BTreeMap::new(),
         assigned: BTreeSet::new(),
         positions: BTreeMap::new(),
@@ -270,6 +280,8 @@ struct TaskSet {
     failures: Arc<Mutex<Vec<(usize, RDKafkaErrorCode)>>>,
     /// Source topics by index (the `Tp` topic index).
     topics: Vec<String>,
+    /// The sub-topology reading each source topic, by topic index.
+    subtopologies: Vec<usize>,
     tasks: BTreeMap<(usize, i32), TaskExecutor>,
     assigned: BTreeSet<Tp>,
     /// Next offset to consume, per partition, as far as this thread knows.
@@ -333,10 +345,8 @@ impl TaskSet {
         }
         self.first_offset.entry(tp).or_insert(m.offset());
         let record = to_record(m);
-        let spec = self.spec.clone();
-        let Some(sub) = spec.topology.subtopology_of(&record.topic) else {
-            return;
-        };
+        let spec = &self.spec;
+        let sub = self.subtopologies[ti];
         let task = self
             .tasks
             .entry((sub, record.partition))
@@ -768,7 +778,7 @@ impl TaskSet {
                 self.positions.remove(&tp);
                 self.committed.remove(&tp);
                 self.first_offset.remove(&tp);
-                let sub = self.spec.topology.subtopology_of(e.topic()).unwrap_or(0);
+                let sub = self.subtopologies[ti];
                 self.tasks.remove(&(sub, e.partition()));
             }
         }

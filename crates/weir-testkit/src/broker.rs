@@ -219,7 +219,6 @@ impl Drop for BrokerProcess {
 /// exits (statics are never dropped).
 pub struct TestBroker {
     bootstrap: String,
-    started_here: bool,
 }
 
 static SHARED: OnceLock<TestBroker> = OnceLock::new();
@@ -232,10 +231,7 @@ impl TestBroker {
     /// message says why (`make deps` missing, …).
     pub fn shared() -> &'static TestBroker {
         SHARED.get_or_init(|| match std::env::var("WEIR_TEST_BOOTSTRAP") {
-            Ok(b) if !b.trim().is_empty() => TestBroker {
-                bootstrap: b,
-                started_here: false,
-            },
+            Ok(b) if !b.trim().is_empty() => TestBroker { bootstrap: b },
             _ => Self::start_own().unwrap_or_else(|e| panic!("cannot start the test broker: {e}")),
         })
     }
@@ -261,21 +257,12 @@ impl TestBroker {
             .spawn()?;
         let bootstrap = broker.bootstrap().to_string();
         std::mem::forget(broker);
-        Ok(TestBroker {
-            bootstrap,
-            started_here: true,
-        })
+        Ok(TestBroker { bootstrap })
     }
 
     /// `host:port` of the broker.
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
-    }
-
-    /// Whether this broker is crabka started by the fixture (not a cluster
-    /// named by `WEIR_TEST_BOOTSTRAP`).
-    pub fn started_here(&self) -> bool {
-        self.started_here
     }
 
     /// A name no other test uses: `<prefix>-<uuid>`.
