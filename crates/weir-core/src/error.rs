@@ -77,6 +77,24 @@ pub enum ProcessError {
         /// The topic.
         topic: String,
     },
+    /// User code in a `process` node refused the record.
+    #[error("node {node}: {message}")]
+    Operator {
+        /// The node (filled in by the executor when empty).
+        node: String,
+        /// What the operator said.
+        message: String,
+    },
+    /// A state store failed (I/O, corruption): not the record's fault.
+    #[error("node {node}: state store {store}: {message}")]
+    Store {
+        /// The node that used the store.
+        node: String,
+        /// The store.
+        store: String,
+        /// The store's error.
+        message: String,
+    },
 }
 
 impl ProcessError {
@@ -90,19 +108,38 @@ impl ProcessError {
             ProcessError::Codec { .. } => "decode",
             ProcessError::Panic { .. } => "panic",
             ProcessError::UnknownTopic { .. } => "unknown-topic",
+            ProcessError::Operator { .. } => "operator",
+            ProcessError::Store { .. } => "store",
         }
     }
 
     /// The node the error happened in, for the `weir.node` header.
     pub fn node(&self) -> &str {
         match self {
-            ProcessError::Codec { node, .. } | ProcessError::Panic { node, .. } => node,
+            ProcessError::Codec { node, .. }
+            | ProcessError::Panic { node, .. }
+            | ProcessError::Operator { node, .. }
+            | ProcessError::Store { node, .. } => node,
             ProcessError::UnknownTopic { .. } => "",
         }
     }
 
-    /// Every processing error of a record is final for that record: it is dead-lettered.
+    /// A record's own failures are final for that record: it is
+    /// dead-lettered. A failing store is not the record's fault: the task
+    /// cannot go on (the instance stops, and its restart re-creates it).
     pub fn class(&self) -> ErrorClass {
-        ErrorClass::DeadLetter
+        match self {
+            ProcessError::Store { .. } => ErrorClass::Fatal,
+            _ => ErrorClass::DeadLetter,
+        }
+    }
+
+    /// An error a `process` node returns to dead-letter the record it was
+    /// given (kind `operator`).
+    pub fn operator(message: impl Into<String>) -> Self {
+        ProcessError::Operator {
+            node: String::new(),
+            message: message.into(),
+        }
     }
 }

@@ -11,8 +11,11 @@ use std::sync::Arc;
 use weir_core::{Codec, CodecError};
 
 use crate::graph::{
-    assign_subtopologies, boxed, get, put, take, BuildError, CloneFn, Emit, EncodeFn, Item, Node,
-    Op, Predicate, Topology, TopologyInner,
+    assign_subtopologies, boxed, get, put, stores_by_subtopology, subtopology_names, take,
+    BuildError, CloneFn, Emit, EncodeFn, Item, Node, Op, Predicate, Topology, TopologyInner,
+};
+use crate::process::{
+    Erased, ErasedProcessor, FnProcessor, Processor, ProcessorContext, Store, StoreName,
 };
 
 fn key<K: 'static>(item: &Item) -> &K {
@@ -45,6 +48,7 @@ struct GraphBuilder {
     sources: BTreeMap<String, usize>,
     errors: Vec<BuildError>,
     dead_letter_topic: Option<String>,
+    stores: std::collections::BTreeSet<String>,
 }
 
 impl GraphBuilder {
@@ -145,6 +149,58 @@ impl TopologyBuilder {
         }
     }
 
+    /// Declares a key-value store named `name` whose keys and values are
+    /// stored with these codecs; give the handle to the `process` nodes
+    /// that use it. The name is stable state: it names the store's column
+    /// family and its changelog topic, so renaming it starts from empty.
+    ///
+    /// # Examples
+    /// ```
+    /// use weir_core::{Json, Str};
+    /// use weir_dsl::TopologyBuilder;
+    ///
+    /// let b = TopologyBuilder::new();
+    /// let counts = b.key_value_store("counts", Str, Json::<u64>::new());
+    /// let c = counts.clone();
+    /// b.stream("in", Str, Str)
+    ///     .process("count", &[&counts], move |ctx, k: String, _v: String| {
+    ///         let n = ctx.store(&c)?.get(&k)?.unwrap_or(0) + 1;
+    ///         ctx.store(&c)?.put(&k, &n)?;
+    ///         ctx.forward(k, n);
+    ///         Ok(())
+    ///     })
+    ///     .with_value_codec(Json::<u64>::new())
+    ///     .to("counts");
+    /// assert_eq!(b.build().unwrap().stores(), vec!["counts"]);
+    /// ```
+    pub fn key_value_store<K, V>(
+        &self,
+        name: impl Into<String>,
+        key_codec: impl Codec<K>,
+        value_codec: impl Codec<V>,
+    ) -> Store<K, V> {
+        let name = name.into();
+        let mut g = self.graph.borrow_mut();
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            g.errors.push(BuildError::InvalidStoreName {
+                store: name.clone(),
+            });
+        } else if !g.stores.insert(name.clone()) {
+            g.errors.push(BuildError::DuplicateStore {
+                store: name.clone(),
+            });
+        }
+        Store {
+            name: name.into(),
+            key_codec: Arc::new(key_codec),
+            value_codec: Arc::new(value_codec),
+        }
+    }
+
     /// Sends this topology's dead letters to `topic` instead of the runtime's
     /// default `<application_id>-dlq`.
     pub fn dead_letter_topic(&self, topic: impl Into<String>) -> &Self {
@@ -172,11 +228,15 @@ impl TopologyBuilder {
             });
         }
         let subtopologies = assign_subtopologies(&mut g.nodes);
+        let stores = stores_by_subtopology(&g.nodes, subtopologies, &g.stores)?;
+        let names = subtopology_names(&g.nodes, &stores)?;
         Ok(Topology {
             inner: Arc::new(TopologyInner {
                 nodes: g.nodes,
                 sources: g.sources,
                 subtopologies,
+                subtopology_names: names,
+                subtopology_stores: stores,
                 dead_letter_topic: g.dead_letter_topic,
             }),
         })
@@ -366,6 +426,59 @@ where
     pub fn peek(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) -> Self {
         let op = Op::Peek(Arc::new(move |it: &Item| f(key::<K>(it), value::<V>(it))));
         self.child("peek", op, self.key_codec.clone(), self.value_codec.clone())
+    }
+
+    /// A stateful node (the escape hatch): `f` gets a [`ProcessorContext`]
+    /// with the stores named in `stores`, the record's timestamp and
+    /// headers, the task's stream time, and `forward`. Returning an error
+    /// dead-letters the record and drops its store writes and forwards.
+    ///
+    /// For per-task fields and `init`/`close` hooks, implement
+    /// [`Processor`] and use [`Stream::process_with`].
+    pub fn process<K2, V2, F>(
+        &self,
+        name: impl Into<String>,
+        stores: &[&dyn StoreName],
+        f: F,
+    ) -> Stream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+        F: Fn(&mut ProcessorContext<'_, K2, V2>, K, V) -> Result<(), weir_core::ProcessError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let f = Arc::new(f);
+        self.process_with(name, stores, move || FnProcessor(f.clone()))
+    }
+
+    /// A stateful node whose per-task instance `factory` makes when the
+    /// task is created (and again after an aborted transaction).
+    pub fn process_with<K2, V2, P>(
+        &self,
+        name: impl Into<String>,
+        stores: &[&dyn StoreName],
+        factory: impl Fn() -> P + Send + Sync + 'static,
+    ) -> Stream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+        P: Processor<K, V, K2, V2>,
+    {
+        let factory: crate::process::ProcessorFactory = Arc::new(move || {
+            Box::new(Erased {
+                processor: factory(),
+                _types: PhantomData::<fn(K, V, K2, V2)>,
+            }) as Box<dyn ErasedProcessor>
+        });
+        let op = Op::Process {
+            factory,
+            stores: stores.iter().map(|s| s.store_name().to_string()).collect(),
+        };
+        let kc = same_codec::<K, K2>(&self.key_codec);
+        let vc = same_codec::<V, V2>(&self.value_codec);
+        self.child::<K2, V2>("process", op, kc, vc).named(name)
     }
 
     /// Content-based routing: each record goes to the first arm whose

@@ -18,6 +18,8 @@ pub struct NodeDescription {
     pub children: Vec<String>,
     /// The names of the nodes that forward to this one.
     pub parents: Vec<String>,
+    /// The stores a `process` node uses; empty otherwise.
+    pub stores: Vec<String>,
 }
 
 /// The nodes of one sub-topology.
@@ -25,6 +27,10 @@ pub struct NodeDescription {
 pub struct SubtopologyDescription {
     /// The sub-topology's id (a task is one sub-topology × one partition).
     pub id: usize,
+    /// Its stable name (task ids and state directories use it).
+    pub name: String,
+    /// The stores its tasks hold.
+    pub stores: Vec<String>,
     /// Its nodes, in the order they were added.
     pub nodes: Vec<NodeDescription>,
 }
@@ -48,10 +54,16 @@ impl Topology {
         let mut subtopologies: Vec<SubtopologyDescription> = (0..self.inner.subtopologies)
             .map(|id| SubtopologyDescription {
                 id,
+                name: self.subtopology_name(id).to_string(),
+                stores: self.subtopology_stores(id).to_vec(),
                 nodes: Vec::new(),
             })
             .collect();
         for n in nodes {
+            let stores = match &n.op {
+                Op::Process { stores, .. } => stores.clone(),
+                _ => Vec::new(),
+            };
             let (kind, topics) = match &n.op {
                 Op::Source { topic, .. } => ("source".to_string(), vec![topic.clone()]),
                 Op::Sink { topics, .. } => ("sink".to_string(), topics.clone()),
@@ -63,6 +75,7 @@ impl Topology {
                 topics,
                 children: names(&n.children),
                 parents: names(&n.parents),
+                stores,
             });
         }
         TopologyDescription { subtopologies }
@@ -78,8 +91,8 @@ impl TopologyDescription {
         let mut topics = std::collections::BTreeSet::new();
         for st in &self.subtopologies {
             out.push_str(&format!(
-                "  subgraph sub{}[\"Sub-topology {}\"]\n",
-                st.id, st.id
+                "  subgraph sub{}[\"Sub-topology {}: {}\"]\n",
+                st.id, st.id, st.name
             ));
             for n in &st.nodes {
                 out.push_str(&format!(
@@ -118,7 +131,10 @@ impl fmt::Display for TopologyDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Topologies:")?;
         for st in &self.subtopologies {
-            writeln!(f, "  Sub-topology: {}", st.id)?;
+            writeln!(f, "  Sub-topology: {} ({})", st.id, st.name)?;
+            if !st.stores.is_empty() {
+                writeln!(f, "    Stores: [{}]", st.stores.join(", "))?;
+            }
             for n in &st.nodes {
                 match n.kind.as_str() {
                     "source" => writeln!(
@@ -133,7 +149,15 @@ impl fmt::Display for TopologyDescription {
                         n.name,
                         n.topics.join(", ")
                     )?,
-                    kind => writeln!(f, "    Processor: {} ({kind})", n.name)?,
+                    kind if n.stores.is_empty() => {
+                        writeln!(f, "    Processor: {} ({kind})", n.name)?
+                    }
+                    kind => writeln!(
+                        f,
+                        "    Processor: {} ({kind}, stores: [{}])",
+                        n.name,
+                        n.stores.join(", ")
+                    )?,
                 }
                 if !n.children.is_empty() {
                     writeln!(f, "      --> {}", n.children.join(", "))?;

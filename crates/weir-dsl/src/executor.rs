@@ -3,30 +3,61 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use weir_core::{ProcessError, Record, Timestamp};
+use weir_state::TaskState;
 
 use crate::graph::{Item, Node, Op, Topology};
+use crate::process::ErasedProcessor;
 
 /// Runs the nodes of one task — one sub-topology for one partition number —
 /// on the records of its source partitions.
 ///
 /// Both the runtime and the `TopologyTestDriver` drive this type, so unit
-/// tests and production share one processing path. It holds no Kafka state:
-/// positions, transactions and dead-lettering belong to the caller.
+/// tests and production share one processing path. It holds no Kafka state
+/// and no store: positions, transactions and dead-lettering belong to the
+/// caller, and the caller passes the task's [`TaskState`] to every call.
+///
+/// Lifecycle: [`TaskExecutor::new`] makes the task's own instances of its
+/// `process` nodes; [`TaskExecutor::init`] runs their `init` once the
+/// task's stores are open; [`TaskExecutor::process`] per record;
+/// [`TaskExecutor::reset`] after an aborted transaction (fresh instances,
+/// stream time back to the last commit); [`TaskExecutor::close`] at the end.
 pub struct TaskExecutor {
     topology: Topology,
     subtopology: usize,
     partition: i32,
     stream_time: Option<Timestamp>,
+    committed_stream_time: Option<Timestamp>,
+    /// This task's instance of each `process` node, by node index.
+    processors: Vec<Option<Box<dyn ErasedProcessor>>>,
+    initialized: bool,
+}
+
+impl std::fmt::Debug for TaskExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskExecutor")
+            .field(
+                "subtopology",
+                &self.topology.subtopology_name(self.subtopology),
+            )
+            .field("partition", &self.partition)
+            .field("stream_time", &self.stream_time)
+            .finish()
+    }
 }
 
 impl TaskExecutor {
-    /// The executor for sub-topology `subtopology`, partition `partition`.
+    /// The executor for sub-topology `subtopology`, partition `partition`,
+    /// with fresh instances of its `process` nodes (not yet initialised).
     pub fn new(topology: Topology, subtopology: usize, partition: i32) -> Self {
+        let processors = make_processors(&topology, subtopology);
         Self {
             topology,
             subtopology,
             partition,
             stream_time: None,
+            committed_stream_time: None,
+            processors,
+            initialized: false,
         }
     }
 
@@ -40,31 +71,119 @@ impl TaskExecutor {
         self.partition
     }
 
+    /// The names of the stores this task's [`TaskState`] must hold, in
+    /// store-id order.
+    pub fn store_names(&self) -> &[String] {
+        self.topology.subtopology_stores(self.subtopology)
+    }
+
     /// The largest timestamp processed so far (Kafka Streams' stream time).
     pub fn stream_time(&self) -> Option<Timestamp> {
         self.stream_time
     }
 
-    /// Processes `record` and appends its outputs to `out`.
+    /// Sets the stream time (a task restarting from a committed one).
+    pub fn set_stream_time(&mut self, t: Option<Timestamp>) {
+        self.stream_time = t;
+        self.committed_stream_time = t;
+    }
+
+    /// Moves stream time forward to `time` (never back).
+    pub fn advance_stream_time(&mut self, time: Timestamp) {
+        self.stream_time = Some(self.stream_time.map_or(time, |t| t.max(time)));
+    }
+
+    /// Runs every `process` node's `init` (once; later calls do nothing).
+    ///
+    /// # Errors
+    /// The first node's error.
+    pub fn init(&mut self, state: &mut TaskState) -> Result<(), ProcessError> {
+        if self.initialized {
+            return Ok(());
+        }
+        let nodes = &self.topology.inner.nodes;
+        for (id, p) in self.processors.iter_mut().enumerate() {
+            if let Some(p) = p {
+                p.init(&nodes[id].name, state, self.stream_time)?;
+            }
+        }
+        self.initialized = true;
+        Ok(())
+    }
+
+    /// The transaction that carried this task's work committed: its stream
+    /// time is now the one to fall back to.
+    pub fn committed(&mut self) {
+        self.committed_stream_time = self.stream_time;
+    }
+
+    /// The open transaction was aborted: closes the `process` node
+    /// instances and makes fresh ones (their fields may hold effects of
+    /// aborted records), and moves stream time back to the last commit.
+    /// The caller drops the task's pending writes.
+    pub fn reset(&mut self) {
+        self.close();
+        self.processors = make_processors(&self.topology, self.subtopology);
+        self.stream_time = self.committed_stream_time;
+    }
+
+    /// Runs every `process` node's `close`.
+    pub fn close(&mut self) {
+        for p in self.processors.iter_mut().flatten() {
+            p.close();
+        }
+        self.initialized = false;
+    }
+
+    /// Processes `record` and appends its outputs to `out`; store writes go
+    /// to `state`'s pending set.
     ///
     /// # Errors
     /// A [`ProcessError`] when the record cannot be processed (it did not
-    /// decode, an output did not encode, an operator panicked, or no source
-    /// reads its topic). `out` is then left exactly as it was: the caller
-    /// dead-letters the record and moves on.
-    pub fn process(&mut self, record: &Record, out: &mut Vec<Record>) -> Result<(), ProcessError> {
+    /// decode, an output did not encode, an operator panicked or refused
+    /// it, a store failed, or no source reads its topic). `out` and the
+    /// pending writes are then left exactly as they were: the caller
+    /// dead-letters the record and moves on (or, for a store failure, stops
+    /// the task).
+    pub fn process(
+        &mut self,
+        record: &Record,
+        out: &mut Vec<Record>,
+        state: &mut TaskState,
+    ) -> Result<(), ProcessError> {
         let inner = &self.topology.inner;
         let Some(&source) = inner.sources.get(&record.topic) else {
             return Err(ProcessError::UnknownTopic {
                 topic: record.topic.clone(),
             });
         };
+        if !self.initialized {
+            self.init(state)?;
+        }
+        let inner = &self.topology.inner;
         let node = &inner.nodes[source];
         let Op::Source { decode, .. } = &node.op else {
             unreachable!("sources map to source nodes");
         };
+        // Stream time includes the record being processed (as in Kafka Streams).
+        self.stream_time = Some(
+            self.stream_time
+                .map_or(record.timestamp, |t| t.max(record.timestamp)),
+        );
         let mark = out.len();
         let nodes = &inner.nodes;
+        let stateful = !self
+            .topology
+            .subtopology_stores(self.subtopology)
+            .is_empty();
+        if stateful {
+            state.savepoint();
+        }
+        let mut env = Env {
+            processors: &mut self.processors,
+            state,
+            stream_time: self.stream_time,
+        };
         // User code includes codecs: a panic while decoding is dead-lettered too.
         let result = catch_unwind(AssertUnwindSafe(|| {
             CURRENT_NODE.with(|c| c.set(source));
@@ -81,7 +200,7 @@ impl TaskExecutor {
                 timestamp: record.timestamp,
                 headers: record.headers.clone(),
             };
-            forward(nodes, node, item, out)
+            forward(nodes, node, item, out, &mut env)
         }));
         let result = match result {
             Ok(r) => r,
@@ -89,14 +208,47 @@ impl TaskExecutor {
         };
         if result.is_err() {
             out.truncate(mark);
-        } else {
-            self.stream_time = Some(
-                self.stream_time
-                    .map_or(record.timestamp, |t| t.max(record.timestamp)),
-            );
+            if stateful {
+                env.state.rollback_to_savepoint();
+            }
+        } else if stateful {
+            env.state.release_savepoint();
+        }
+        // A processor whose call panicked was taken out of its slot: make a
+        // fresh one (the old one's fields may be half-updated).
+        if self.processors.iter().zip(&inner.nodes).any(|(p, n)| {
+            p.is_none() && matches!(n.op, Op::Process { .. }) && n.subtopology == self.subtopology
+        }) {
+            let fresh = make_processors(&self.topology, self.subtopology);
+            for (slot, new) in self.processors.iter_mut().zip(fresh) {
+                if slot.is_none() {
+                    *slot = new;
+                }
+            }
+            self.initialized = false;
         }
         result
     }
+}
+
+/// Fresh instances of the `process` nodes of `sub`, by node index.
+fn make_processors(topology: &Topology, sub: usize) -> Vec<Option<Box<dyn ErasedProcessor>>> {
+    topology
+        .inner
+        .nodes
+        .iter()
+        .map(|n| match &n.op {
+            Op::Process { factory, .. } if n.subtopology == sub => Some(factory()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What processing one record needs besides the graph.
+struct Env<'a> {
+    processors: &'a mut Vec<Option<Box<dyn ErasedProcessor>>>,
+    state: &'a mut TaskState,
+    stream_time: Option<Timestamp>,
 }
 
 thread_local! {
@@ -122,9 +274,10 @@ fn forward(
     from: &Node,
     item: Item,
     out: &mut Vec<Record>,
+    env: &mut Env<'_>,
 ) -> Result<(), ProcessError> {
     if let [only] = from.children.as_slice() {
-        return push(nodes, *only, item, out);
+        return push(nodes, *only, item, out, env);
     }
     // Sinks only read the item: they get it by reference, so fan-out to a
     // sink and a processor (e.g. an audit topic beside routing) copies nothing.
@@ -146,44 +299,65 @@ fn forward(
             break;
         }
         if !is_sink(c) {
-            push(nodes, c, (from.clone_item)(&item), out)?;
+            push(nodes, c, (from.clone_item)(&item), out, env)?;
         }
     }
-    push(nodes, last, item, out)
+    push(nodes, last, item, out, env)
 }
 
-fn push(nodes: &[Node], id: usize, item: Item, out: &mut Vec<Record>) -> Result<(), ProcessError> {
+fn push(
+    nodes: &[Node],
+    id: usize,
+    item: Item,
+    out: &mut Vec<Record>,
+    env: &mut Env<'_>,
+) -> Result<(), ProcessError> {
     let node = &nodes[id];
     CURRENT_NODE.with(|c| c.set(id));
     match &node.op {
         Op::Filter(p) => {
             if p(&item) {
-                forward(nodes, node, item, out)
+                forward(nodes, node, item, out, env)
             } else {
                 Ok(())
             }
         }
-        Op::Map(f) => forward(nodes, node, f(item), out),
+        Op::Map(f) => forward(nodes, node, f(item), out, env),
         Op::FlatMap(f) => f(item, &mut |it| {
-            let r = forward(nodes, node, it, out);
+            let r = forward(nodes, node, it, out, env);
             // The user's iterator runs again next: a panic there is this node's.
             CURRENT_NODE.with(|c| c.set(id));
             r
         }),
         Op::Peek(f) => {
             f(&item);
-            forward(nodes, node, item, out)
+            forward(nodes, node, item, out, env)
         }
         Op::Branch {
             predicates,
             otherwise,
         } => match predicates.iter().position(|p| p(&item)) {
-            Some(i) => push(nodes, node.children[i], item, out),
-            None if *otherwise => push(nodes, node.children[predicates.len()], item, out),
+            Some(i) => push(nodes, node.children[i], item, out, env),
+            None if *otherwise => push(nodes, node.children[predicates.len()], item, out, env),
             None => Ok(()),
         },
-        Op::Pass | Op::Source { .. } => forward(nodes, node, item, out),
+        Op::Pass | Op::Source { .. } => forward(nodes, node, item, out, env),
         Op::Sink { .. } | Op::DynamicSink { .. } => write(node, &item, out),
+        Op::Process { .. } => {
+            // Taken out of its slot while it runs, so what it forwards can
+            // reach other processors of the task; put back afterwards.
+            let mut p = env.processors[id]
+                .take()
+                .expect("a task has an instance of each of its process nodes");
+            let mut forwarded = Vec::new();
+            let r = p.process(&node.name, env.state, env.stream_time, item, &mut forwarded);
+            env.processors[id] = Some(p);
+            r?;
+            for it in forwarded {
+                forward(nodes, node, it, out, env)?;
+            }
+            Ok(())
+        }
     }
 }
 

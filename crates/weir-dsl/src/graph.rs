@@ -97,6 +97,11 @@ pub(crate) enum Op {
         choose: TopicFn,
         encode: EncodeFn,
     },
+    /// A per-task stateful node made by `factory`, using `stores`.
+    Process {
+        factory: crate::process::ProcessorFactory,
+        stores: Vec<String>,
+    },
 }
 
 #[derive(Clone)]
@@ -145,6 +150,37 @@ pub enum BuildError {
         /// The node.
         node: String,
     },
+    /// Two stores have the same name.
+    #[error("two stores are named {store}; store names must be unique")]
+    DuplicateStore {
+        /// The name.
+        store: String,
+    },
+    /// A store name cannot name a topic or directory.
+    #[error("store name {store:?} must be non-empty and use only letters, digits, '.', '_' and '-' (it names a changelog topic)")]
+    InvalidStoreName {
+        /// The name.
+        store: String,
+    },
+    /// A node uses a store the builder never declared.
+    #[error("node {node} uses store {store}, which was not declared with key_value_store")]
+    UndeclaredStore {
+        /// The node.
+        node: String,
+        /// The store.
+        store: String,
+    },
+    /// Nodes of two sub-topologies (connected only through topics) use one
+    /// store; a store belongs to the tasks of one sub-topology.
+    #[error("store {store} is used by nodes {first} and {second}, which are not connected; a store belongs to one sub-topology")]
+    StoreAcrossSubtopologies {
+        /// The store.
+        store: String,
+        /// A node of one sub-topology.
+        first: String,
+        /// A node of another.
+        second: String,
+    },
 }
 
 /// A built topology: an immutable graph of sources, processors and sinks,
@@ -161,6 +197,10 @@ pub(crate) struct TopologyInner {
     /// Source node index by topic.
     pub sources: BTreeMap<String, usize>,
     pub subtopologies: usize,
+    /// Stable name per sub-topology (see [`Topology::subtopology_name`]).
+    pub subtopology_names: Vec<String>,
+    /// Store names per sub-topology, sorted.
+    pub subtopology_stores: Vec<Vec<String>>,
     pub dead_letter_topic: Option<String>,
 }
 
@@ -199,6 +239,33 @@ impl Topology {
             .sources
             .get(topic)
             .map(|&i| self.inner.nodes[i].subtopology)
+    }
+
+    /// The stable name of sub-topology `id`: its first store's name (in name
+    /// order) when it has stores, else `from-<first source topic>` (logical
+    /// names, before renames). Adding an operator elsewhere never changes
+    /// it, so task ids and state directories stay put.
+    pub fn subtopology_name(&self, id: usize) -> &str {
+        &self.inner.subtopology_names[id]
+    }
+
+    /// The stores of sub-topology `id`, in name order (a task's store ids
+    /// are positions in this list).
+    pub fn subtopology_stores(&self, id: usize) -> &[String] {
+        &self.inner.subtopology_stores[id]
+    }
+
+    /// Every store of the topology, in name order.
+    pub fn stores(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .inner
+            .subtopology_stores
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
+        all.sort();
+        all
     }
 
     /// The source topics of sub-topology `id`.
@@ -241,6 +308,8 @@ impl Topology {
                 nodes,
                 sources,
                 subtopologies: self.inner.subtopologies,
+                subtopology_names: self.inner.subtopology_names.clone(),
+                subtopology_stores: self.inner.subtopology_stores.clone(),
                 dead_letter_topic: self.inner.dead_letter_topic.as_ref().map(map),
             }),
         }
@@ -282,4 +351,72 @@ pub(crate) fn assign_subtopologies(nodes: &mut [Node]) -> usize {
         node.subtopology = *ids.entry(root).or_insert(next);
     }
     ids.len()
+}
+
+/// Store names per sub-topology (sorted), checking that every store a node
+/// uses was declared and belongs to one sub-topology.
+pub(crate) fn stores_by_subtopology(
+    nodes: &[Node],
+    subtopologies: usize,
+    declared: &std::collections::BTreeSet<String>,
+) -> Result<Vec<Vec<String>>, BuildError> {
+    let mut owner: BTreeMap<&str, &Node> = BTreeMap::new();
+    let mut by_sub = vec![std::collections::BTreeSet::new(); subtopologies];
+    for node in nodes {
+        let Op::Process { stores, .. } = &node.op else {
+            continue;
+        };
+        for store in stores {
+            if !declared.contains(store) {
+                return Err(BuildError::UndeclaredStore {
+                    node: node.name.clone(),
+                    store: store.clone(),
+                });
+            }
+            if let Some(first) = owner.insert(store, node) {
+                if first.subtopology != node.subtopology {
+                    return Err(BuildError::StoreAcrossSubtopologies {
+                        store: store.clone(),
+                        first: first.name.clone(),
+                        second: node.name.clone(),
+                    });
+                }
+            }
+            by_sub[node.subtopology].insert(store.clone());
+        }
+    }
+    Ok(by_sub
+        .into_iter()
+        .map(|s| s.into_iter().collect())
+        .collect())
+}
+
+/// Stable sub-topology names; see [`Topology::subtopology_name`].
+pub(crate) fn subtopology_names(
+    nodes: &[Node],
+    stores: &[Vec<String>],
+) -> Result<Vec<String>, BuildError> {
+    let mut names = Vec::with_capacity(stores.len());
+    for (id, st) in stores.iter().enumerate() {
+        let name = match st.first() {
+            Some(store) => store.clone(),
+            None => {
+                let first_topic = nodes
+                    .iter()
+                    .filter(|n| n.subtopology == id)
+                    .filter_map(|n| match &n.op {
+                        Op::Source { topic, .. } => Some(topic.clone()),
+                        _ => None,
+                    })
+                    .min()
+                    .unwrap_or_else(|| format!("{id}"));
+                format!("from-{first_topic}")
+            }
+        };
+        if names.contains(&name) {
+            return Err(BuildError::DuplicateStore { store: name });
+        }
+        names.push(name);
+    }
+    Ok(names)
 }

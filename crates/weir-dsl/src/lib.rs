@@ -24,8 +24,10 @@ mod builder;
 mod describe;
 mod executor;
 mod graph;
+mod process;
 
 pub use builder::{BranchBuilder, Stream, TopologyBuilder};
 pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription};
 pub use executor::TaskExecutor;
 pub use graph::{BuildError, Topology};
+pub use process::{Processor, ProcessorContext, Store, StoreName, TypedStore};

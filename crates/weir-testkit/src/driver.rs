@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use weir_core::{Codec, DeadLetter, Headers, Record, Timestamp};
-use weir_dsl::{TaskExecutor, Topology};
+use weir_core::{Codec, DeadLetter, ErrorClass, Headers, Record, Timestamp};
+use weir_dsl::{Store, TaskExecutor, Topology};
+use weir_state::{InMemoryBackend, KeyRange, TaskState};
 
 /// Runs a [`Topology`] in memory: records piped into a source topic are
 /// processed at once, deterministically, on partition 0; outputs are queued
@@ -33,6 +34,8 @@ pub struct TopologyTestDriver {
 struct DriverState {
     topology: Topology,
     executors: Vec<TaskExecutor>,
+    /// Each task's stores (in memory); committed after every piped record.
+    states: Vec<TaskState>,
     outputs: BTreeMap<String, VecDeque<Record>>,
     next_offset: BTreeMap<String, i64>,
     dead_letter_topic: String,
@@ -42,6 +45,14 @@ struct DriverState {
 }
 
 impl DriverState {
+    /// The task state holding `name`, and the store's id there.
+    fn find_store(&self, name: &str) -> (&TaskState, usize) {
+        self.states
+            .iter()
+            .find_map(|s| s.store_id(name).ok().map(|id| (s, id)))
+            .unwrap_or_else(|| panic!("the topology has no store named {name}"))
+    }
+
     /// Gives `record` the next offset of its topic (partition 0) and queues it.
     fn enqueue(&mut self, mut record: Record, queue: &mut VecDeque<Record>) {
         let offset = match self.next_offset.get_mut(&record.topic) {
@@ -76,13 +87,21 @@ impl TopologyTestDriver {
             .dead_letter_topic()
             .unwrap_or("test-dlq")
             .to_string();
-        let executors = (0..topology.subtopology_count())
+        let executors: Vec<TaskExecutor> = (0..topology.subtopology_count())
             .map(|st| TaskExecutor::new(topology.clone(), st, 0))
+            .collect();
+        let states = executors
+            .iter()
+            .map(|e| {
+                let names = e.store_names().to_vec();
+                TaskState::new(Box::new(InMemoryBackend::new(names.len())), names)
+            })
             .collect();
         Self {
             state: Rc::new(RefCell::new(DriverState {
                 topology,
                 executors,
+                states,
                 outputs: BTreeMap::new(),
                 next_offset: BTreeMap::new(),
                 dead_letter_topic,
@@ -149,7 +168,11 @@ impl TopologyTestDriver {
                 st.append(record);
                 continue;
             };
-            if let Err(e) = st.executors[sub].process(&record, &mut out) {
+            if let Err(e) = st.executors[sub].process(&record, &mut out, &mut st.states[sub]) {
+                assert!(
+                    e.class() != ErrorClass::Fatal,
+                    "TopologyTestDriver: the task cannot go on: {e}"
+                );
                 let dl =
                     DeadLetter::from(&e).to_record(&st.dead_letter_topic, &record, st.wall_clock);
                 out.push(dl);
@@ -163,6 +186,63 @@ impl TopologyTestDriver {
         }
         st.queue = queue;
         st.out = out;
+        // Every piped record is its own commit: stores show its effects.
+        for (exec, state) in st.executors.iter_mut().zip(&mut st.states) {
+            state
+                .commit(Vec::new())
+                .expect("in-memory stores do not fail");
+            exec.committed();
+        }
+    }
+
+    /// The value of `key` in `store`, if any.
+    ///
+    /// # Panics
+    /// If no task of the topology has the store, or a stored entry does not
+    /// decode (a failed test).
+    pub fn store_get<K: 'static, V: 'static>(&self, store: &Store<K, V>, key: &K) -> Option<V> {
+        let st = self.state.borrow();
+        let (state, id) = st.find_store(store.name());
+        let k = store.encode_key(key).expect("test key encodes");
+        state
+            .get(id, &k)
+            .expect("in-memory stores do not fail")
+            .map(|v| store.decode_value(&v).expect("stored value decodes"))
+    }
+
+    /// Every entry of `store`, in the order of the encoded keys.
+    ///
+    /// # Panics
+    /// As [`TopologyTestDriver::store_get`].
+    pub fn store_entries<K: 'static, V: 'static>(&self, store: &Store<K, V>) -> Vec<(K, V)> {
+        let st = self.state.borrow();
+        let (state, id) = st.find_store(store.name());
+        state
+            .range(id, KeyRange::all())
+            .expect("in-memory stores do not fail")
+            .map(|r| {
+                let (k, v) = r.expect("in-memory stores do not fail");
+                (
+                    store.decode_key(&k).expect("stored key decodes"),
+                    store.decode_value(&v).expect("stored value decodes"),
+                )
+            })
+            .collect()
+    }
+
+    /// Moves every task's stream time forward to `time` (never back), as
+    /// if records up to `time` had been processed.
+    pub fn advance_stream_time(&self, time: Timestamp) {
+        for e in &mut self.state.borrow_mut().executors {
+            e.advance_stream_time(time);
+        }
+    }
+
+    /// The stream time of the task that reads `topic`.
+    pub fn stream_time(&self, topic: &str) -> Option<Timestamp> {
+        let st = self.state.borrow();
+        let sub = st.topology.subtopology_of(topic)?;
+        st.executors[sub].stream_time()
     }
 
     /// Takes every record written to `topic` so far, in order.

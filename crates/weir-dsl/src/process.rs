@@ -1,0 +1,457 @@
+//! Stateful nodes: the [`Processor`] lifecycle, its [`ProcessorContext`],
+//! and typed [`Store`] handles.
+//!
+//! A `process` node is made per task by a factory when the task is created,
+//! so its fields are the task's own; stateless operators keep their shared
+//! closures. The context reads and writes the task's stores through the
+//! pending write set (reads see the task's own uncommitted writes; a record
+//! that fails drops its writes), forwards records downstream, and exposes
+//! the record's timestamp and headers and the task's stream time.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use weir_core::{Codec, Headers, ProcessError, Timestamp};
+use weir_state::{KeyRange, TaskState};
+
+use crate::graph::{boxed, take, Item};
+
+/// A typed handle on a key-value store declared with
+/// [`crate::TopologyBuilder::key_value_store`]. Cheap to clone; give it to
+/// the `process` nodes that use the store.
+pub struct Store<K, V> {
+    pub(crate) name: Arc<str>,
+    pub(crate) key_codec: Arc<dyn Codec<K>>,
+    pub(crate) value_codec: Arc<dyn Codec<V>>,
+}
+
+impl<K, V> Clone for Store<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            key_codec: self.key_codec.clone(),
+            value_codec: self.value_codec.clone(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Store<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.name)
+    }
+}
+
+impl<K: 'static, V: 'static> Store<K, V> {
+    /// Encodes a key with the store's key codec.
+    ///
+    /// # Errors
+    /// The codec's error.
+    pub fn encode_key(&self, key: &K) -> Result<Vec<u8>, weir_core::CodecError> {
+        self.key_codec.encode(key)
+    }
+
+    /// Decodes a stored key.
+    ///
+    /// # Errors
+    /// The codec's error.
+    pub fn decode_key(&self, bytes: &[u8]) -> Result<K, weir_core::CodecError> {
+        self.key_codec.decode(bytes)
+    }
+
+    /// Decodes a stored value.
+    ///
+    /// # Errors
+    /// The codec's error.
+    pub fn decode_value(&self, bytes: &[u8]) -> Result<V, weir_core::CodecError> {
+        self.value_codec.decode(bytes)
+    }
+}
+
+impl<K, V> Store<K, V> {
+    /// The store's name (stable: it names the task's column family and,
+    /// from the next release on, the changelog topic).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Anything that names a declared store, for `process(name, &[&store], …)`.
+pub trait StoreName {
+    /// The store's name.
+    fn store_name(&self) -> &str;
+}
+
+impl<K, V> StoreName for Store<K, V> {
+    fn store_name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A per-task stateful node: made by a factory when the task is created,
+/// then `init`, `process` per record, `close` when the task closes. After an
+/// aborted transaction the instance is closed and a fresh one made, so
+/// in-memory fields never hold effects of uncommitted records.
+pub trait Processor<K, V, K2, V2>: Send + 'static {
+    /// Called once before the first record (stores are readable).
+    ///
+    /// # Errors
+    /// A [`ProcessError`] stops the task.
+    fn init(&mut self, _ctx: &mut ProcessorContext<'_, K2, V2>) -> Result<(), ProcessError> {
+        Ok(())
+    }
+
+    /// Processes one record.
+    ///
+    /// # Errors
+    /// A [`ProcessError`]: the record is dead-lettered and its store writes
+    /// and forwards are dropped (a store failure stops the task instead).
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K2, V2>,
+        key: K,
+        value: V,
+    ) -> Result<(), ProcessError>;
+
+    /// Called when the task closes (revoked, aborted, shut down).
+    fn close(&mut self) {}
+}
+
+/// A closure as a [`Processor`] (what [`crate::Stream::process`] makes).
+pub(crate) struct FnProcessor<F>(pub Arc<F>);
+
+impl<K, V, K2, V2, F> Processor<K, V, K2, V2> for FnProcessor<F>
+where
+    F: Fn(&mut ProcessorContext<'_, K2, V2>, K, V) -> Result<(), ProcessError>
+        + Send
+        + Sync
+        + 'static,
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K2, V2>,
+        key: K,
+        value: V,
+    ) -> Result<(), ProcessError> {
+        (self.0)(ctx, key, value)
+    }
+}
+
+/// What a processor sees of its task while it runs.
+pub struct ProcessorContext<'a, K2, V2> {
+    node: &'a str,
+    state: &'a mut TaskState,
+    stream_time: Option<Timestamp>,
+    timestamp: Timestamp,
+    headers: &'a mut Headers,
+    forwarded: &'a mut Vec<Item>,
+    _out: PhantomData<fn(K2, V2)>,
+}
+
+impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
+    /// Sends a record downstream with the current record's timestamp and headers.
+    pub fn forward(&mut self, key: K2, value: V2) {
+        let (timestamp, headers) = (self.timestamp, self.headers.clone());
+        self.forward_with(key, value, timestamp, headers);
+    }
+
+    /// Sends a record downstream with its own timestamp and headers.
+    pub fn forward_with(&mut self, key: K2, value: V2, timestamp: Timestamp, headers: Headers) {
+        self.forwarded.push(Item {
+            key: boxed(key),
+            value: boxed(value),
+            timestamp,
+            headers,
+        });
+    }
+
+    /// The timestamp of the record being processed (0 in `init`).
+    pub fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+
+    /// The headers of the record being processed; changes are seen by
+    /// later `forward` calls.
+    pub fn headers(&mut self) -> &mut Headers {
+        self.headers
+    }
+
+    /// The task's stream time: the largest record timestamp it processed
+    /// before this record (`None` before the first).
+    pub fn stream_time(&self) -> Option<Timestamp> {
+        self.stream_time
+    }
+
+    /// The name of this node.
+    pub fn node(&self) -> &str {
+        self.node
+    }
+
+    /// Typed access to a store this node declared.
+    ///
+    /// # Errors
+    /// [`ProcessError::Store`] when the node did not declare the store.
+    pub fn store<'s, K: 'static, V: 'static>(
+        &'s mut self,
+        store: &'s Store<K, V>,
+    ) -> Result<TypedStore<'s, K, V>, ProcessError> {
+        let id = self
+            .state
+            .store_id(&store.name)
+            .map_err(|e| ProcessError::Store {
+                node: self.node.to_string(),
+                store: store.name.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(TypedStore {
+            node: self.node,
+            state: &mut *self.state,
+            id,
+            store,
+        })
+    }
+}
+
+/// A store seen through its codecs, from a [`ProcessorContext`].
+pub struct TypedStore<'a, K, V> {
+    node: &'a str,
+    state: &'a mut TaskState,
+    id: usize,
+    store: &'a Store<K, V>,
+}
+
+impl<K: 'static, V: 'static> TypedStore<'_, K, V> {
+    fn store_err(&self, e: weir_state::StoreError) -> ProcessError {
+        ProcessError::Store {
+            node: self.node.to_string(),
+            store: self.store.name.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    fn codec_err(&self, source: weir_core::CodecError) -> ProcessError {
+        ProcessError::Codec {
+            node: self.node.to_string(),
+            source,
+        }
+    }
+
+    /// The value of `key`, if any (this task's uncommitted writes included).
+    ///
+    /// # Errors
+    /// A codec error (dead-letters the record) or a store failure.
+    pub fn get(&self, key: &K) -> Result<Option<V>, ProcessError> {
+        let k = self
+            .store
+            .key_codec
+            .encode(key)
+            .map_err(|e| self.codec_err(e))?;
+        match self.state.get(self.id, &k).map_err(|e| self.store_err(e))? {
+            Some(v) => Ok(Some(
+                self.store
+                    .value_codec
+                    .decode(&v)
+                    .map_err(|e| self.codec_err(e))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    /// A codec error (dead-letters the record).
+    pub fn put(&mut self, key: &K, value: &V) -> Result<(), ProcessError> {
+        let k = self
+            .store
+            .key_codec
+            .encode(key)
+            .map_err(|e| self.codec_err(e))?;
+        let v = self
+            .store
+            .value_codec
+            .encode(value)
+            .map_err(|e| self.codec_err(e))?;
+        use weir_state::KeyValueStore as _;
+        self.state
+            .store(self.id)
+            .put(&k, &v)
+            .map_err(|e| self.store_err(e))
+    }
+
+    /// Removes `key`.
+    ///
+    /// # Errors
+    /// A codec error (dead-letters the record).
+    pub fn delete(&mut self, key: &K) -> Result<(), ProcessError> {
+        let k = self
+            .store
+            .key_codec
+            .encode(key)
+            .map_err(|e| self.codec_err(e))?;
+        use weir_state::KeyValueStore as _;
+        self.state
+            .store(self.id)
+            .delete(&k)
+            .map_err(|e| self.store_err(e))
+    }
+
+    /// Entries with `from <= key <= to` in the order of their encoded keys.
+    ///
+    /// # Errors
+    /// A codec error or a store failure.
+    pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>, ProcessError> {
+        let f = self
+            .store
+            .key_codec
+            .encode(from)
+            .map_err(|e| self.codec_err(e))?;
+        let t = self
+            .store
+            .key_codec
+            .encode(to)
+            .map_err(|e| self.codec_err(e))?;
+        self.scan(KeyRange::inclusive(&f, &t))
+    }
+
+    /// Every entry, in the order of their encoded keys.
+    ///
+    /// # Errors
+    /// A codec error or a store failure.
+    pub fn all(&self) -> Result<Vec<(K, V)>, ProcessError> {
+        self.scan(KeyRange::all())
+    }
+
+    /// Entries whose encoded key starts with `prefix`.
+    ///
+    /// # Errors
+    /// A codec error or a store failure.
+    pub fn prefix(&self, prefix: &[u8]) -> Result<Vec<(K, V)>, ProcessError> {
+        self.scan(KeyRange::prefix(prefix))
+    }
+
+    fn scan(&self, range: KeyRange) -> Result<Vec<(K, V)>, ProcessError> {
+        let iter = self
+            .state
+            .range(self.id, range)
+            .map_err(|e| self.store_err(e))?;
+        iter.map(|r| {
+            let (k, v) = r.map_err(|e| self.store_err(e))?;
+            Ok((
+                self.store
+                    .key_codec
+                    .decode(&k)
+                    .map_err(|e| self.codec_err(e))?,
+                self.store
+                    .value_codec
+                    .decode(&v)
+                    .map_err(|e| self.codec_err(e))?,
+            ))
+        })
+        .collect()
+    }
+
+    /// The estimated number of committed keys.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn approximate_len(&self) -> Result<u64, ProcessError> {
+        self.state
+            .approximate_len(self.id)
+            .map_err(|e| self.store_err(e))
+    }
+}
+
+/// A processor instance behind `Any` types, as a task holds it.
+pub(crate) trait ErasedProcessor: Send {
+    fn init(
+        &mut self,
+        node: &str,
+        state: &mut TaskState,
+        stream_time: Option<Timestamp>,
+    ) -> Result<(), ProcessError>;
+    fn process(
+        &mut self,
+        node: &str,
+        state: &mut TaskState,
+        stream_time: Option<Timestamp>,
+        item: Item,
+        forwarded: &mut Vec<Item>,
+    ) -> Result<(), ProcessError>;
+    fn close(&mut self);
+}
+
+/// Makes a task's instance of a `process` node.
+pub(crate) type ProcessorFactory = Arc<dyn Fn() -> Box<dyn ErasedProcessor> + Send + Sync>;
+
+pub(crate) struct Erased<P, K, V, K2, V2> {
+    pub processor: P,
+    pub _types: PhantomData<fn(K, V, K2, V2)>,
+}
+
+impl<P, K, V, K2, V2> ErasedProcessor for Erased<P, K, V, K2, V2>
+where
+    P: Processor<K, V, K2, V2>,
+    K: Send + 'static,
+    V: Send + 'static,
+    K2: Send + 'static,
+    V2: Send + 'static,
+{
+    fn init(
+        &mut self,
+        node: &str,
+        state: &mut TaskState,
+        stream_time: Option<Timestamp>,
+    ) -> Result<(), ProcessError> {
+        let mut headers = Headers::new();
+        let mut forwarded = Vec::new();
+        let mut ctx = ProcessorContext {
+            node,
+            state,
+            stream_time,
+            timestamp: 0,
+            headers: &mut headers,
+            forwarded: &mut forwarded,
+            _out: PhantomData,
+        };
+        self.processor.init(&mut ctx)
+    }
+
+    fn process(
+        &mut self,
+        node: &str,
+        state: &mut TaskState,
+        stream_time: Option<Timestamp>,
+        mut item: Item,
+        forwarded: &mut Vec<Item>,
+    ) -> Result<(), ProcessError> {
+        let key = take::<K>(&mut item.key);
+        let value = take::<V>(&mut item.value);
+        let mut ctx = ProcessorContext {
+            node,
+            state,
+            stream_time,
+            timestamp: item.timestamp,
+            headers: &mut item.headers,
+            forwarded,
+            _out: PhantomData,
+        };
+        self.processor
+            .process(&mut ctx, key, value)
+            .map_err(|e| name_node(e, node))
+    }
+
+    fn close(&mut self) {
+        self.processor.close();
+    }
+}
+
+/// Fills in the node of an operator error returned without one.
+fn name_node(e: ProcessError, node: &str) -> ProcessError {
+    match e {
+        ProcessError::Operator { node: n, message } if n.is_empty() => ProcessError::Operator {
+            node: node.to_string(),
+            message,
+        },
+        other => other,
+    }
+}
