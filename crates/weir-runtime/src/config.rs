@@ -23,6 +23,15 @@ pub const EOS_RESERVED_KAFKA_KEYS: &[&str] = &[
     "partitioner",
 ];
 
+/// Kafka settings Weir must own in every mode: co-partitioned tasks need
+/// the range assignor and the classic group protocol; static membership
+/// would need an id per stream thread (not supported yet).
+pub const REFUSED_KAFKA_KEYS: &[&str] = &[
+    "partition.assignment.strategy",
+    "group.protocol",
+    "group.instance.id",
+];
+
 /// Environment variables with the `WEIR_` prefix that are not configuration.
 const NOT_CONFIG: &[&str] = &["WEIR_FAILPOINT"];
 
@@ -68,6 +77,52 @@ pub enum ConfigError {
     },
 }
 
+/// An embedded default for a top-level configuration key (see
+/// [`Config::load`]): text, an integer or a boolean.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigValue {
+    /// Text.
+    Str(String),
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl From<&str> for ConfigValue {
+    fn from(v: &str) -> Self {
+        ConfigValue::Str(v.to_string())
+    }
+}
+
+impl From<String> for ConfigValue {
+    fn from(v: String) -> Self {
+        ConfigValue::Str(v)
+    }
+}
+
+impl From<i64> for ConfigValue {
+    fn from(v: i64) -> Self {
+        ConfigValue::Int(v)
+    }
+}
+
+impl From<bool> for ConfigValue {
+    fn from(v: bool) -> Self {
+        ConfigValue::Bool(v)
+    }
+}
+
+impl ConfigValue {
+    fn to_toml(&self) -> toml::Value {
+        match self {
+            ConfigValue::Str(s) => toml::Value::String(s.clone()),
+            ConfigValue::Int(i) => toml::Value::Integer(*i),
+            ConfigValue::Bool(b) => toml::Value::Boolean(*b),
+        }
+    }
+}
+
 /// `processing_guarantee`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,9 +164,14 @@ pub struct Config {
     /// URL other instances use to reach this one's admin endpoint (not used yet).
     #[serde(default)]
     pub admin_advertised_url: Option<String>,
-    /// Memory budget for state stores in MiB (no stores yet).
+    /// One memory budget in MiB for the block cache and memtables of every
+    /// RocksDB store of the instance (default 256).
     #[serde(default = "default_memory_budget")]
     pub state_memory_budget_mb: u64,
+    /// How long a task waits for an input partition with nothing buffered
+    /// before processing the others (ms, default 0: never wait).
+    #[serde(default)]
+    pub max_task_idle_ms: u64,
     /// Create missing input and output topics at start (default false).
     #[serde(default)]
     pub auto_create_topics: bool,
@@ -190,6 +250,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("admin_listen", KeyType::Str),
     ("admin_advertised_url", KeyType::Str),
     ("state_memory_budget_mb", KeyType::Int),
+    ("max_task_idle_ms", KeyType::Int),
     ("auto_create_topics", KeyType::Bool),
     ("auto_create_partitions", KeyType::Int),
     ("dlq_topic", KeyType::Str),
@@ -202,11 +263,14 @@ impl Config {
     /// # Errors
     /// A [`ConfigError`] naming the first bad key.
     pub fn load(
-        defaults: &toml::Table,
+        defaults: &BTreeMap<String, ConfigValue>,
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table = defaults.clone();
+        let mut table: toml::Table = defaults
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_toml()))
+            .collect();
         let mut origin: BTreeMap<String, String> = BTreeMap::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -230,6 +294,7 @@ impl Config {
                             origin.insert(format!("{k}.{nk}"), path.display().to_string());
                         }
                     }
+                    origin.insert(k.clone(), path.display().to_string());
                     table.insert(k, v);
                 }
             }
@@ -269,6 +334,7 @@ impl Config {
                         }
                     }),
                 };
+                origin.insert(name.clone(), var.clone());
                 table.insert(name, v);
             } else {
                 let known = KEYS
@@ -280,6 +346,7 @@ impl Config {
                 return Err(ConfigError::UnknownEnv { var, known });
             }
         }
+        check_types(&table, &origin)?;
         let config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse(e.message().to_string()))?;
@@ -323,6 +390,17 @@ impl Config {
         if self.auto_create_partitions < 1 {
             return Err(invalid("auto_create_partitions", "must be at least 1"));
         }
+        for key in self.kafka.keys() {
+            if REFUSED_KAFKA_KEYS.contains(&key.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: format!("kafka.{key}"),
+                    message: format!(
+                        "is set by Weir (range assignment, classic protocol, dynamic membership) and must not be configured (from {})",
+                        origin.get(&format!("kafka.{key}")).map_or("defaults", String::as_str)
+                    ),
+                });
+            }
+        }
         if self.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             for key in self.kafka.keys() {
                 if EOS_RESERVED_KAFKA_KEYS.contains(&key.as_str()) {
@@ -346,6 +424,48 @@ impl Config {
             .or_else(|| topology_default.map(str::to_string))
             .unwrap_or_else(|| format!("{}-dlq", self.application_id))
     }
+}
+
+/// Checks the type of every top-level scalar key, so a bad value names its
+/// key (toml's own errors do not say which key they are about).
+fn check_types(table: &toml::Table, origin: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for (key, ty) in KEYS {
+        let Some(value) = table.get(*key) else {
+            continue;
+        };
+        let from = origin
+            .get(*key)
+            .map(|o| format!(" (from {o})"))
+            .unwrap_or_default();
+        let ok = match ty {
+            KeyType::Str => value.is_str(),
+            KeyType::Int => value.as_integer().is_some_and(|i| i >= 0),
+            KeyType::Bool => value.is_bool(),
+        };
+        if !ok {
+            let expected = match ty {
+                KeyType::Str => "a string",
+                KeyType::Int => "a non-negative integer",
+                KeyType::Bool => "true or false",
+            };
+            return Err(ConfigError::Invalid {
+                key: key.to_string(),
+                message: format!("expected {expected}, found {value}{from}"),
+            });
+        }
+        if *key == "processing_guarantee" {
+            let v = value.as_str().unwrap_or_default();
+            if !matches!(v, "exactly_once_v2" | "at_least_once") {
+                return Err(ConfigError::Invalid {
+                    key: key.to_string(),
+                    message: format!(
+                        "{v:?} is not one of \"exactly_once_v2\", \"at_least_once\"{from}"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn sub_table<'a>(table: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
@@ -372,8 +492,8 @@ mod tests {
             .collect()
     }
 
-    fn defaults() -> toml::Table {
-        "application_id = \"app\"".parse().unwrap()
+    fn defaults() -> BTreeMap<String, ConfigValue> {
+        [("application_id".to_string(), ConfigValue::from("app"))].into()
     }
 
     #[test]
@@ -437,8 +557,55 @@ mod tests {
         let e =
             Config::load(&defaults(), None, env(&[("WEIR_COMMIT_INTERVAL_MS", "0")])).unwrap_err();
         assert!(e.to_string().contains("commit_interval_ms"), "{e}");
-        let e = Config::load(&toml::Table::new(), None, env(&[])).unwrap_err();
+        let e = Config::load(&BTreeMap::new(), None, env(&[])).unwrap_err();
         assert!(e.to_string().contains("application_id"), "{e}");
+    }
+
+    /// Type errors name the key, from the environment and from a file.
+    #[test]
+    fn type_errors_name_the_key() {
+        let e = Config::load(
+            &defaults(),
+            None,
+            env(&[("WEIR_PROCESSING_GUARANTEE", "maybe")]),
+        )
+        .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("processing_guarantee") && m.contains("WEIR_PROCESSING_GUARANTEE"),
+            "{m}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weir.toml");
+        std::fs::write(&file, "commit_interval_ms = \"x\"\n").unwrap();
+        let m = Config::load(&defaults(), Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("commit_interval_ms") && m.contains("weir.toml"),
+            "{m}"
+        );
+        std::fs::write(&file, "auto_create_topics = 3\n").unwrap();
+        let m = Config::load(&defaults(), Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("auto_create_topics"), "{m}");
+    }
+
+    #[test]
+    fn assignment_and_membership_keys_are_refused_in_every_mode() {
+        for key in REFUSED_KAFKA_KEYS {
+            let var = format!("WEIR_KAFKA__{}", key.replace('.', "_").to_ascii_uppercase());
+            for guarantee in ["exactly_once_v2", "at_least_once"] {
+                let e = Config::load(
+                    &defaults(),
+                    None,
+                    env(&[(&var, "x"), ("WEIR_PROCESSING_GUARANTEE", guarantee)]),
+                )
+                .unwrap_err();
+                assert!(e.to_string().contains(key), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -27,13 +27,22 @@ pub enum Error {
     #[error(transparent)]
     Topic(#[from] TopicError),
     /// A Kafka client could not be created or failed fatally.
-    #[error("{context}: {source}")]
+    #[error("{context}: {message}")]
     Kafka {
         /// What was being done.
         context: String,
         /// librdkafka's error.
-        #[source]
-        source: rdkafka::error::KafkaError,
+        message: String,
+        /// What the runtime does about it.
+        class: ErrorClass,
+    },
+    /// A task cannot go on (its stores failed to open or to write).
+    #[error("task {task}: {message}")]
+    Task {
+        /// The task id (`<sub-topology>/<partition>`).
+        task: String,
+        /// Why.
+        message: String,
     },
     /// A stream thread died.
     #[error("stream thread {thread} failed: {message}")]
@@ -59,7 +68,7 @@ impl Error {
     /// the instance except a Kafka error librdkafka calls retriable.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Kafka { source, .. } => crate::kafka::classify(source),
+            Error::Kafka { class, .. } => *class,
             _ => ErrorClass::Fatal,
         }
     }

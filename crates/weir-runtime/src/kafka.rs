@@ -30,6 +30,9 @@ pub(crate) fn consumer_config(cfg: &Config, client_id: &str) -> ClientConfig {
     // Set last: under exactly-once these are refused in config; under at
     // least once the user may not take offset management away from Weir.
     c.set("group.id", &cfg.application_id)
+        // A task reads partition p of every input: only the range assignor
+        // gives one member the same partition number of co-partitioned topics.
+        .set("partition.assignment.strategy", "range")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
     if eos {
@@ -50,7 +53,11 @@ pub(crate) fn producer_config(
         .set("client.id", client_id)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5");
+        .set("linger.ms", "5")
+        // A crashed instance's open transaction blocks read_committed
+        // readers of its partitions until the broker aborts it: keep that
+        // short (Kafka's default is 60 s).
+        .set("transaction.timeout.ms", "10000");
     for (k, v) in &cfg.kafka {
         if !is_consumer_only(k) {
             c.set(k, v);
@@ -275,7 +282,11 @@ mod tests {
     #[test]
     fn exactly_once_settings_win_over_user_kafka_keys() {
         let mut cfg = crate::Config::load(
-            &"application_id = \"app\"".parse().unwrap(),
+            &[(
+                "application_id".to_string(),
+                crate::ConfigValue::from("app"),
+            )]
+            .into(),
             None,
             Vec::<(String, String)>::new(),
         )
@@ -285,6 +296,7 @@ mod tests {
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("group.id"), Some("app"));
+        assert_eq!(c.get("partition.assignment.strategy"), Some("range"));
         assert_eq!(
             c.get("linger.ms"),
             None,
@@ -294,5 +306,6 @@ mod tests {
         assert_eq!(p.get("partitioner"), Some("murmur2_random"));
         assert_eq!(p.get("transactional.id"), Some("app-i-0"));
         assert_eq!(p.get("linger.ms"), Some("20"));
+        assert_eq!(p.get("transaction.timeout.ms"), Some("10000"));
     }
 }

@@ -1,8 +1,8 @@
 //! The Weir engine: runs a [`weir_dsl::Topology`] against Kafka with
 //! exactly-once (or at-least-once) processing.
 //!
-//! An [`App`] loads its [`Config`] (defaults, TOML file, `WEIR_*`
-//! environment), locks its state dir and reads its stable instance id
+//! [`run`] takes a [`Config`] (defaults, TOML file, `WEIR_*`
+//! environment: [`Config::load`]), locks its state dir and reads its stable instance id
 //! ([`InstanceIdentity`]), checks or creates its topics, and starts
 //! `num_stream_threads` stream threads. Each thread owns one consumer (group
 //! = `application_id`) and one producer (`transactional.id =
@@ -40,19 +40,30 @@
 //! `after_send_offsets`, `before_commit` or `after_commit` (see
 //! [`failpoint`]).
 
-mod app;
+mod broker_quirks;
+mod committer;
 mod config;
+mod delivery;
 mod error;
 pub mod failpoint;
 mod identity;
+mod instance;
 mod kafka;
+mod partition_group;
+mod rebalance;
+mod restore;
 mod stats;
 mod stream_thread;
+mod task;
+mod task_set;
 mod topics;
 
-pub use app::{App, AppBuilder};
-pub use config::{Config, ConfigError, ProcessingGuarantee, EOS_RESERVED_KAFKA_KEYS};
+pub use config::{
+    Config, ConfigError, ConfigValue, ProcessingGuarantee, EOS_RESERVED_KAFKA_KEYS,
+    REFUSED_KAFKA_KEYS,
+};
 pub use error::{Error, Result};
 pub use identity::{IdentityError, InstanceIdentity};
+pub use instance::{configured_topology, run};
 pub use stats::RuntimeStats;
 pub use topics::TopicError;

@@ -73,8 +73,12 @@ impl Admin<'_> {
         let md = self
             .client
             .inner()
-            .fetch_metadata(None, Duration::from_secs(30))
-            .map_err(|e| self.err(format!("metadata: {e}")))?;
+            .fetch_metadata(None, Duration::from_secs(15))
+            .map_err(|e| {
+                self.err(format!(
+                    "no answer to a metadata request within 15 s ({e}); is bootstrap_servers right and the cluster up?"
+                ))
+            })?;
         Ok(md
             .topics()
             .iter()

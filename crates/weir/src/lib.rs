@@ -23,19 +23,26 @@
 //!
 //! The crates behind it: [`weir_core`] (records, codecs, errors),
 //! [`weir_dsl`] (topology builder and the task executor), [`weir_runtime`]
-//! (configuration and the exactly-once commit loop on rdkafka).
+//! (configuration and the exactly-once commit loop on rdkafka), and
+//! [`weir_state`] (the stores under stateful nodes).
 
+mod app;
+
+pub use app::{App, AppBuilder};
 pub use weir_core as core;
 pub use weir_dsl as dsl;
 pub use weir_runtime as runtime;
+pub use weir_state as state;
 
 pub use weir_core::{Bincode, Bytes, Codec, Json, Record, Str};
+pub use weir_dsl::{Processor, ProcessorContext, Store};
 pub use weir_dsl::{Stream, Topology, TopologyBuilder};
-pub use weir_runtime::{App, AppBuilder, Config, Error, ProcessingGuarantee, Result};
+pub use weir_runtime::{Config, ConfigValue, Error, ProcessingGuarantee, Result};
 
 /// What a topology file needs: codecs, the builder, the app.
 pub mod prelude {
+    pub use crate::App;
+    pub use weir_core::ProcessError;
     pub use weir_core::{Bincode, Bytes, Codec, Json, Str};
-    pub use weir_dsl::{Stream, Topology, TopologyBuilder};
-    pub use weir_runtime::App;
+    pub use weir_dsl::{Processor, ProcessorContext, Store, Stream, Topology, TopologyBuilder};
 }

@@ -1,0 +1,395 @@
+//! Committing and aborting a stream thread's transaction, and the input
+//! positions both rely on (DESIGN.md, "Exactly-once commit loop", 2–3).
+//!
+//! Commit: flush; `send_offsets_to_transaction` with every assigned
+//! partition's position and fresh group metadata; `commit_transaction`;
+//! then each task's pending writes go to its stores in one write batch
+//! (nothing reaches a store before Kafka accepted the transaction). Abort:
+//! `abort_transaction`; every task drops its pending writes, its processor
+//! instances and its buffered records; every partition seeks back to its
+//! last committed offset — a partition that cannot be sought back means a
+//! rejoin, never a skipped range.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
+use rdkafka::producer::{Producer, PurgeConfig};
+use rdkafka::{Offset, TopicPartitionList};
+use weir_core::ErrorClass;
+
+use crate::delivery::{lock_vec, same_txn};
+use crate::error::Error;
+use crate::kafka::{classify, is_per_record};
+use crate::rebalance::ThreadContext;
+use crate::stats::RuntimeStats;
+use crate::stream_thread::{CALL_TIMEOUT, MAX_RETRIES};
+use crate::task_set::TaskSet;
+
+impl TaskSet {
+    /// Offsets of every assigned partition whose position is known.
+    fn offsets(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for tp in &self.assigned {
+            if let Some(&p) = self.positions.get(tp) {
+                let _ = tpl.add_partition_offset(&self.topics[tp.0], tp.1, Offset::Offset(p));
+            }
+        }
+        tpl
+    }
+
+    /// Runs `step` until it succeeds, retrying retriable errors; returns the
+    /// class of the error it finally failed with.
+    fn retrying(
+        &self,
+        what: &str,
+        mut step: impl FnMut(&Self) -> KafkaResult<()>,
+    ) -> Result<(), ErrorClass> {
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            match step(self) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let class = classify(&e);
+                    tracing::warn!(error = %e, ?class, attempt, elapsed_ms = started.elapsed().as_millis() as u64, "{what} failed");
+                    if class != ErrorClass::Retriable {
+                        return Err(class);
+                    }
+                    attempt += 1;
+                    if attempt > MAX_RETRIES {
+                        return Err(ErrorClass::AbortTransaction);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Failures reported for the open transaction (reports of earlier,
+    /// already aborted transactions are dropped).
+    fn take_failures(&mut self) -> Vec<(usize, RDKafkaErrorCode)> {
+        let txn = self.txn;
+        std::mem::take(&mut *lock_vec(&self.failures))
+            .into_iter()
+            .filter(|(t, _, _)| same_txn(*t, txn))
+            .map(|(_, s, c)| (s, c))
+            .collect()
+    }
+
+    fn has_failures(&self) -> bool {
+        let txn = self.txn;
+        lock_vec(&self.failures)
+            .iter()
+            .any(|(t, _, _)| same_txn(*t, txn))
+    }
+
+    /// Commits, unless positions are unknown (a commit could then not carry
+    /// every assigned partition): aborts instead.
+    pub fn commit_or_abort(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        if self.unknown_positions {
+            self.fetch_positions(consumer);
+        }
+        if self.unknown_positions {
+            tracing::warn!(
+                "positions of assigned partitions unknown: aborting instead of committing"
+            );
+            self.abort(consumer, false);
+        } else {
+            self.commit(consumer);
+        }
+    }
+
+    /// Commits the open transaction (or, at least once, the offsets of
+    /// acknowledged outputs), then applies every task's pending writes.
+    pub fn commit(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        let fp = self.spec.failpoints.clone();
+        fp.hit("before_produce_flush");
+        if let Err(class) = self.retrying("flush", |s| s.producer.flush(CALL_TIMEOUT)) {
+            return self.fail_class(consumer, class);
+        }
+        if self.has_failures() || self.rewind_requested {
+            return self.abort(consumer, true);
+        }
+        let offsets = self.offsets();
+        if self.eos() {
+            let Some(cgm) = consumer.group_metadata() else {
+                tracing::warn!("no group metadata (not in the group): aborting");
+                return self.abort(consumer, true);
+            };
+            if consumer.assignment_lost() {
+                tracing::warn!("group membership lost before the commit: aborting");
+                return self.abort(consumer, false);
+            }
+            if let Err(class) = self.retrying("send_offsets_to_transaction", |s| {
+                s.producer
+                    .send_offsets_to_transaction(&offsets, &cgm, CALL_TIMEOUT)
+            }) {
+                return self.fail_class(consumer, class);
+            }
+            fp.hit("after_send_offsets");
+            // librdkafka clears the member id (and generation) when it finds
+            // the session expired, a moment before it flags the assignment
+            // lost. Offsets sent with cleared metadata look like a simple
+            // consumer's and are not fenced, by Kafka or by the test broker,
+            // so a zombie could commit. The flag is set long before
+            // send_offsets returns and stays set until the next poll: if it
+            // is set now, the metadata may have been cleared — abort.
+            if consumer.assignment_lost() {
+                tracing::warn!("group membership lost during the commit: aborting");
+                return self.abort(consumer, false);
+            }
+            fp.hit("before_commit");
+            if let Err(class) = self.retrying("commit_transaction", |s| {
+                s.producer.commit_transaction(CALL_TIMEOUT)
+            }) {
+                return self.fail_class(consumer, class);
+            }
+            fp.hit("after_commit");
+        } else {
+            fp.hit("after_send_offsets");
+            fp.hit("before_commit");
+            if offsets.count() > 0 {
+                if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+                    // At least once: the records will be processed again.
+                    tracing::warn!(error = %e, "offset commit failed; records since the last commit may repeat");
+                }
+            }
+            fp.hit("after_commit");
+        }
+        for e in offsets.elements() {
+            if let (Some(ti), Offset::Offset(o)) = (self.topic_index(e.topic()), e.offset()) {
+                self.committed.insert((ti, e.partition()), o);
+            }
+        }
+        // The transaction is in: now, and only now, the stores.
+        let mut store_failure = None;
+        for task in self.tasks.values_mut() {
+            if let Some(state) = &mut task.state {
+                if let Err(e) = state.commit(Vec::new()) {
+                    store_failure.get_or_insert(Error::Task {
+                        task: task.id.clone(),
+                        message: format!("applying committed writes: {e}"),
+                    });
+                }
+            }
+            task.executor.committed();
+        }
+        if let Some(e) = store_failure {
+            self.fail(e);
+        }
+        RuntimeStats::add(&self.spec.stats.commits, 1);
+        tracing::debug!(
+            thread = self.spec.index,
+            records = self.sources.len(),
+            "committed"
+        );
+        self.after_transaction();
+        if self.eos() {
+            if let Err(e) = self.producer.begin_transaction() {
+                tracing::error!(error = %e, "begin_transaction failed");
+                self.fenced = true;
+            }
+        }
+    }
+
+    fn fail_class(&mut self, consumer: &BaseConsumer<ThreadContext>, class: ErrorClass) {
+        if class == ErrorClass::Fatal {
+            self.fenced = true;
+        } else {
+            self.abort(consumer, true);
+        }
+    }
+
+    fn after_transaction(&mut self) {
+        // Counters are published per transaction, not per record.
+        RuntimeStats::add(
+            &self.spec.stats.consumed,
+            std::mem::take(&mut self.consumed),
+        );
+        RuntimeStats::add(
+            &self.spec.stats.produced,
+            std::mem::take(&mut self.produced),
+        );
+        self.dirty = false;
+        self.sources.clear();
+        lock_vec(&self.failures).clear();
+        self.txn += 1;
+        self.last_commit = Instant::now();
+    }
+
+    /// Aborts the open transaction (exactly once) or drops the unacknowledged
+    /// work (at least once): every task falls back to its last commit; if
+    /// `seek`, every assigned partition is rewound to its last committed
+    /// offset.
+    pub fn abort(&mut self, consumer: &BaseConsumer<ThreadContext>, seek: bool) {
+        RuntimeStats::add(&self.spec.stats.aborts, 1);
+        if self.eos() {
+            // librdkafka's abort waits until every outstanding delivery
+            // report has been served, and only polling serves them: purge
+            // what is unsent and serve the reports first (this also collects
+            // the per-record failures below).
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            let deadline = Instant::now() + CALL_TIMEOUT;
+            while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+                self.producer.poll(Duration::from_millis(10));
+            }
+        } else {
+            let _ = self.producer.flush(CALL_TIMEOUT);
+        }
+        for (source, code) in self.take_failures() {
+            if let Some(&src) = self.sources.get(source) {
+                if is_per_record(code) {
+                    self.poisoned
+                        .insert(src, format!("output could not be delivered: {code}"));
+                }
+            }
+        }
+        tracing::warn!(
+            thread = self.spec.index,
+            poisoned = self.poisoned.len(),
+            "aborting the transaction and re-processing from the last commit"
+        );
+        for task in self.tasks.values_mut() {
+            task.abort();
+        }
+        if self.eos() {
+            if let Err(class) = self.retrying("abort_transaction", |s| {
+                s.producer.abort_transaction(CALL_TIMEOUT)
+            }) {
+                tracing::error!(?class, "abort_transaction failed: rejoining");
+                self.fenced = true;
+                return;
+            }
+        }
+        self.rewind_requested = false;
+        self.after_transaction();
+        // Without `seek` the partitions are being revoked (or the
+        // assignment was lost): the next owner starts from the last commit.
+        if seek {
+            self.seek_to_committed(consumer);
+        }
+        if self.eos() {
+            if let Err(e) = self.producer.begin_transaction() {
+                tracing::error!(error = %e, "begin_transaction failed");
+                self.fenced = true;
+            }
+        }
+    }
+
+    /// Rewinds every assigned partition to its restart point (committed
+    /// offset, or where it started if never committed). If those are not
+    /// known (the lookup failed), or a seek fails, rejoins: continuing
+    /// would skip the aborted range.
+    fn seek_to_committed(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        if self.unknown_positions {
+            self.fetch_positions(consumer);
+        }
+        if self.unknown_positions {
+            tracing::warn!("committed offsets unknown after an abort: rejoining to rewind");
+            self.fenced = true;
+            return;
+        }
+        self.positions.clear();
+        self.fetched.clear();
+        for tp in self.assigned.clone() {
+            // Without a restart point nothing was processed there: no rewind.
+            let Some(&o) = self.committed.get(&tp).or(self.first_offset.get(&tp)) else {
+                continue;
+            };
+            self.positions.insert(tp, o);
+            self.fetched.insert(tp, o);
+            if let Err(e) = consumer.seek(
+                &self.topics[tp.0],
+                tp.1,
+                Offset::Offset(o),
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(topic = %self.topics[tp.0], partition = tp.1, error = %e, "seek after abort failed: rejoining so the aborted range is re-read");
+                self.fenced = true;
+                return;
+            }
+        }
+    }
+
+    /// Learns the position of every partition assigned without one: its
+    /// committed offset, or, if it never had one, where `auto.offset.reset`
+    /// starts it (the log start or end). So every transaction carries the
+    /// position of every assigned partition — and its offsets supersede any
+    /// stale ones a broker may still hold for this producer (see
+    /// [`crate::broker_quirks`]).
+    pub fn fetch_positions(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        // Every partition needs a restart point, including those whose first
+        // records were processed before this lookup ran: an abort rewinds
+        // to it.
+        let mut tpl = TopicPartitionList::new();
+        for tp in &self.assigned {
+            if !self.committed.contains_key(tp) {
+                tpl.add_partition(&self.topics[tp.0], tp.1);
+            }
+        }
+        if tpl.count() == 0 {
+            self.unknown_positions = false;
+            return;
+        }
+        let committed = match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "fetching committed offsets; will retry");
+                return;
+            }
+        };
+        if let Some(e) = committed.elements().iter().find_map(|e| e.error().err()) {
+            tracing::debug!(error = %e, "fetching committed offsets; will retry");
+            return;
+        }
+        let reset_to_end = self.reset_to_end();
+        for e in committed.elements() {
+            let Some(ti) = self.topic_index(e.topic()) else {
+                continue;
+            };
+            let tp = (ti, e.partition());
+            let position = match e.offset() {
+                Offset::Offset(o) => o,
+                // Never committed, starting at the end: the consumer's own
+                // reset decides (the last stable offset); the first record
+                // processed tells where (see `first_offset`).
+                _ if reset_to_end => match self.first_offset.get(&tp) {
+                    Some(&first) => first,
+                    None => continue,
+                },
+                _ => match consumer.fetch_watermarks(
+                    e.topic(),
+                    e.partition(),
+                    Duration::from_secs(10),
+                ) {
+                    Ok((low, _)) => low,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "fetching watermarks; will retry");
+                        return;
+                    }
+                },
+            };
+            self.committed.insert(tp, position);
+            tracing::debug!(
+                topic = e.topic(),
+                partition = e.partition(),
+                position,
+                "position of assigned partition"
+            );
+            self.positions.entry(tp).or_insert(position);
+        }
+        self.unknown_positions = false;
+    }
+
+    fn reset_to_end(&self) -> bool {
+        matches!(
+            self.spec
+                .cfg
+                .kafka
+                .get("auto.offset.reset")
+                .map(String::as_str),
+            Some("latest" | "end" | "largest")
+        )
+    }
+}

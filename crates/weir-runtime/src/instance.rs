@@ -1,0 +1,151 @@
+//! Running an instance: [`run`] a topology under a [`Config`] until
+//! SIGTERM or Ctrl-C, and [`configured_topology`] for the topic renames of
+//! the configuration. Argument parsing and the process's exit code belong
+//! to the binary (the `weir` facade's `App`).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use weir_dsl::Topology;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::failpoint::Failpoints;
+use crate::identity::InstanceIdentity;
+use crate::stats::RuntimeStats;
+use crate::stream_thread::{self, ThreadSpec};
+use crate::topics::prepare_topics;
+
+/// The topology with the configuration's `[topics]` renames applied.
+///
+/// # Errors
+/// A [`crate::ConfigError`] when a rename names no topic of the topology,
+/// merges two sources, or turns a sink into a source.
+pub fn configured_topology(config: &Config, topology: &Topology) -> Result<Topology> {
+    let mut known = topology.source_topics();
+    known.extend(topology.sink_topics());
+    known.extend(topology.dead_letter_topic().map(str::to_string));
+    let mut rename = std::collections::BTreeMap::new();
+    for (logical, physical) in &config.topics {
+        let found = known
+            .iter()
+            .find(|t| *t == logical || t.replace('-', "_") == *logical)
+            .ok_or_else(|| crate::ConfigError::Invalid {
+                key: format!("topics.{logical}"),
+                message: format!(
+                    "the topology has no topic {logical:?}; its topics are {}",
+                    known.join(", ")
+                ),
+            })?;
+        rename.insert(found.clone(), physical.clone());
+    }
+    let renamed = topology.with_topic_names(&rename);
+    // A rename must not merge two sources, nor turn a sink into a source.
+    let sources = renamed.source_topics();
+    let original_loops: Vec<String> = topology
+        .sink_topics()
+        .into_iter()
+        .filter(|t| topology.source_topics().contains(t))
+        .collect();
+    if sources.len() != topology.source_topics().len() {
+        return Err(crate::ConfigError::Invalid {
+            key: "topics".into(),
+            message: "two source topics are renamed to the same topic".into(),
+        }
+        .into());
+    }
+    if let Some(t) = renamed
+        .sink_topics()
+        .into_iter()
+        .find(|t| sources.contains(t) && !original_loops.contains(t))
+    {
+        return Err(crate::ConfigError::Invalid {
+            key: "topics".into(),
+            message: format!("{t} would be both written and read by the topology"),
+        }
+        .into());
+    }
+    Ok(renamed)
+}
+
+/// Joins the application's group and processes records until SIGTERM or
+/// Ctrl-C, then commits (or aborts) the open transactions and leaves the
+/// group. Applies the configuration's topic renames first.
+///
+/// # Errors
+/// A bad `[topics]` rename, a bad `WEIR_FAILPOINT`, a locked state dir,
+/// missing topics, or a stream thread that failed.
+pub fn run(config: Config, topology: Topology) -> Result<()> {
+    let topology = configured_topology(&config, &topology)?;
+    let cfg = Arc::new(config);
+    let failpoints = Arc::new(Failpoints::from_env()?);
+    let identity = InstanceIdentity::acquire(
+        &cfg.state_dir,
+        &cfg.application_id,
+        cfg.instance_id.as_deref(),
+    )?;
+    let dead_letter_topic = cfg.dead_letter_topic(topology.dead_letter_topic());
+    tracing::info!(
+        application_id = %cfg.application_id,
+        instance_id = identity.instance_id(),
+        bootstrap = %cfg.bootstrap_servers,
+        guarantee = ?cfg.processing_guarantee,
+        dead_letter_topic = %dead_letter_topic,
+        "starting"
+    );
+    prepare_topics(&cfg, &topology, &dead_letter_topic)?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, shutdown.clone())
+            .map_err(|e| Error::Usage(format!("cannot install signal handler: {e}")))?;
+    }
+    let stats = Arc::new(RuntimeStats::default());
+    let budget = weir_state::StateBudget::from_mb(cfg.state_memory_budget_mb);
+    let tasks_dir = identity.dir().join("tasks");
+    let handles: Vec<_> = (0..cfg.num_stream_threads)
+        .map(|index| {
+            let spec = ThreadSpec {
+                cfg: cfg.clone(),
+                topology: topology.clone(),
+                index,
+                instance_id: identity.instance_id().to_string(),
+                dead_letter_topic: dead_letter_topic.clone(),
+                shutdown: shutdown.clone(),
+                stats: stats.clone(),
+                failpoints: failpoints.clone(),
+                tasks_dir: tasks_dir.clone(),
+                budget: budget.clone(),
+            };
+            let shutdown = shutdown.clone();
+            std::thread::Builder::new()
+                .name(format!("weir-stream-{index}"))
+                .spawn(move || {
+                    let result = stream_thread::run(spec);
+                    if result.is_err() {
+                        // One dead thread stops the instance: its partitions must move.
+                        shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    result
+                })
+        })
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::Usage(format!("cannot start stream threads: {e}")))?;
+    let mut first_error = None;
+    for (index, h) in handles.into_iter().enumerate() {
+        let result = h.join().unwrap_or_else(|_| {
+            Err(Error::Thread {
+                thread: index,
+                message: "panicked".into(),
+            })
+        });
+        if let Err(e) = result {
+            tracing::error!(thread = index, error = %e, "stream thread failed");
+            shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+            first_error.get_or_insert(e);
+        }
+    }
+    tracing::info!("stopped: {}", stats.summary());
+    eprintln!("weir: stopped: {}", stats.summary());
+    drop(identity);
+    first_error.map_or(Ok(()), Err)
+}

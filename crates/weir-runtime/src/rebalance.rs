@@ -1,0 +1,89 @@
+//! The consumer's context: rebalance callbacks and librdkafka's logs.
+//!
+//! Callbacks run inside `poll` on the stream thread. Assignment only makes
+//! tasks (Created) and pauses their partitions — stores are opened and
+//! restored between polls. Revocation commits (or, when the assignment was
+//! lost, aborts) and closes the revoked tasks before returning.
+
+use std::sync::{Arc, Mutex};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+
+use crate::broker_quirks::FetchNoise;
+use crate::stream_thread::lock;
+use crate::task_set::TaskSet;
+
+/// The consumer's context: runs rebalances against the thread's [`TaskSet`].
+pub(crate) struct ThreadContext {
+    state: Arc<Mutex<TaskSet>>,
+    noise: FetchNoise,
+}
+
+impl ThreadContext {
+    pub fn new(state: Arc<Mutex<TaskSet>>) -> Self {
+        Self {
+            state,
+            noise: FetchNoise::default(),
+        }
+    }
+}
+
+/// Consumer-side errors never abort a transaction: the fetcher retries on
+/// its own, and positions are only advanced by records actually processed.
+pub(crate) fn consumer_error(e: &KafkaError) {
+    if FetchNoise::matches(&e.to_string()) {
+        tracing::debug!(error = %e, "consumer error (test broker's empty fetch; ignored)");
+    } else {
+        tracing::warn!(error = %e, "consumer error (the fetcher retries; nothing is aborted)");
+    }
+}
+
+impl ClientContext for ThreadContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if self.noise.log(log_message) {
+            return;
+        }
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        consumer_error(&error);
+        tracing::debug!(target: "librdkafka", "{reason}");
+    }
+}
+
+impl ConsumerContext for ThreadContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut s = lock(&self.state);
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let lost = consumer.assignment_lost();
+                s.on_revoke(consumer, tpl, lost);
+            }
+            Rebalance::Assign(tpl) => s.on_assign(tpl),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            // Inputs wait until their task's stores are open and restored.
+            lock(&self.state).pause_new(consumer, tpl);
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! [`TaskSet`]: the tasks of one stream thread and the bookkeeping of its
+//! open transaction — assignment, buffering, processing, sending.
+//! Committing and aborting are in [`crate::committer`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, TopicPartitionList};
+use weir_core::{DeadLetter, ErrorClass, Record};
+
+use crate::delivery::{opaque, DeliveryContext, Failure};
+use crate::error::Error;
+use crate::kafka::{is_per_record, to_owned_headers, to_record};
+use crate::rebalance::ThreadContext;
+use crate::restore::ChangelogRestorer;
+use crate::stats::RuntimeStats;
+use crate::stream_thread::ThreadSpec;
+use crate::task::{Task, TaskKey, TaskPhase, Tp};
+
+/// Buffered records of one partition above which it is paused.
+const PAUSE_ABOVE: usize = 10_000;
+/// Pending state bytes of a thread above which it commits early.
+const PENDING_BYTES_LIMIT: usize = 64 << 20;
+
+/// The tasks of one stream thread and the bookkeeping of its open
+/// transaction.
+pub(crate) struct TaskSet {
+    pub spec: Arc<ThreadSpec>,
+    pub producer: BaseProducer<DeliveryContext>,
+    pub failures: Arc<Mutex<Vec<Failure>>>,
+    /// Sequence number of the open transaction (tags delivery reports).
+    pub txn: u64,
+    /// Source topics by index (the `Tp` topic index).
+    pub topics: Vec<String>,
+    /// The sub-topology reading each source topic, by topic index.
+    subtopologies: Vec<usize>,
+    pub tasks: BTreeMap<TaskKey, Task>,
+    pub assigned: BTreeSet<Tp>,
+    /// Partitions paused for backpressure (not for restoration).
+    throttled: BTreeSet<Tp>,
+    /// Throttled partitions not yet paused (pausing needs the consumer).
+    pending_pauses: Vec<Tp>,
+    /// Next offset to process, per partition, as far as this thread knows.
+    pub positions: BTreeMap<Tp, i64>,
+    /// Next offset expected from the fetcher, per partition (records below
+    /// it were fetched before a seek and are skipped).
+    pub fetched: BTreeMap<Tp, i64>,
+    /// The last offsets known committed (by this thread, or fetched).
+    pub committed: BTreeMap<Tp, i64>,
+    /// Some assigned partitions have no known position yet.
+    pub unknown_positions: bool,
+    /// Records were processed since the last commit.
+    pub dirty: bool,
+    /// The source record of each output's delivery opaque, for this transaction.
+    pub sources: Vec<(Tp, i64)>,
+    /// Source records whose outputs can never be delivered: dead-lettered on re-processing.
+    pub poisoned: HashMap<(Tp, i64), String>,
+    /// The first offset processed per partition since it was assigned: the
+    /// restart point of a never-committed partition under
+    /// `auto.offset.reset=latest` (where the consumer's own reset put it).
+    pub first_offset: BTreeMap<Tp, i64>,
+    /// The open transaction must be aborted (or, at least once, the
+    /// partitions rewound) before anything else.
+    pub rewind_requested: bool,
+    /// The producer is unusable or positions cannot be restored: close
+    /// everything and rejoin.
+    pub fenced: bool,
+    /// The thread cannot go on (a store failed): stop it with this error.
+    failure: Option<Error>,
+    restorer: ChangelogRestorer,
+    out: Vec<Record>,
+    pub last_commit: Instant,
+    /// Records consumed and produced since the counters were last published.
+    pub consumed: u64,
+    pub produced: u64,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl TaskSet {
+    pub fn new(
+        spec: Arc<ThreadSpec>,
+        producer: BaseProducer<DeliveryContext>,
+        failures: Arc<Mutex<Vec<Failure>>>,
+        poisoned: HashMap<(Tp, i64), String>,
+    ) -> Self {
+        let topics = spec.topology.source_topics();
+        let subtopologies = topics
+            .iter()
+            .map(|t| {
+                spec.topology
+                    .subtopology_of(t)
+                    .expect("a source topic has a sub-topology")
+            })
+            .collect();
+        Self {
+            spec,
+            producer,
+            failures,
+            txn: 0,
+            topics,
+            subtopologies,
+            tasks: BTreeMap::new(),
+            assigned: BTreeSet::new(),
+            throttled: BTreeSet::new(),
+            pending_pauses: Vec::new(),
+            positions: BTreeMap::new(),
+            fetched: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            unknown_positions: false,
+            dirty: false,
+            sources: Vec::new(),
+            poisoned,
+            first_offset: BTreeMap::new(),
+            rewind_requested: false,
+            fenced: false,
+            failure: None,
+            restorer: ChangelogRestorer::default(),
+            out: Vec::new(),
+            last_commit: Instant::now(),
+            consumed: 0,
+            produced: 0,
+        }
+    }
+
+    pub fn eos(&self) -> bool {
+        self.spec.eos()
+    }
+
+    pub fn topic_index(&self, topic: &str) -> Option<usize> {
+        self.topics.iter().position(|t| t == topic)
+    }
+
+    fn task_key(&self, tp: Tp) -> TaskKey {
+        (self.subtopologies[tp.0], tp.1)
+    }
+
+    /// Stops the thread with `e` at the end of this turn.
+    pub fn fail(&mut self, e: Error) {
+        tracing::error!(thread = self.spec.index, error = %e, "stream thread cannot go on");
+        self.failure.get_or_insert(e);
+    }
+
+    pub fn take_failure(&mut self) -> Option<Error> {
+        self.failure.take()
+    }
+
+    /// Takes a fetched record into its task's partition group.
+    pub fn buffer(&mut self, m: &BorrowedMessage<'_>) {
+        let Some(ti) = self.topic_index(m.topic()) else {
+            tracing::warn!(
+                topic = m.topic(),
+                "record from a topic no source reads; skipped"
+            );
+            return;
+        };
+        let tp = (ti, m.partition());
+        if !self.assigned.contains(&tp) {
+            return; // fetched before a revoke; the new owner processes it
+        }
+        if self.fetched.get(&tp).is_some_and(|&f| m.offset() < f) {
+            return; // fetched before a seek; re-read from the new position
+        }
+        self.fetched.insert(tp, m.offset() + 1);
+        let key = self.task_key(tp);
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return;
+        };
+        task.group.push(tp, to_record(m));
+        if task.group.buffered(tp) > PAUSE_ABOVE && self.throttled.insert(tp) {
+            tracing::debug!(topic = m.topic(), partition = tp.1, "buffer full: pausing");
+            // Resumed by `process_ready` once the buffer drains.
+            self.pending_pauses.push(tp);
+        }
+    }
+
+    /// Whether some running task has records buffered.
+    pub fn has_ready_work(&self) -> bool {
+        self.tasks
+            .values()
+            .any(|t| t.phase == TaskPhase::Running && t.group.len() > 0)
+    }
+
+    /// Whether the pending state is large enough to commit before the interval.
+    pub fn buffers_full(&self) -> bool {
+        let bytes: usize = self
+            .tasks
+            .values()
+            .filter_map(|t| t.state.as_ref())
+            .map(|s| s.pending().bytes())
+            .sum();
+        bytes > PENDING_BYTES_LIMIT
+    }
+
+    /// Processes what the running tasks' partition groups release.
+    pub fn process_ready(&mut self, now: Instant) {
+        let keys: Vec<TaskKey> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.phase == TaskPhase::Running)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            loop {
+                if self.rewind_requested || self.failure.is_some() {
+                    return;
+                }
+                let Some((tp, record)) = self.tasks.get_mut(&key).and_then(|t| t.group.next(now))
+                else {
+                    break;
+                };
+                self.process_record(key, tp, record);
+            }
+        }
+    }
+
+    fn process_record(&mut self, key: TaskKey, tp: Tp, record: Record) {
+        self.first_offset.entry(tp).or_insert(record.offset);
+        self.out.clear();
+        let poisoned = if self.poisoned.is_empty() {
+            None
+        } else {
+            self.poisoned.remove(&(tp, record.offset))
+        };
+        let spec = &self.spec;
+        let task = self.tasks.get_mut(&key).expect("a running task");
+        if let Some(reason) = poisoned {
+            let dl = DeadLetter {
+                kind: "produce".into(),
+                message: reason,
+                node: "sink".into(),
+                attempts: 2,
+            };
+            self.out
+                .push(dl.to_record(&spec.dead_letter_topic, &record, now_ms()));
+            RuntimeStats::add(&spec.stats.dead_lettered, 1);
+        } else {
+            let state = task
+                .state
+                .as_mut()
+                .expect("a running task has its stores open");
+            if let Err(e) = task.executor.process(&record, &mut self.out, state) {
+                if e.class() == ErrorClass::Fatal {
+                    let task_id = task.id.clone();
+                    self.fail(Error::Task {
+                        task: task_id,
+                        message: e.to_string(),
+                    });
+                    return;
+                }
+                tracing::warn!(
+                    topic = %record.topic,
+                    partition = record.partition,
+                    offset = record.offset,
+                    node = e.node(),
+                    error = %e,
+                    "dead-lettering record"
+                );
+                self.out.push(DeadLetter::from(&e).to_record(
+                    &spec.dead_letter_topic,
+                    &record,
+                    now_ms(),
+                ));
+                RuntimeStats::add(&spec.stats.dead_lettered, 1);
+            }
+        }
+        let source = self.sources.len();
+        self.sources.push((tp, record.offset));
+        let mut out = std::mem::take(&mut self.out);
+        for o in out.drain(..) {
+            self.send(&o, source, tp, record.offset);
+        }
+        self.out = out;
+        self.positions.insert(tp, record.offset + 1);
+        self.dirty = true;
+        self.consumed += 1;
+    }
+
+    fn send(&mut self, o: &Record, source: usize, tp: Tp, offset: i64) {
+        let mut rec: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&o.topic, opaque(self.txn, source)).timestamp(o.timestamp);
+        if let Some(k) = &o.key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(v) = &o.value {
+            rec = rec.payload(v.as_slice());
+        }
+        if let Some(h) = to_owned_headers(&o.headers) {
+            rec = rec.headers(h);
+        }
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => {
+                    self.produced += 1;
+                    return;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    let code = e.rdkafka_error_code();
+                    if code.is_some_and(is_per_record) {
+                        tracing::warn!(topic = %o.topic, error = %e, "an output can never be delivered; its input will be dead-lettered");
+                        self.poisoned
+                            .insert((tp, offset), format!("output to {}: {e}", o.topic));
+                    } else {
+                        tracing::warn!(topic = %o.topic, error = %e, "send failed; rewinding to the last commit");
+                    }
+                    self.rewind_requested = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Opens and restores new tasks, a bounded step each, and resumes the
+    /// inputs of those that are ready; pauses or resumes partitions for
+    /// backpressure.
+    pub fn advance_tasks(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        let mut ready: Vec<TaskKey> = Vec::new();
+        let keys: Vec<TaskKey> = self.tasks.keys().copied().collect();
+        for key in keys {
+            let task = self.tasks.get_mut(&key).expect("listed");
+            if task.phase == TaskPhase::Created {
+                if let Err(e) = task.open(&self.spec.budget) {
+                    let id = task.id.clone();
+                    self.fail(Error::Task {
+                        task: id,
+                        message: e.to_string(),
+                    });
+                    return;
+                }
+            }
+            let task = self.tasks.get_mut(&key).expect("listed");
+            if task.phase == TaskPhase::Restoring && self.restorer.step(task) {
+                task.phase = TaskPhase::Running;
+                tracing::info!(thread = self.spec.index, task = %task.id, "task running");
+                ready.push(key);
+            }
+        }
+        let mut resume = TopicPartitionList::new();
+        for key in ready {
+            let task = &self.tasks[&key];
+            for tp in task.group.partitions() {
+                if !self.throttled.contains(&tp) {
+                    let _ = resume.add_partition(&self.topics[tp.0], tp.1);
+                }
+            }
+        }
+        // Backpressure: resume throttled partitions whose buffers drained.
+        let drained: Vec<Tp> = self
+            .throttled
+            .iter()
+            .copied()
+            .filter(|tp| {
+                self.tasks
+                    .get(&self.task_key(*tp))
+                    .is_none_or(|t| t.group.buffered(*tp) < PAUSE_ABOVE / 10)
+            })
+            .collect();
+        for tp in drained {
+            self.throttled.remove(&tp);
+            let running = self
+                .tasks
+                .get(&self.task_key(tp))
+                .is_some_and(|t| t.phase == TaskPhase::Running);
+            if running && self.assigned.contains(&tp) {
+                let _ = resume.add_partition(&self.topics[tp.0], tp.1);
+            }
+        }
+        if resume.count() > 0 {
+            if let Err(e) = consumer.resume(&resume) {
+                tracing::warn!(error = %e, "resuming partitions failed; rejoining");
+                self.fenced = true;
+            }
+        }
+        let mut pause = TopicPartitionList::new();
+        for tp in std::mem::take(&mut self.pending_pauses) {
+            let _ = pause.add_partition(&self.topics[tp.0], tp.1);
+        }
+        if pause.count() > 0 {
+            if let Err(e) = consumer.pause(&pause) {
+                tracing::warn!(error = %e, "pausing partitions failed");
+            }
+        }
+    }
+
+    /// Assignment: creates the tasks of the new partitions (Created). No
+    /// I/O here: stores are opened between polls.
+    pub fn on_assign(&mut self, tpl: &TopicPartitionList) {
+        let max_idle = Duration::from_millis(self.spec.cfg.max_task_idle_ms);
+        for e in tpl.elements() {
+            if let Some(ti) = self.topic_index(e.topic()) {
+                let tp = (ti, e.partition());
+                self.assigned.insert(tp);
+                // The committed offset may have moved while others owned it.
+                self.positions.remove(&tp);
+                self.fetched.remove(&tp);
+                self.committed.remove(&tp);
+                self.first_offset.remove(&tp);
+                let key = self.task_key(tp);
+                let spec = &self.spec;
+                let task = self.tasks.entry(key).or_insert_with(|| {
+                    Task::new(&spec.topology, key.0, key.1, &spec.tasks_dir, max_idle)
+                });
+                task.group.add_partition(tp);
+            }
+        }
+        self.unknown_positions = true;
+        tracing::info!(thread = self.spec.index, partitions = %describe(tpl), "partitions assigned");
+    }
+
+    /// After assignment: pauses the new partitions until their tasks run.
+    pub fn pause_new(&mut self, consumer: &BaseConsumer<ThreadContext>, tpl: &TopicPartitionList) {
+        let mut pause = TopicPartitionList::new();
+        for e in tpl.elements() {
+            if let Some(ti) = self.topic_index(e.topic()) {
+                let running = self
+                    .tasks
+                    .get(&self.task_key((ti, e.partition())))
+                    .is_some_and(|t| t.phase == TaskPhase::Running);
+                if !running {
+                    let _ = pause.add_partition(e.topic(), e.partition());
+                }
+            }
+        }
+        if pause.count() > 0 {
+            if let Err(e) = consumer.pause(&pause) {
+                tracing::warn!(error = %e, "pausing new partitions failed; rejoining");
+                self.fenced = true;
+            }
+        }
+    }
+
+    /// Revocation: commits what was processed (or aborts when the assignment
+    /// was lost or positions are unknown), then closes the revoked tasks.
+    pub fn on_revoke(
+        &mut self,
+        consumer: &BaseConsumer<ThreadContext>,
+        tpl: &TopicPartitionList,
+        lost: bool,
+    ) {
+        if !self.fenced && self.dirty {
+            if lost {
+                tracing::warn!("assignment lost: aborting the open transaction");
+                self.abort(consumer, false);
+            } else {
+                self.commit_or_abort(consumer);
+            }
+        }
+        for e in tpl.elements() {
+            if let Some(ti) = self.topic_index(e.topic()) {
+                let tp = (ti, e.partition());
+                self.assigned.remove(&tp);
+                self.positions.remove(&tp);
+                self.fetched.remove(&tp);
+                self.committed.remove(&tp);
+                self.first_offset.remove(&tp);
+                self.throttled.remove(&tp);
+                let key = self.task_key(tp);
+                let still_assigned = self.assigned.iter().any(|t| self.task_key(*t) == key);
+                if !still_assigned {
+                    if let Some(mut task) = self.tasks.remove(&key) {
+                        if self.dirty {
+                            task.abort();
+                        }
+                        task.close();
+                    }
+                }
+            }
+        }
+        tracing::info!(thread = self.spec.index, lost, partitions = %describe(tpl), "partitions revoked");
+    }
+
+    /// At shutdown: commit what was processed (or abort if that cannot be
+    /// done safely), then close every task.
+    pub fn finish(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        if self.dirty && !self.fenced {
+            self.commit_or_abort(consumer);
+        }
+        if self.eos() && !self.fenced {
+            let _ = self
+                .producer
+                .abort_transaction(crate::stream_thread::CALL_TIMEOUT);
+        }
+        self.close_all_dirty();
+    }
+
+    /// Closes every task without applying its pending writes.
+    pub fn close_all_dirty(&mut self) {
+        for (_, mut task) in std::mem::take(&mut self.tasks) {
+            task.abort();
+            task.close();
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for e in tpl.elements() {
+        by_topic
+            .entry(e.topic().to_string())
+            .or_default()
+            .push(e.partition());
+    }
+    by_topic
+        .iter()
+        .map(|(t, ps)| format!("{t}{ps:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

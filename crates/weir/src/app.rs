@@ -1,0 +1,150 @@
+//! [`App`]: the entry point of a topology binary — its command line
+//! (`--config`, `run`, `describe`), logging, and the configuration, around
+//! [`weir_runtime::run`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use weir_dsl::Topology;
+use weir_runtime::{Config, ConfigValue, Error, Result};
+
+#[derive(Parser, Debug)]
+#[command(about = "A Weir topology: `run` it (default) or `describe` it.")]
+struct Cli {
+    /// A TOML config file; `WEIR_*` environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Join the application's group and process records until SIGTERM/Ctrl-C.
+    Run,
+    /// Print the topology (after topic renames from config).
+    Describe {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Text,
+    Mermaid,
+}
+
+/// Builds an [`App`] with embedded defaults under the file and environment.
+#[derive(Debug, Default)]
+pub struct AppBuilder {
+    defaults: BTreeMap<String, ConfigValue>,
+}
+
+impl AppBuilder {
+    /// An embedded default for a top-level key (below the config file and
+    /// `WEIR_*` variables), e.g. `with_default("application_id", "event-router")`.
+    pub fn with_default(mut self, key: &str, value: impl Into<ConfigValue>) -> Self {
+        self.defaults.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Reads the command line (`--config`, `run`, `describe`) and the
+    /// environment. `--help` and `--version` print and exit the process.
+    ///
+    /// # Errors
+    /// A usage error, or a [`weir_runtime::ConfigError`] naming the bad key.
+    pub fn from_env(self) -> Result<App> {
+        let cli = Cli::try_parse().map_err(|e| {
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            Error::Usage(e.to_string())
+        })?;
+        let config = Config::load(&self.defaults, cli.config.as_deref(), std::env::vars())?;
+        Ok(App {
+            config,
+            command: cli.command.unwrap_or(Command::Run),
+        })
+    }
+
+    /// An app that runs `config` (no command line).
+    pub fn with_config(self, config: Config) -> App {
+        App {
+            config,
+            command: Command::Run,
+        }
+    }
+}
+
+/// A topology binary: configuration plus what to do.
+///
+/// # Examples
+/// ```no_run
+/// # fn topology() -> weir::Topology { unimplemented!() }
+/// fn main() -> weir::Result<()> {
+///     weir::App::from_env()?.run(topology())
+/// }
+/// ```
+pub struct App {
+    config: Config,
+    command: Command,
+}
+
+impl App {
+    /// An [`AppBuilder`], for embedded defaults.
+    pub fn builder() -> AppBuilder {
+        AppBuilder::default()
+    }
+
+    /// [`AppBuilder::from_env`] with no embedded defaults.
+    ///
+    /// # Errors
+    /// As [`AppBuilder::from_env`].
+    pub fn from_env() -> Result<App> {
+        Self::builder().from_env()
+    }
+
+    /// The loaded configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Runs the command: `describe` prints the topology; `run` processes
+    /// records until SIGTERM or Ctrl-C (see [`weir_runtime::run`]).
+    ///
+    /// # Errors
+    /// As [`weir_runtime::run`]; `describe` fails only on a bad `[topics]`
+    /// rename.
+    pub fn run(self, topology: Topology) -> Result<()> {
+        match self.command {
+            Command::Describe { format } => {
+                let d = weir_runtime::configured_topology(&self.config, &topology)?.describe();
+                match format {
+                    Format::Text => print!("{d}"),
+                    Format::Mermaid => print!("{}", d.to_mermaid()),
+                }
+                Ok(())
+            }
+            Command::Run => {
+                init_logging();
+                weir_runtime::run(self.config, topology)
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,81 @@
+//! A `process()` node with a RocksDB store on the real broker: per-key
+//! counts over 4 partitions equal a naive count, each key's counts arrive
+//! 1, 2, 3, … in order (read_committed), and the store lives where the
+//! task's stable id says (`tasks/counts/<partition>`). No crash here: the
+//! store has no changelog yet.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use weir_testkit::{publish, TestBroker, TopicReader};
+use weir_tests::{binary, TopologyProcess};
+
+#[test]
+fn a_process_node_counts_per_key_in_rocksdb_on_the_broker() {
+    let broker = TestBroker::shared();
+    let app = TestBroker::unique("state-count");
+    let (input, output) = (format!("{app}-in"), format!("{app}-out"));
+    broker.create_topic(&input, 4).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let env: Vec<(String, String)> = [
+        ("WEIR_APPLICATION_ID", app.as_str()),
+        ("WEIR_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("WEIR_STATE_DIR", state_dir.to_str().unwrap()),
+        ("WEIR_AUTO_CREATE_TOPICS", "true"),
+        ("WEIR_AUTO_CREATE_PARTITIONS", "4"),
+        ("WEIR_TOPICS__IN", input.as_str()),
+        ("WEIR_TOPICS__OUT", output.as_str()),
+        ("WEIR_STATE_MEMORY_BUDGET_MB", "32"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut p = TopologyProcess::spawn(
+        &binary("weir-test-count", "weir-tests"),
+        &["run"],
+        &env,
+        &dir.path().join("log"),
+    );
+    let n = 5_000;
+    let records: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("key-{}", (i * 7919) % 97), format!("v{i}")))
+        .collect();
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, _) in &records {
+        *want.entry(k.clone()).or_default() += 1;
+    }
+    publish(
+        broker.bootstrap(),
+        &input,
+        records
+            .iter()
+            .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()))),
+    )
+    .unwrap();
+    let mut reader = TopicReader::new(broker.bootstrap(), &[&output], "read_committed").unwrap();
+    let complete = reader.read_until(Duration::from_secs(120), |r| r.len() >= n);
+    reader.read_for(Duration::from_secs(1));
+    assert!(complete, "{}", p.log_text());
+    assert_eq!(reader.records().len(), n, "no duplicates");
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    for r in reader.records() {
+        let k = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        let c: u64 = String::from_utf8_lossy(r.value.as_deref().unwrap())
+            .parse()
+            .unwrap();
+        let prev = last.insert(k.clone(), c).unwrap_or(0);
+        assert_eq!(c, prev + 1, "counts of {k} go 1, 2, 3, … in order");
+    }
+    assert_eq!(last, want);
+    assert!(p.stop().success(), "{}", p.log_text());
+    // One RocksDB per task, under the task's stable id.
+    let tasks = state_dir.join(&app).join("tasks").join("counts");
+    for partition in 0..4 {
+        assert!(
+            tasks.join(partition.to_string()).join("CURRENT").exists(),
+            "RocksDB of task counts/{partition} in {}",
+            tasks.display()
+        );
+    }
+}
