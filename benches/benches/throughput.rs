@@ -147,13 +147,25 @@ impl Drop for Router {
     }
 }
 
+/// User + system CPU seconds of process `pid` so far (Linux, 100 ticks/s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Records/s and CPU microseconds per record of one router run.
 fn router(
     bin: &PathBuf,
     bootstrap: &str,
     input: &str,
     n: usize,
     guarantee: &str,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     let app = TestBroker::unique(&format!("bench-router-{}", guarantee.replace('_', "-")));
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("router.log");
@@ -186,6 +198,7 @@ fn router(
         .stdout(file.try_clone()?)
         .stderr(file)
         .spawn()?;
+    let pid = child.id();
     let _router = Router(child);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !std::fs::read_to_string(&log)?.contains("partitions assigned") {
@@ -198,6 +211,7 @@ fn router(
         std::thread::sleep(Duration::from_millis(10));
     }
     let start = Instant::now();
+    let cpu_start = cpu_seconds(pid);
     let deadline = start + Duration::from_secs(600);
     loop {
         if committed(bootstrap, &app, input)? >= n as i64 {
@@ -208,7 +222,9 @@ fn router(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let cpu_us = (cpu_seconds(pid) - cpu_start) * 1e6 / n as f64;
+    Ok((rate, cpu_us))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -249,18 +265,22 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(3);
     // Interleaved rounds, so a noisy moment on this shared machine hits all three.
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_b, mut cpu_c) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         a.push(bare_pipe(&bootstrap, &input, n)?);
-        b.push(router(&bin, &bootstrap, &input, n, "at_least_once")?);
-        c.push(router(&bin, &bootstrap, &input, n, "exactly_once_v2")?);
+        let (rb, ub) = router(&bin, &bootstrap, &input, n, "at_least_once")?;
+        let (rc, uc) = router(&bin, &bootstrap, &input, n, "exactly_once_v2")?;
+        b.push(rb);
+        c.push(rc);
+        cpu_b.push(ub);
+        cpu_c.push(uc);
         println!(
-            "  round {round}: a {:.0}  b {:.0}  c {:.0} records/s",
+            "  round {round}: a {:.0}  b {rb:.0}  c {rc:.0} records/s; router CPU b {ub:.2}  c {uc:.2} us/record",
             a[round - 1],
-            b[round - 1],
-            c[round - 1]
         );
     }
     let (a, b, c) = (median(a), median(b), median(c));
+    let (cpu_b, cpu_c) = (median(cpu_b), median(cpu_c));
     println!("medians over {rounds} rounds:");
     println!("  (a) bare rdkafka pipe, at least once     {a:>10.0} records/s");
     println!("  (b) event-router, at_least_once          {b:>10.0} records/s");
@@ -270,5 +290,6 @@ fn main() -> anyhow::Result<()> {
         b / a,
         c / a
     );
+    println!("  router CPU (user+sys) per record: b {cpu_b:.2} us, c {cpu_c:.2} us");
     Ok(())
 }

@@ -39,6 +39,50 @@ fn an_unknown_or_invalid_key_is_named() {
 }
 
 #[test]
+fn type_errors_name_the_key() {
+    let s = Scenario::new("err-types", 1);
+    let log = run_expecting_failure(&s, &[("WEIR_PROCESSING_GUARANTEE", "maybe")], &["run"]);
+    assert!(log.contains("processing_guarantee"), "{log}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weir.toml");
+    std::fs::write(&file, "commit_interval_ms = \"x\"\n").unwrap();
+    let log = run_expecting_failure(&s, &[], &["--config", file.to_str().unwrap(), "run"]);
+    assert!(log.contains("commit_interval_ms"), "{log}");
+}
+
+#[test]
+fn assignment_and_membership_keys_are_refused() {
+    let s = Scenario::new("err-membership", 1);
+    for (var, key) in [
+        ("WEIR_KAFKA__GROUP_INSTANCE_ID", "group.instance.id"),
+        (
+            "WEIR_KAFKA__PARTITION_ASSIGNMENT_STRATEGY",
+            "partition.assignment.strategy",
+        ),
+        ("WEIR_KAFKA__GROUP_PROTOCOL", "group.protocol"),
+    ] {
+        let log = run_expecting_failure(&s, &[(var, "x")], &["run"]);
+        assert!(log.contains(key), "{log}");
+    }
+}
+
+#[test]
+fn an_unreachable_cluster_is_named_within_seconds() {
+    let s = Scenario::new("err-unreachable", 1);
+    let started = std::time::Instant::now();
+    let log = run_expecting_failure(&s, &[("WEIR_BOOTSTRAP_SERVERS", "127.0.0.1:9")], &["run"]);
+    assert!(
+        log.contains("127.0.0.1:9") && log.contains("bootstrap_servers"),
+        "{log}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn a_kafka_key_that_breaks_exactly_once_is_refused() {
     let s = Scenario::new("err-eos", 1);
     let log = run_expecting_failure(

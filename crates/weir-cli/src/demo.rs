@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use weir_core::dlq_headers;
+use weir::core::dlq_headers;
 use weir_testkit::{create_topics, publish, terminate, BrokerProcess, TopicReader};
 
 const APP: &str = "event-router-demo";

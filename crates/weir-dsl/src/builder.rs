@@ -49,6 +49,7 @@ struct GraphBuilder {
     errors: Vec<BuildError>,
     dead_letter_topic: Option<String>,
     stores: std::collections::BTreeSet<String>,
+    params: Vec<crate::params::ParamSpec>,
 }
 
 impl GraphBuilder {
@@ -201,6 +202,41 @@ impl TopologyBuilder {
         }
     }
 
+    /// Declares a typed parameter with a default and a help text; a
+    /// deployment sets it in `[params]` or `WEIR_PARAMS__<NAME>`, and
+    /// `describe` lists it. Capture the handle in the closures that need it.
+    ///
+    /// # Examples
+    /// ```
+    /// use weir_core::{Json, Str};
+    /// use weir_dsl::TopologyBuilder;
+    ///
+    /// let b = TopologyBuilder::new();
+    /// let min = b.param("min_amount", 0.0_f64, "events below this amount are dropped");
+    /// b.stream("in", Str, Json::<f64>::new())
+    ///     .filter(move |_, amount| *amount >= min.get())
+    ///     .to("kept");
+    /// let t = b.build().unwrap();
+    /// t.set_param("min_amount", "10").unwrap();
+    /// assert_eq!(t.params()[0].default, "0");
+    /// ```
+    pub fn param<T: crate::ParamValue>(
+        &self,
+        name: &str,
+        default: T,
+        help: &str,
+    ) -> crate::Param<T> {
+        let (param, spec) = crate::Param::declare(name, default, help);
+        let mut g = self.graph.borrow_mut();
+        if g.params.iter().any(|p| p.name == name) {
+            g.errors.push(BuildError::DuplicateParam {
+                name: name.to_string(),
+            });
+        }
+        g.params.push(spec);
+        param
+    }
+
     /// Sends this topology's dead letters to `topic` instead of the runtime's
     /// default `<application_id>-dlq`.
     pub fn dead_letter_topic(&self, topic: impl Into<String>) -> &Self {
@@ -238,6 +274,7 @@ impl TopologyBuilder {
                 subtopology_names: names,
                 subtopology_stores: stores,
                 dead_letter_topic: g.dead_letter_topic,
+                params: g.params,
             }),
         })
     }

@@ -44,6 +44,8 @@ pub struct SubtopologyDescription {
 pub struct TopologyDescription {
     /// The sub-topologies, by id.
     pub subtopologies: Vec<SubtopologyDescription>,
+    /// The declared parameters.
+    pub params: Vec<crate::ParamDescription>,
 }
 
 impl Topology {
@@ -78,7 +80,10 @@ impl Topology {
                 stores,
             });
         }
-        TopologyDescription { subtopologies }
+        TopologyDescription {
+            subtopologies,
+            params: self.params(),
+        }
     }
 }
 
@@ -129,6 +134,16 @@ impl TopologyDescription {
 
 impl fmt::Display for TopologyDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.params.is_empty() {
+            writeln!(f, "Parameters:")?;
+            for p in &self.params {
+                writeln!(
+                    f,
+                    "  {} ({}, default {}): {}",
+                    p.name, p.kind, p.default, p.help
+                )?;
+            }
+        }
         writeln!(f, "Topologies:")?;
         for st in &self.subtopologies {
             writeln!(f, "  Sub-topology: {} ({})", st.id, st.name)?;

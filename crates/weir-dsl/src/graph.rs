@@ -150,6 +150,12 @@ pub enum BuildError {
         /// The node.
         node: String,
     },
+    /// Two parameters have the same name.
+    #[error("two parameters are named {name}; parameter names must be unique")]
+    DuplicateParam {
+        /// The name.
+        name: String,
+    },
     /// Two stores have the same name.
     #[error("two stores are named {store}; store names must be unique")]
     DuplicateStore {
@@ -202,9 +208,54 @@ pub(crate) struct TopologyInner {
     /// Store names per sub-topology, sorted.
     pub subtopology_stores: Vec<Vec<String>>,
     pub dead_letter_topic: Option<String>,
+    /// Declared parameters, in declaration order.
+    pub params: Vec<crate::params::ParamSpec>,
 }
 
 impl Topology {
+    /// The declared parameters.
+    pub fn params(&self) -> Vec<crate::ParamDescription> {
+        self.inner
+            .params
+            .iter()
+            .map(|p| crate::ParamDescription {
+                name: p.name.clone(),
+                kind: p.kind.to_string(),
+                default: p.default.clone(),
+                help: p.help.clone(),
+            })
+            .collect()
+    }
+
+    /// Sets parameter `name` from configuration text (once, before the
+    /// topology processes anything). A name matches with `-` and `_`
+    /// treated alike and case ignored (`WEIR_PARAMS__ORDER_TIMEOUT_MS`
+    /// sets `order-timeout-ms`).
+    ///
+    /// # Errors
+    /// A message naming the parameter when it is not declared (listing the
+    /// declared ones), when the text does not parse as its type, or when it
+    /// was already set.
+    pub fn set_param(&self, name: &str, value: &str) -> Result<(), String> {
+        let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+        let Some(p) = self
+            .inner
+            .params
+            .iter()
+            .find(|p| norm(&p.name) == norm(name))
+        else {
+            let declared: Vec<&str> = self.inner.params.iter().map(|p| p.name.as_str()).collect();
+            return Err(format!(
+                "the topology declares no parameter {name:?}; it declares: {}",
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            ));
+        };
+        (p.set)(value)
+    }
     /// Every topic a source reads, in name order.
     pub fn source_topics(&self) -> Vec<String> {
         self.inner.sources.keys().cloned().collect()
@@ -310,6 +361,7 @@ impl Topology {
                 subtopologies: self.inner.subtopologies,
                 subtopology_names: self.inner.subtopology_names.clone(),
                 subtopology_stores: self.inner.subtopology_stores.clone(),
+                params: self.inner.params.clone(),
                 dead_letter_topic: self.inner.dead_letter_topic.as_ref().map(map),
             }),
         }

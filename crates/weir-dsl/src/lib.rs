@@ -24,10 +24,12 @@ mod builder;
 mod describe;
 mod executor;
 mod graph;
+mod params;
 mod process;
 
 pub use builder::{BranchBuilder, Stream, TopologyBuilder};
 pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription};
 pub use executor::TaskExecutor;
 pub use graph::{BuildError, Topology};
+pub use params::{Param, ParamDescription, ParamValue};
 pub use process::{Processor, ProcessorContext, Store, StoreName, TypedStore};

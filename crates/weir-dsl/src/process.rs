@@ -175,8 +175,9 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
         self.headers
     }
 
-    /// The task's stream time: the largest record timestamp it processed
-    /// before this record (`None` before the first).
+    /// The task's stream time: the largest record timestamp it processed,
+    /// this record included (as in Kafka Streams; `None` in `init` before
+    /// the first record).
     pub fn stream_time(&self) -> Option<Timestamp> {
         self.stream_time
     }

@@ -42,13 +42,14 @@ impl TaskSet {
     /// class of the error it finally failed with.
     fn retrying(
         &self,
-        what: &str,
+        what: &'static str,
         mut step: impl FnMut(&Self) -> KafkaResult<()>,
     ) -> Result<(), ErrorClass> {
         let mut attempt = 0;
         loop {
             let started = Instant::now();
-            match step(self) {
+            let result = self.spec.watch.run(what, CALL_TIMEOUT, || step(self));
+            match result {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     let class = classify(&e);
@@ -58,6 +59,12 @@ impl TaskSet {
                     }
                     attempt += 1;
                     if attempt > MAX_RETRIES {
+                        // A commit whose outcome is unknown must not be
+                        // aborted (the broker may have committed it): treat
+                        // it as fatal; the new producer's init completes it.
+                        if what == "commit_transaction" {
+                            return Err(ErrorClass::Fatal);
+                        }
                         return Err(ErrorClass::AbortTransaction);
                     }
                 }

@@ -2,7 +2,8 @@
 //! environment variables (DESIGN.md, "Configuration").
 //!
 //! Every top-level key `k` can be overridden by `WEIR_<K>`; a `[kafka]` key
-//! `a.b.c` by `WEIR_KAFKA__A_B_C`; a `[topics]` entry by `WEIR_TOPICS__<NAME>`.
+//! `a.b.c` by `WEIR_KAFKA__A_B_C`; a `[topics]` entry by `WEIR_TOPICS__<NAME>`;
+//! a topology parameter (`[params]`) by `WEIR_PARAMS__<NAME>`.
 //! `WEIR_TEST_*` belongs to the tests and `WEIR_FAILPOINT` to crash testing;
 //! any other unknown `WEIR_*` variable, unknown key or bad value fails at
 //! start with a message naming the key.
@@ -184,6 +185,9 @@ pub struct Config {
     /// Renames a topology's topics for this deployment: logical name → topic.
     #[serde(default)]
     pub topics: BTreeMap<String, String>,
+    /// Values of the topology's declared parameters (`WEIR_PARAMS__<NAME>`).
+    #[serde(default, deserialize_with = "kafka_table")]
+    pub params: BTreeMap<String, String>,
     /// librdkafka properties for every client.
     #[serde(default, deserialize_with = "kafka_table")]
     pub kafka: BTreeMap<String, String>,
@@ -311,6 +315,10 @@ impl Config {
                 let key = rest.replace('_', ".");
                 sub_table(&mut table, "kafka").insert(key.clone(), toml::Value::String(value));
                 origin.insert(format!("kafka.{key}"), var);
+            } else if let Some(rest) = name.strip_prefix("params__") {
+                sub_table(&mut table, "params")
+                    .insert(rest.to_string(), toml::Value::String(value));
+                origin.insert(format!("params.{rest}"), var);
             } else if let Some(rest) = name.strip_prefix("topics__") {
                 sub_table(&mut table, "topics")
                     .insert(rest.to_string(), toml::Value::String(value));
@@ -340,7 +348,11 @@ impl Config {
                 let known = KEYS
                     .iter()
                     .map(|(k, _)| format!("WEIR_{}", k.to_ascii_uppercase()))
-                    .chain(["WEIR_KAFKA__<KEY>".into(), "WEIR_TOPICS__<NAME>".into()])
+                    .chain([
+                        "WEIR_KAFKA__<KEY>".into(),
+                        "WEIR_TOPICS__<NAME>".into(),
+                        "WEIR_PARAMS__<NAME>".into(),
+                    ])
                     .collect::<Vec<_>>()
                     .join(", ");
                 return Err(ConfigError::UnknownEnv { var, known });
@@ -512,6 +524,7 @@ mod tests {
                 ("WEIR_COMMIT_INTERVAL_MS", "2000"),
                 ("WEIR_KAFKA__SESSION_TIMEOUT_MS", "6000"),
                 ("WEIR_TOPICS__EVENTS", "my-events"),
+                ("WEIR_PARAMS__ORDER_TIMEOUT_MS", "900000"),
                 ("WEIR_TEST_BOOTSTRAP", "ignored:1"),
                 ("PATH", "/bin"),
             ]),
@@ -523,6 +536,7 @@ mod tests {
         assert_eq!(c.kafka["transaction.timeout.ms"], "5000");
         assert_eq!(c.kafka["session.timeout.ms"], "6000");
         assert_eq!(c.topics["events"], "my-events");
+        assert_eq!(c.params["order_timeout_ms"], "900000");
         assert_eq!(c.processing_guarantee, ProcessingGuarantee::ExactlyOnceV2);
         assert_eq!(c.dead_letter_topic(None), "app-dlq");
     }

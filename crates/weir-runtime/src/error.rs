@@ -44,6 +44,17 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A transactional call of a stream thread hung past its timeout; the
+    /// instance exits so that a restart fences the stuck producer.
+    #[error("stream thread {thread}: {call} did not return within its timeout (+{grace_s} s); exiting so a restart fences the stuck producer")]
+    HungCall {
+        /// The thread.
+        thread: usize,
+        /// The call.
+        call: &'static str,
+        /// The grace period past the call's timeout, in seconds.
+        grace_s: u64,
+    },
     /// A stream thread died.
     #[error("stream thread {thread} failed: {message}")]
     Thread {

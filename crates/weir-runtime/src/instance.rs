@@ -15,13 +15,25 @@ use crate::identity::InstanceIdentity;
 use crate::stats::RuntimeStats;
 use crate::stream_thread::{self, ThreadSpec};
 use crate::topics::prepare_topics;
+use crate::watchdog::CallWatch;
 
-/// The topology with the configuration's `[topics]` renames applied.
+/// The topology with the configuration's `[topics]` renames applied and
+/// its `[params]` values set.
 ///
 /// # Errors
 /// A [`crate::ConfigError`] when a rename names no topic of the topology,
-/// merges two sources, or turns a sink into a source.
+/// merges two sources, or turns a sink into a source; or when a `[params]`
+/// value names no declared parameter or does not parse as its type. Sets
+/// the parameters, so call it once per process.
 pub fn configured_topology(config: &Config, topology: &Topology) -> Result<Topology> {
+    for (name, value) in &config.params {
+        topology
+            .set_param(name, value)
+            .map_err(|message| crate::ConfigError::Invalid {
+                key: format!("params.{name}"),
+                message,
+            })?;
+    }
     let mut known = topology.source_topics();
     known.extend(topology.sink_topics());
     known.extend(topology.dead_letter_topic().map(str::to_string));
@@ -102,6 +114,9 @@ pub fn run(config: Config, topology: Topology) -> Result<()> {
     let stats = Arc::new(RuntimeStats::default());
     let budget = weir_state::StateBudget::from_mb(cfg.state_memory_budget_mb);
     let tasks_dir = identity.dir().join("tasks");
+    let watches: Vec<Arc<CallWatch>> = (0..cfg.num_stream_threads)
+        .map(|_| Arc::new(CallWatch::default()))
+        .collect();
     let handles: Vec<_> = (0..cfg.num_stream_threads)
         .map(|index| {
             let spec = ThreadSpec {
@@ -115,12 +130,21 @@ pub fn run(config: Config, topology: Topology) -> Result<()> {
                 failpoints: failpoints.clone(),
                 tasks_dir: tasks_dir.clone(),
                 budget: budget.clone(),
+                watch: watches[index].clone(),
             };
             let shutdown = shutdown.clone();
             std::thread::Builder::new()
                 .name(format!("weir-stream-{index}"))
                 .spawn(move || {
-                    let result = stream_thread::run(spec);
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        stream_thread::run(spec)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(Error::Thread {
+                            thread: index,
+                            message: "panicked".into(),
+                        })
+                    });
                     if result.is_err() {
                         // One dead thread stops the instance: its partitions must move.
                         shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -130,6 +154,25 @@ pub fn run(config: Config, topology: Topology) -> Result<()> {
         })
         .collect::<std::io::Result<_>>()
         .map_err(|e| Error::Usage(format!("cannot start stream threads: {e}")))?;
+    // Wait for the threads, watching for a transactional call that hangs
+    // past its timeout: then stop without joining (see crate::watchdog).
+    while !handles.iter().all(|h| h.is_finished()) {
+        if let Some((thread, call)) = watches
+            .iter()
+            .enumerate()
+            .find_map(|(i, w)| w.overdue().map(|c| (i, c)))
+        {
+            let e = Error::HungCall {
+                thread,
+                call,
+                grace_s: crate::watchdog::GRACE.as_secs(),
+            };
+            tracing::error!(error = %e, "exiting");
+            eprintln!("weir: stopped: {}", stats.summary());
+            return Err(e);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let mut first_error = None;
     for (index, h) in handles.into_iter().enumerate() {
         let result = h.join().unwrap_or_else(|_| {

@@ -57,6 +57,7 @@ mod stream_thread;
 mod task;
 mod task_set;
 mod topics;
+mod watchdog;
 
 pub use config::{
     Config, ConfigError, ConfigValue, ProcessingGuarantee, EOS_RESERVED_KAFKA_KEYS,

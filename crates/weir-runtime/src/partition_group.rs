@@ -64,11 +64,6 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
             .map_or(0, |(_, q)| q.len())
     }
 
-    /// Records buffered in all.
-    pub fn len(&self) -> usize {
-        self.partitions.iter().map(|(_, q)| q.len()).sum()
-    }
-
     /// The next record to process, or `None` when nothing is buffered or
     /// the group is waiting for an empty input.
     pub fn next(&mut self, now: Instant) -> Option<(P, Record)> {
@@ -91,7 +86,10 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
                 }
             }
         }
-        let i = best?;
+        let Some(i) = best else {
+            self.waiting_since = None;
+            return None;
+        };
         if some_empty && !self.max_idle.is_zero() {
             let since = *self.waiting_since.get_or_insert(now);
             if now.duration_since(since) < self.max_idle {
@@ -102,6 +100,27 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
         }
         let (p, q) = &mut self.partitions[i];
         q.pop_front().map(|r| (*p, r))
+    }
+
+    /// Whether [`PartitionGroup::next`] would release a record at `now`.
+    pub fn ready(&self, now: Instant) -> bool {
+        let mut any = false;
+        let mut some_empty = false;
+        for (_, q) in &self.partitions {
+            if q.is_empty() {
+                some_empty = true;
+            } else {
+                any = true;
+            }
+        }
+        if !any {
+            return false;
+        }
+        if !some_empty || self.max_idle.is_zero() {
+            return true;
+        }
+        self.waiting_since
+            .is_some_and(|since| now.duration_since(since) >= self.max_idle)
     }
 
     /// Drops every buffered record (after an abort the partitions are
@@ -211,7 +230,14 @@ mod tests {
         let t0 = Instant::now();
         assert!(g.next(t0).is_none(), "waits for partition 1");
         assert!(g.next(t0 + Duration::from_millis(49)).is_none());
+        assert!(!g.ready(t0 + Duration::from_millis(49)));
+        assert!(g.ready(t0 + Duration::from_millis(50)));
         assert_eq!(g.next(t0 + Duration::from_millis(50)).unwrap().1.offset, 0);
+        // Drained: the next empty input is waited for again.
+        g.push(0, rec(0, 5, 40));
+        let t1 = t0 + Duration::from_millis(60);
+        assert!(g.next(t1).is_none());
+        assert!(g.next(t1 + Duration::from_millis(50)).is_some());
         // Both buffered: no waiting, smallest timestamp first.
         g.push(0, rec(0, 1, 30));
         g.push(1, rec(1, 0, 20));

@@ -40,6 +40,7 @@ use crate::rebalance::ThreadContext;
 use crate::stats::RuntimeStats;
 use crate::task::Tp;
 use crate::task_set::TaskSet;
+use crate::watchdog::CallWatch;
 
 /// How long one blocking transactional call may take before it is retried.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,6 +63,8 @@ pub(crate) struct ThreadSpec {
     pub tasks_dir: PathBuf,
     /// The process-wide memory budget of every store.
     pub budget: StateBudget,
+    /// The transactional call this thread is in (see [`crate::watchdog`]).
+    pub watch: Arc<CallWatch>,
 }
 
 impl ThreadSpec {
@@ -131,7 +134,10 @@ fn run_generation(
     if spec.eos() {
         let mut attempt = 0;
         loop {
-            match producer.init_transactions(CALL_TIMEOUT) {
+            let result = spec.watch.run("init_transactions", CALL_TIMEOUT, || {
+                producer.init_transactions(CALL_TIMEOUT)
+            });
+            match result {
                 Ok(()) => break,
                 Err(e) if classify(&e) == ErrorClass::Retriable && attempt < MAX_RETRIES => {
                     attempt += 1;
@@ -168,7 +174,7 @@ fn run_generation(
         }
         let wait = {
             let s = lock(&state);
-            if s.has_ready_work() {
+            if s.has_ready_work(Instant::now()) {
                 Duration::ZERO
             } else {
                 interval
@@ -211,6 +217,9 @@ fn run_generation(
             s.commit(&consumer);
         }
         if let Some(e) = s.take_failure() {
+            // Never commit from here on (the revoke callback run by dropping
+            // the consumer would): the tasks' pending writes are dropped.
+            s.fenced = true;
             s.close_all_dirty();
             drop(s);
             drop(consumer);

@@ -171,11 +171,15 @@ impl TaskSet {
         if self.fetched.get(&tp).is_some_and(|&f| m.offset() < f) {
             return; // fetched before a seek; re-read from the new position
         }
-        self.fetched.insert(tp, m.offset() + 1);
         let key = self.task_key(tp);
         let Some(task) = self.tasks.get_mut(&key) else {
             return;
         };
+        self.fetched.insert(tp, m.offset() + 1);
+        // The restart point of a never-committed partition under
+        // `auto.offset.reset=latest` is its first fetched record, whether
+        // or not it was processed before an abort.
+        self.first_offset.entry(tp).or_insert(m.offset());
         task.group.push(tp, to_record(m));
         if task.group.buffered(tp) > PAUSE_ABOVE && self.throttled.insert(tp) {
             tracing::debug!(topic = m.topic(), partition = tp.1, "buffer full: pausing");
@@ -184,11 +188,11 @@ impl TaskSet {
         }
     }
 
-    /// Whether some running task has records buffered.
-    pub fn has_ready_work(&self) -> bool {
+    /// Whether some running task has a record it would release now.
+    pub fn has_ready_work(&self, now: Instant) -> bool {
         self.tasks
             .values()
-            .any(|t| t.phase == TaskPhase::Running && t.group.len() > 0)
+            .any(|t| t.phase == TaskPhase::Running && t.group.ready(now))
     }
 
     /// Whether the pending state is large enough to commit before the interval.
@@ -210,9 +214,20 @@ impl TaskSet {
             .filter(|(_, t)| t.phase == TaskPhase::Running)
             .map(|(k, _)| *k)
             .collect();
+        let interval = Duration::from_millis(self.spec.cfg.commit_interval_ms);
+        let mut processed = 0usize;
         for key in keys {
             loop {
                 if self.rewind_requested || self.failure.is_some() {
+                    return;
+                }
+                // Bounded work per turn: commits stay on time however large
+                // the backlog (a transaction must not outlive its timeout).
+                processed += 1;
+                if processed.is_multiple_of(1024)
+                    && self.dirty
+                    && self.last_commit.elapsed() >= interval
+                {
                     return;
                 }
                 let Some((tp, record)) = self.tasks.get_mut(&key).and_then(|t| t.group.next(now))
@@ -225,7 +240,6 @@ impl TaskSet {
     }
 
     fn process_record(&mut self, key: TaskKey, tp: Tp, record: Record) {
-        self.first_offset.entry(tp).or_insert(record.offset);
         self.out.clear();
         let poisoned = if self.poisoned.is_empty() {
             None
@@ -344,20 +358,69 @@ impl TaskSet {
             }
             let task = self.tasks.get_mut(&key).expect("listed");
             if task.phase == TaskPhase::Restoring && self.restorer.step(task) {
-                task.phase = TaskPhase::Running;
-                tracing::info!(thread = self.spec.index, task = %task.id, "task running");
                 ready.push(key);
             }
         }
+        if ready.is_empty() {
+            self.resume_drained(consumer);
+            return;
+        }
+        // A task starts from its partitions' committed positions: known
+        // first, then sought to after the resume. librdkafka resumes a
+        // partition paused right after its assignment from its own fetch
+        // position, not the committed offset (librdkafka issues 1802,
+        // 2190) — after a rebalance that is past records this thread
+        // buffered but never processed, which would be skipped.
+        if self.unknown_positions {
+            self.fetch_positions(consumer);
+            if self.unknown_positions {
+                return; // tried again next turn; the tasks stay Restoring
+            }
+        }
         let mut resume = TopicPartitionList::new();
-        for key in ready {
-            let task = &self.tasks[&key];
+        let mut seeks = Vec::new();
+        for key in &ready {
+            let task = self.tasks.get_mut(key).expect("listed");
+            task.phase = TaskPhase::Running;
+            // Anything fetched before the seek is fetched again after it.
+            task.group.clear();
+            tracing::info!(thread = self.spec.index, task = %task.id, "task running");
             for tp in task.group.partitions() {
                 if !self.throttled.contains(&tp) {
                     let _ = resume.add_partition(&self.topics[tp.0], tp.1);
                 }
+                if let Some(&p) = self.positions.get(&tp) {
+                    seeks.push((tp, p));
+                }
             }
         }
+        if resume.count() > 0 {
+            if let Err(e) = consumer.resume(&resume) {
+                tracing::warn!(error = %e, "resuming partitions failed; rejoining");
+                self.fenced = true;
+                return;
+            }
+        }
+        for (tp, p) in seeks {
+            self.fetched.insert(tp, p);
+            if let Err(e) = consumer.seek(
+                &self.topics[tp.0],
+                tp.1,
+                rdkafka::Offset::Offset(p),
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(topic = %self.topics[tp.0], partition = tp.1, error = %e, "seek to the committed position failed; rejoining");
+                self.fenced = true;
+                return;
+            }
+        }
+        self.resume_drained(consumer);
+    }
+
+    /// Backpressure: resumes throttled partitions whose buffers drained, and
+    /// pauses those newly throttled.
+    fn resume_drained(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        let mut resume = TopicPartitionList::new();
         // Backpressure: resume throttled partitions whose buffers drained.
         let drained: Vec<Tp> = self
             .throttled
@@ -387,7 +450,10 @@ impl TaskSet {
         }
         let mut pause = TopicPartitionList::new();
         for tp in std::mem::take(&mut self.pending_pauses) {
-            let _ = pause.add_partition(&self.topics[tp.0], tp.1);
+            // Revoked (and perhaps re-assigned) since: not ours to pause.
+            if self.throttled.contains(&tp) && self.assigned.contains(&tp) {
+                let _ = pause.add_partition(&self.topics[tp.0], tp.1);
+            }
         }
         if pause.count() > 0 {
             if let Err(e) = consumer.pause(&pause) {

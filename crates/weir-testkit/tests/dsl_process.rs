@@ -249,3 +249,56 @@ proptest! {
         prop_assert_eq!(d.dead_letters().len(), records.iter().filter(|(_, f)| *f).count());
     }
 }
+
+#[test]
+fn parameters_are_typed_listed_and_set_once() {
+    let b = TopologyBuilder::new();
+    let min = b.param("min-len", 2_u64, "values shorter than this are dropped");
+    let label = b.param("label", String::from("x"), "prefix of every output");
+    b.stream("in", Str, Str)
+        .filter(move |_, v: &String| v.len() as u64 >= min.get())
+        .map_values(move |v: String| format!("{}:{v}", label.get()))
+        .to("out");
+    let t = b.build().unwrap();
+    let listed: Vec<(String, String, String)> = t
+        .params()
+        .into_iter()
+        .map(|p| (p.name, p.kind, p.default))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("min-len".into(), "u64".into(), "2".into()),
+            ("label".into(), "string".into(), "x".into())
+        ]
+    );
+    assert!(t
+        .describe()
+        .to_string()
+        .contains("min-len (u64, default 2)"));
+    let e = t.set_param("min_len", "many").unwrap_err();
+    assert!(e.contains("u64") && e.contains("min-len"), "{e}");
+    let e = t.set_param("max_len", "3").unwrap_err();
+    assert!(e.contains("max_len") && e.contains("min-len, label"), "{e}");
+    // WEIR_PARAMS__MIN_LEN arrives as "min_len": '-' and '_' match.
+    t.set_param("MIN_LEN", "3").unwrap();
+    assert!(t.set_param("min-len", "4").is_err(), "set once");
+    let d = TopologyTestDriver::new(t);
+    let input = d.input_topic("in", Str, Str);
+    for v in ["ab", "abc", "abcd"] {
+        input.pipe_input("k".into(), v.into());
+    }
+    assert_eq!(
+        d.output_topic("out", Str, Str).read_values_to_list(),
+        vec!["x:abc", "x:abcd"]
+    );
+
+    let b = TopologyBuilder::new();
+    let _ = b.param("p", 1_u64, "");
+    let _ = b.param("p", 2_u64, "");
+    b.stream("in", Str, Str).to("out");
+    assert_eq!(
+        b.build().unwrap_err(),
+        BuildError::DuplicateParam { name: "p".into() }
+    );
+}
