@@ -86,10 +86,10 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
                 }
             }
         }
-        let Some(i) = best else {
-            self.waiting_since = None;
-            return None;
-        };
+        // Nothing buffered: the wait (if any) goes on — it ends only when
+        // every input has data, as in Kafka Streams, so an input that stays
+        // empty is waited for once, not before every record of the others.
+        let i = best?;
         if some_empty && !self.max_idle.is_zero() {
             let since = *self.waiting_since.get_or_insert(now);
             if now.duration_since(since) < self.max_idle {
@@ -233,9 +233,14 @@ mod tests {
         assert!(!g.ready(t0 + Duration::from_millis(49)));
         assert!(g.ready(t0 + Duration::from_millis(50)));
         assert_eq!(g.next(t0 + Duration::from_millis(50)).unwrap().1.offset, 0);
-        // Drained: the next empty input is waited for again.
+        // Partition 1 stays empty: it was waited for once, not again.
         g.push(0, rec(0, 5, 40));
-        let t1 = t0 + Duration::from_millis(60);
+        assert!(g.next(t0 + Duration::from_millis(60)).is_some());
+        // Once both had data, a new empty spell is waited for again.
+        g.push(0, rec(0, 6, 50));
+        g.push(1, rec(1, 9, 5));
+        assert_eq!(g.next(t0 + Duration::from_millis(61)).unwrap().0, 1);
+        let t1 = t0 + Duration::from_millis(62);
         assert!(g.next(t1).is_none());
         assert!(g.next(t1 + Duration::from_millis(50)).is_some());
         // Both buffered: no waiting, smallest timestamp first.
