@@ -149,6 +149,30 @@ impl Scenario {
     }
 }
 
+/// The environment that runs a test topology binary (logical topics `in`
+/// and `out`) as application `app`, with `extra` settings.
+pub fn topology_env(
+    app: &str,
+    bootstrap: &str,
+    state_dir: &Path,
+    (input, output): (&str, &str),
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let state_dir = state_dir.display().to_string();
+    [
+        ("WEIR_APPLICATION_ID", app),
+        ("WEIR_BOOTSTRAP_SERVERS", bootstrap),
+        ("WEIR_STATE_DIR", state_dir.as_str()),
+        ("WEIR_AUTO_CREATE_TOPICS", "true"),
+        ("WEIR_TOPICS__IN", input),
+        ("WEIR_TOPICS__OUT", output),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// A topology binary running as a child process, its output in a log file.
 pub struct TopologyProcess {
     child: Child,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use weir_core::dlq_headers;
 use weir_testkit::{publish, TestBroker, TopicReader};
-use weir_tests::{binary, TopologyProcess};
+use weir_tests::{binary, topology_env, TopologyProcess};
 
 #[test]
 fn an_undeliverable_output_dead_letters_its_input_on_the_retry() {
@@ -20,18 +20,13 @@ fn an_undeliverable_output_dead_letters_its_input_on_the_retry() {
     );
     broker.create_topic(&input, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let env: Vec<(String, String)> = [
-        ("WEIR_APPLICATION_ID", app.as_str()),
-        ("WEIR_BOOTSTRAP_SERVERS", broker.bootstrap()),
-        ("WEIR_STATE_DIR", dir.path().to_str().unwrap()),
-        ("WEIR_AUTO_CREATE_TOPICS", "true"),
-        ("WEIR_TOPICS__IN", input.as_str()),
-        ("WEIR_TOPICS__OUT", output.as_str()),
-        ("WEIR_KAFKA__MESSAGE_MAX_BYTES", "10000"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env = topology_env(
+        &app,
+        broker.bootstrap(),
+        dir.path(),
+        (&input, &output),
+        &[("WEIR_KAFKA__MESSAGE_MAX_BYTES", "10000")],
+    );
     let mut p = TopologyProcess::spawn(
         &binary("weir-test-inflate", "weir-tests"),
         &["run"],

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use weir_testkit::{publish, TestBroker, TopicReader};
-use weir_tests::{binary, TopologyProcess};
+use weir_tests::{binary, topology_env, TopologyProcess};
 
 #[test]
 fn a_process_node_counts_per_key_in_rocksdb_on_the_broker() {
@@ -18,19 +18,16 @@ fn a_process_node_counts_per_key_in_rocksdb_on_the_broker() {
     broker.create_topic(&input, 4).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("state");
-    let env: Vec<(String, String)> = [
-        ("WEIR_APPLICATION_ID", app.as_str()),
-        ("WEIR_BOOTSTRAP_SERVERS", broker.bootstrap()),
-        ("WEIR_STATE_DIR", state_dir.to_str().unwrap()),
-        ("WEIR_AUTO_CREATE_TOPICS", "true"),
-        ("WEIR_AUTO_CREATE_PARTITIONS", "4"),
-        ("WEIR_TOPICS__IN", input.as_str()),
-        ("WEIR_TOPICS__OUT", output.as_str()),
-        ("WEIR_STATE_MEMORY_BUDGET_MB", "32"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env = topology_env(
+        &app,
+        broker.bootstrap(),
+        &state_dir,
+        (&input, &output),
+        &[
+            ("WEIR_AUTO_CREATE_PARTITIONS", "4"),
+            ("WEIR_STATE_MEMORY_BUDGET_MB", "32"),
+        ],
+    );
     let mut p = TopologyProcess::spawn(
         &binary("weir-test-count", "weir-tests"),
         &["run"],
