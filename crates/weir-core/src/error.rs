@@ -85,6 +85,14 @@ pub enum ProcessError {
         /// What the operator said.
         message: String,
     },
+    /// A `process` node's `init` failed or panicked: the task cannot run.
+    #[error("node {node}: init failed: {message}")]
+    Init {
+        /// The node.
+        node: String,
+        /// Why.
+        message: String,
+    },
     /// A state store failed (I/O, corruption): not the record's fault.
     #[error("node {node}: state store {store}: {message}")]
     Store {
@@ -110,6 +118,7 @@ impl ProcessError {
             ProcessError::UnknownTopic { .. } => "unknown-topic",
             ProcessError::Operator { .. } => "operator",
             ProcessError::Store { .. } => "store",
+            ProcessError::Init { .. } => "init",
         }
     }
 
@@ -119,7 +128,8 @@ impl ProcessError {
             ProcessError::Codec { node, .. }
             | ProcessError::Panic { node, .. }
             | ProcessError::Operator { node, .. }
-            | ProcessError::Store { node, .. } => node,
+            | ProcessError::Store { node, .. }
+            | ProcessError::Init { node, .. } => node,
             ProcessError::UnknownTopic { .. } => "",
         }
     }
@@ -129,7 +139,7 @@ impl ProcessError {
     /// cannot go on (the instance stops, and its restart re-creates it).
     pub fn class(&self) -> ErrorClass {
         match self {
-            ProcessError::Store { .. } => ErrorClass::Fatal,
+            ProcessError::Store { .. } | ProcessError::Init { .. } => ErrorClass::Fatal,
             _ => ErrorClass::DeadLetter,
         }
     }

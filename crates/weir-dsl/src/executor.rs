@@ -96,18 +96,38 @@ impl TaskExecutor {
     /// Runs every `process` node's `init` (once; later calls do nothing).
     ///
     /// # Errors
-    /// The first node's error.
+    /// [`ProcessError::Init`] (fatal to the task) naming the first node
+    /// whose `init` failed or panicked.
     pub fn init(&mut self, state: &mut TaskState) -> Result<(), ProcessError> {
         if self.initialized {
             return Ok(());
         }
-        let nodes = &self.topology.inner.nodes;
-        for (id, p) in self.processors.iter_mut().enumerate() {
-            if let Some(p) = p {
-                p.init(&nodes[id].name, state, self.stream_time)?;
-            }
-        }
+        let ids: Vec<usize> = (0..self.processors.len()).collect();
+        self.init_nodes(&ids, state)?;
         self.initialized = true;
+        Ok(())
+    }
+
+    /// Runs `init` of the `process` nodes among `ids`.
+    fn init_nodes(&mut self, ids: &[usize], state: &mut TaskState) -> Result<(), ProcessError> {
+        let nodes = &self.topology.inner.nodes;
+        let stream_time = self.stream_time;
+        for &id in ids {
+            let Some(p) = self.processors[id].as_mut() else {
+                continue;
+            };
+            let name = &nodes[id].name;
+            let r = catch_unwind(AssertUnwindSafe(|| p.init(name, state, stream_time)));
+            let message = match r {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(payload) => panic_error(nodes, payload).to_string(),
+            };
+            return Err(ProcessError::Init {
+                node: name.clone(),
+                message,
+            });
+        }
         Ok(())
     }
 
@@ -216,16 +236,27 @@ impl TaskExecutor {
         }
         // A processor whose call panicked was taken out of its slot: make a
         // fresh one (the old one's fields may be half-updated).
-        if self.processors.iter().zip(&inner.nodes).any(|(p, n)| {
-            p.is_none() && matches!(n.op, Op::Process { .. }) && n.subtopology == self.subtopology
-        }) {
+        let emptied: Vec<usize> = self
+            .processors
+            .iter()
+            .zip(&inner.nodes)
+            .enumerate()
+            .filter(|(_, (p, n))| {
+                p.is_none()
+                    && matches!(n.op, Op::Process { .. })
+                    && n.subtopology == self.subtopology
+            })
+            .map(|(id, _)| id)
+            .collect();
+        if !emptied.is_empty() {
             let fresh = make_processors(&self.topology, self.subtopology);
-            for (slot, new) in self.processors.iter_mut().zip(fresh) {
-                if slot.is_none() {
-                    *slot = new;
+            for (id, new) in fresh.into_iter().enumerate() {
+                if emptied.contains(&id) {
+                    self.processors[id] = new;
                 }
             }
-            self.initialized = false;
+            // Only the replaced instances are initialised again.
+            self.init_nodes(&emptied, state)?;
         }
         result
     }

@@ -92,10 +92,12 @@ impl<K, V> StoreName for Store<K, V> {
 /// aborted transaction the instance is closed and a fresh one made, so
 /// in-memory fields never hold effects of uncommitted records.
 pub trait Processor<K, V, K2, V2>: Send + 'static {
-    /// Called once before the first record (stores are readable).
+    /// Called once before the first record (stores are readable), and for
+    /// each fresh instance after an abort or a panic.
     ///
     /// # Errors
-    /// A [`ProcessError`] stops the task.
+    /// A [`ProcessError`] (or a panic) stops the task: the instance exits
+    /// with an error naming the node.
     fn init(&mut self, _ctx: &mut ProcessorContext<'_, K2, V2>) -> Result<(), ProcessError> {
         Ok(())
     }

@@ -358,6 +358,18 @@ impl TaskSet {
             }
             let task = self.tasks.get_mut(&key).expect("listed");
             if task.phase == TaskPhase::Restoring && self.restorer.step(task) {
+                let state = task
+                    .state
+                    .as_mut()
+                    .expect("a restoring task has its stores open");
+                if let Err(e) = task.executor.init(state) {
+                    let id = task.id.clone();
+                    self.fail(Error::Task {
+                        task: id,
+                        message: e.to_string(),
+                    });
+                    return;
+                }
                 ready.push(key);
             }
         }

@@ -302,3 +302,48 @@ fn parameters_are_typed_listed_and_set_once() {
         BuildError::DuplicateParam { name: "p".into() }
     );
 }
+
+/// A processor whose `init` fails: the task cannot run, so its records are
+/// not dead-lettered one by one (the driver, like the runtime, stops).
+struct BrokenInit;
+
+impl Processor<String, String, String, String> for BrokenInit {
+    fn init(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_, String, String>,
+    ) -> Result<(), ProcessError> {
+        Err(ProcessError::operator("no config"))
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, String>,
+        key: String,
+        value: String,
+    ) -> Result<(), ProcessError> {
+        ctx.forward(key, value);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_init_stops_the_task_naming_the_node() {
+    let b = TopologyBuilder::new();
+    b.stream("in", Str, Str)
+        .process_with("broken", &[], || BrokenInit)
+        .to("out");
+    let d = TopologyTestDriver::new(b.build().unwrap());
+    let input = d.input_topic("in", Str, Str);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        input.pipe_input("k".into(), "v".into())
+    }));
+    let message = r
+        .unwrap_err()
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("broken") && message.contains("init failed"),
+        "{message}"
+    );
+}
