@@ -236,18 +236,23 @@ impl TaskExecutor {
         }
         // A processor whose call panicked was taken out of its slot: make a
         // fresh one (the old one's fields may be half-updated).
-        let emptied: Vec<usize> = self
-            .processors
-            .iter()
-            .zip(&inner.nodes)
-            .enumerate()
-            .filter(|(_, (p, n))| {
-                p.is_none()
-                    && matches!(n.op, Op::Process { .. })
-                    && n.subtopology == self.subtopology
-            })
-            .map(|(id, _)| id)
-            .collect();
+        // Only a panic leaves a processor slot empty.
+        let panicked = matches!(result, Err(ProcessError::Panic { .. }));
+        let emptied: Vec<usize> = if !panicked {
+            Vec::new()
+        } else {
+            self.processors
+                .iter()
+                .zip(&inner.nodes)
+                .enumerate()
+                .filter(|(_, (p, n))| {
+                    p.is_none()
+                        && matches!(n.op, Op::Process { .. })
+                        && n.subtopology == self.subtopology
+                })
+                .map(|(id, _)| id)
+                .collect()
+        };
         if !emptied.is_empty() {
             let fresh = make_processors(&self.topology, self.subtopology);
             for (id, new) in fresh.into_iter().enumerate() {

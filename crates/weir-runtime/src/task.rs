@@ -45,6 +45,9 @@ pub(crate) struct Task {
     /// Open from Restoring on.
     pub state: Option<TaskState>,
     pub group: PartitionGroup<Tp>,
+    /// Its inputs were paused at assignment (it has stores to restore); they
+    /// are resumed, and sought to the committed positions, when it runs.
+    pub paused: bool,
     dir: PathBuf,
 }
 
@@ -64,6 +67,7 @@ impl Task {
             executor: TaskExecutor::new(topology.clone(), sub, partition),
             state: None,
             group: PartitionGroup::new(Vec::new(), max_idle),
+            paused: false,
             dir: tasks_dir.join(name).join(partition.to_string()),
         }
     }

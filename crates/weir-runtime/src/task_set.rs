@@ -342,6 +342,13 @@ impl TaskSet {
     /// inputs of those that are ready; pauses or resumes partitions for
     /// backpressure.
     pub fn advance_tasks(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        // The common turn: every task running, nothing throttled.
+        if self.throttled.is_empty()
+            && self.pending_pauses.is_empty()
+            && self.tasks.values().all(|t| t.phase == TaskPhase::Running)
+        {
+            return;
+        }
         let mut ready: Vec<TaskKey> = Vec::new();
         let keys: Vec<TaskKey> = self.tasks.keys().copied().collect();
         for key in keys {
@@ -394,9 +401,12 @@ impl TaskSet {
         for key in &ready {
             let task = self.tasks.get_mut(key).expect("listed");
             task.phase = TaskPhase::Running;
+            tracing::info!(thread = self.spec.index, task = %task.id, "task running");
+            if !std::mem::take(&mut task.paused) {
+                continue;
+            }
             // Anything fetched before the seek is fetched again after it.
             task.group.clear();
-            tracing::info!(thread = self.spec.index, task = %task.id, "task running");
             for tp in task.group.partitions() {
                 if !self.throttled.contains(&tp) {
                     let _ = resume.add_partition(&self.topics[tp.0], tp.1);
@@ -499,17 +509,21 @@ impl TaskSet {
         tracing::info!(thread = self.spec.index, partitions = %describe(tpl), "partitions assigned");
     }
 
-    /// After assignment: pauses the new partitions until their tasks run.
+    /// After assignment: pauses the new partitions of tasks with stores
+    /// until those tasks are restored and run.
     pub fn pause_new(&mut self, consumer: &BaseConsumer<ThreadContext>, tpl: &TopicPartitionList) {
         let mut pause = TopicPartitionList::new();
         for e in tpl.elements() {
             if let Some(ti) = self.topic_index(e.topic()) {
-                let running = self
-                    .tasks
-                    .get(&self.task_key((ti, e.partition())))
-                    .is_some_and(|t| t.phase == TaskPhase::Running);
-                if !running {
-                    let _ = pause.add_partition(e.topic(), e.partition());
+                // Only a task with stores has something to restore; a
+                // stateless task runs at once from where librdkafka's
+                // assignment starts it (pausing costs a fetch restart).
+                let key = self.task_key((ti, e.partition()));
+                if let Some(t) = self.tasks.get_mut(&key) {
+                    if t.phase != TaskPhase::Running && !t.executor.store_names().is_empty() {
+                        t.paused = true;
+                        let _ = pause.add_partition(e.topic(), e.partition());
+                    }
                 }
             }
         }
