@@ -102,7 +102,7 @@ impl Task {
     }
 
     /// Closes the processors and the stores (RocksDB is closed when this
-    /// returns). Pending writes must have been committed or aborted.
+    /// returns). Pending writes not yet committed are dropped, never applied.
     pub fn close(&mut self) {
         self.executor.close();
         if let Some(mut s) = self.state.take() {

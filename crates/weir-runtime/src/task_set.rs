@@ -564,9 +564,6 @@ impl TaskSet {
                 let still_assigned = self.assigned.iter().any(|t| self.task_key(*t) == key);
                 if !still_assigned {
                     if let Some(mut task) = self.tasks.remove(&key) {
-                        if self.dirty {
-                            task.abort();
-                        }
                         task.close();
                     }
                 }
@@ -592,7 +589,6 @@ impl TaskSet {
     /// Closes every task without applying its pending writes.
     pub fn close_all_dirty(&mut self) {
         for (_, mut task) in std::mem::take(&mut self.tasks) {
-            task.abort();
             task.close();
         }
     }
