@@ -18,6 +18,7 @@ use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_core::ErrorClass;
 
+use crate::changelog::{checkpoint_key, CLUSTER_KEY};
 use crate::delivery::{lock_vec, same_txn};
 use crate::error::Error;
 use crate::kafka::{classify, is_per_record};
@@ -27,12 +28,22 @@ use crate::stream_thread::{CALL_TIMEOUT, MAX_RETRIES};
 use crate::task_set::TaskSet;
 
 impl TaskSet {
-    /// Offsets of every assigned partition whose position is known.
+    /// Offsets of every assigned partition whose position is known, each
+    /// with its task's stream time in the offset metadata (every
+    /// transaction re-sends it, or the commit would erase it).
     fn offsets(&self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for tp in &self.assigned {
             if let Some(&p) = self.positions.get(tp) {
-                let _ = tpl.add_partition_offset(&self.topics[tp.0], tp.1, Offset::Offset(p));
+                let stream_time = self
+                    .tasks
+                    .get(&self.task_key(*tp))
+                    .and_then(|t| t.executor.stream_time());
+                let mut e = tpl.add_partition(&self.topics[tp.0], tp.1);
+                let _ = e.set_offset(Offset::Offset(p));
+                if let Some(t) = stream_time {
+                    e.set_metadata(stream_time_metadata(t));
+                }
             }
         }
         tpl
@@ -110,6 +121,8 @@ impl TaskSet {
     /// acknowledged outputs), then applies every task's pending writes.
     pub fn commit(&mut self, consumer: &BaseConsumer<ThreadContext>) {
         let fp = self.spec.failpoints.clone();
+        self.produce_changelogs();
+        fp.hit("after_changelog_produce");
         fp.hit("before_produce_flush");
         if let Err(class) = self.retrying("flush", |s| s.producer.flush(CALL_TIMEOUT)) {
             return self.fail_class(consumer, class);
@@ -168,11 +181,37 @@ impl TaskSet {
                 self.committed.insert((ti, e.partition()), o);
             }
         }
-        // The transaction is in: now, and only now, the stores.
+        // The transaction is in: now, and only now, the stores, each with
+        // its checkpoint in the same write batch. Every report was served
+        // by the flush above.
+        let txn = self.txn;
+        let acked: Vec<(usize, i64)> = std::mem::take(&mut *lock_vec(&self.acks))
+            .into_iter()
+            .filter(|(t, _, _)| same_txn(*t, txn))
+            .map(|(_, slot, offset)| (slot, offset))
+            .collect();
+        let mut checkpoints = self.changelog.checkpoints(acked);
+        fp.hit("after_commit_before_checkpoint");
         let mut store_failure = None;
-        for task in self.tasks.values_mut() {
+        for (key, task) in self.tasks.iter_mut() {
             if let Some(state) = &mut task.state {
-                if let Err(e) = state.commit(Vec::new()) {
+                let mut meta: Vec<(String, Option<Vec<u8>>)> = checkpoints
+                    .remove(key)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(store, offset)| {
+                        (
+                            checkpoint_key(&state.store_names()[store]),
+                            Some(offset.to_string().into_bytes()),
+                        )
+                    })
+                    .collect();
+                if !meta.is_empty() {
+                    if let Some(id) = &self.spec.cluster_id {
+                        meta.push((CLUSTER_KEY.to_string(), Some(id.clone().into_bytes())));
+                    }
+                }
+                if let Err(e) = state.commit(meta) {
                     store_failure.get_or_insert(Error::Task {
                         task: task.id.clone(),
                         message: format!("applying committed writes: {e}"),
@@ -220,6 +259,8 @@ impl TaskSet {
         self.dirty = false;
         self.sources.clear();
         lock_vec(&self.failures).clear();
+        lock_vec(&self.acks).clear();
+        self.changelog.clear();
         self.txn += 1;
         self.last_commit = Instant::now();
     }
@@ -378,6 +419,15 @@ impl TaskSet {
                 },
             };
             self.committed.insert(tp, position);
+            if let Some(t) = parse_stream_time(e.metadata()) {
+                let key = self.task_key(tp);
+                if let Some(task) = self.tasks.get_mut(&key) {
+                    // A task reading several partitions keeps the largest.
+                    if task.executor.stream_time().is_none_or(|s| s < t) {
+                        task.executor.set_stream_time(Some(t));
+                    }
+                }
+            }
             tracing::debug!(
                 topic = e.topic(),
                 partition = e.partition(),
@@ -398,5 +448,34 @@ impl TaskSet {
                 .map(String::as_str),
             Some("latest" | "end" | "largest")
         )
+    }
+}
+
+/// The offset-commit metadata carrying a task's stream time.
+pub(crate) fn stream_time_metadata(t: i64) -> String {
+    format!("weir:stream_time={t}")
+}
+
+/// The stream time in offset-commit metadata written by
+/// [`stream_time_metadata`]; `None` for anything else (another client's
+/// metadata, or none).
+pub(crate) fn parse_stream_time(metadata: &str) -> Option<i64> {
+    metadata.strip_prefix("weir:stream_time=")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_time_metadata_round_trips_and_foreign_metadata_is_ignored() {
+        assert_eq!(parse_stream_time(&stream_time_metadata(-5)), Some(-5));
+        assert_eq!(
+            parse_stream_time(&stream_time_metadata(1_700_000_000_000)),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(parse_stream_time(""), None);
+        assert_eq!(parse_stream_time("weir:stream_time=x"), None);
+        assert_eq!(parse_stream_time("something else"), None);
     }
 }

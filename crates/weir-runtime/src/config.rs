@@ -179,6 +179,11 @@ pub struct Config {
     /// Partitions of topics created by `auto_create_topics` (default 1).
     #[serde(default = "default_partitions")]
     pub auto_create_partitions: i32,
+    /// Replication factor of the topics Weir creates (changelogs,
+    /// repartition topics, the dead-letter topic; default 1; 3 on a real
+    /// production cluster).
+    #[serde(default = "default_replication")]
+    pub replication_factor: i32,
     /// The dead-letter topic (default: the topology's, else `<application_id>-dlq`).
     #[serde(default)]
     pub dlq_topic: Option<String>,
@@ -193,6 +198,9 @@ pub struct Config {
     pub kafka: BTreeMap<String, String>,
 }
 
+fn default_replication() -> i32 {
+    1
+}
 fn default_bootstrap() -> String {
     "localhost:9092".into()
 }
@@ -257,6 +265,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("max_task_idle_ms", KeyType::Int),
     ("auto_create_topics", KeyType::Bool),
     ("auto_create_partitions", KeyType::Int),
+    ("replication_factor", KeyType::Int),
     ("dlq_topic", KeyType::Str),
 ];
 
@@ -401,6 +410,9 @@ impl Config {
         }
         if self.auto_create_partitions < 1 {
             return Err(invalid("auto_create_partitions", "must be at least 1"));
+        }
+        if self.replication_factor < 1 {
+            return Err(invalid("replication_factor", "must be at least 1"));
         }
         for key in self.kafka.keys() {
             if REFUSED_KAFKA_KEYS.contains(&key.as_str()) {

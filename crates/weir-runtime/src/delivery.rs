@@ -17,6 +17,11 @@ use rdkafka::Message;
 /// Bits of the opaque that hold the source index (the rest: the transaction).
 const SOURCE_BITS: u32 = 40;
 
+/// Set in the source index of a changelog record: the rest of the index is
+/// its changelog slot (see [`crate::changelog::ChangelogWrites`]), whose
+/// acknowledged offset becomes the checkpoint.
+pub(crate) const CHANGELOG_FLAG: usize = 1 << (SOURCE_BITS - 1);
+
 /// Packs a transaction sequence number and a source index into an opaque.
 pub(crate) fn opaque(txn: u64, source: usize) -> usize {
     let txn = (txn & ((1 << (usize::BITS - SOURCE_BITS)) - 1)) as usize;
@@ -40,9 +45,15 @@ pub(crate) fn same_txn(packed: u64, txn: u64) -> bool {
 /// A failed delivery: the packed transaction number, the source index, the error.
 pub(crate) type Failure = (u64, usize, RDKafkaErrorCode);
 
-/// The producer's context: records outputs that failed, by source record.
+/// An acknowledged changelog record: the packed transaction number, its
+/// changelog slot, its offset.
+pub(crate) type Ack = (u64, usize, i64);
+
+/// The producer's context: records outputs that failed, by source record,
+/// and the offsets of acknowledged changelog records.
 pub(crate) struct DeliveryContext {
     pub failures: Arc<Mutex<Vec<Failure>>>,
+    pub acks: Arc<Mutex<Vec<Ack>>>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -51,6 +62,12 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, packed: usize) {
+        if let Ok(m) = result {
+            if packed & CHANGELOG_FLAG != 0 {
+                let (txn, source) = unpack(packed);
+                lock_vec(&self.acks).push((txn, source & !CHANGELOG_FLAG, m.offset()));
+            }
+        }
         if let Err((e, m)) = result {
             let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
             tracing::warn!(topic = m.topic(), error = %e, "output delivery failed");

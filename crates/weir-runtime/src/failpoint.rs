@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The steps of the commit loop a failpoint can name, in loop order.
 pub const STEPS: &[&str] = &[
+    "after_changelog_produce",
     "before_produce_flush",
     "after_send_offsets",
     "before_commit",
     "after_commit",
+    "after_commit_before_checkpoint",
 ];
 
 /// `WEIR_FAILPOINT` names no step.

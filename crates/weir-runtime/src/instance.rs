@@ -105,7 +105,7 @@ pub fn run(config: Config, topology: Topology) -> Result<()> {
         dead_letter_topic = %dead_letter_topic,
         "starting"
     );
-    prepare_topics(&cfg, &topology, &dead_letter_topic)?;
+    let prepared = prepare_topics(&cfg, &topology, &dead_letter_topic)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone())
@@ -131,6 +131,7 @@ pub fn run(config: Config, topology: Topology) -> Result<()> {
                 tasks_dir: tasks_dir.clone(),
                 budget: budget.clone(),
                 watch: watches[index].clone(),
+                cluster_id: prepared.cluster_id.clone(),
             };
             let shutdown = shutdown.clone();
             std::thread::Builder::new()

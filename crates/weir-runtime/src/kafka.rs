@@ -41,6 +41,28 @@ pub(crate) fn consumer_config(cfg: &Config, client_id: &str) -> ClientConfig {
     c
 }
 
+/// A stream thread's restore consumer: no group (partitions are assigned
+/// by hand), `read_committed`, never resets a position on its own (an
+/// out-of-range checkpoint is the restorer's to handle), and reports
+/// reaching the end of a partition.
+pub(crate) fn restore_consumer_config(cfg: &Config, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.bootstrap_servers);
+    for (k, v) in &cfg.kafka {
+        if !is_producer_only(k) && !k.starts_with("group.") && k != "auto.offset.reset" {
+            c.set(k, v);
+        }
+    }
+    c.set("client.id", client_id)
+        .set("group.id", format!("{}-restore", cfg.application_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "error")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed");
+    c
+}
+
 /// The producer of a stream thread: transactional under exactly-once,
 /// idempotent under at least once; Java's default partitioner.
 pub(crate) fn producer_config(

@@ -36,11 +36,12 @@
 //! "rewind" seeks back without aborting, so outputs may repeat.
 //!
 //! # Failpoints
-//! `WEIR_FAILPOINT=<step>` aborts the process at `before_produce_flush`,
-//! `after_send_offsets`, `before_commit` or `after_commit` (see
-//! [`failpoint`]).
+//! `WEIR_FAILPOINT=<step>` aborts the process at `after_changelog_produce`,
+//! `before_produce_flush`, `after_send_offsets`, `before_commit`,
+//! `after_commit` or `after_commit_before_checkpoint` (see [`failpoint`]).
 
 mod broker_quirks;
+mod changelog;
 mod committer;
 mod config;
 mod delivery;

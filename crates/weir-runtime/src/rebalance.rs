@@ -43,27 +43,31 @@ pub(crate) fn consumer_error(e: &KafkaError) {
 
 impl ClientContext for ThreadContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        if self.noise.log(log_message) {
-            return;
-        }
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", fac, "{log_message}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", fac, "{log_message}")
-            }
-            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
-        }
+        log_librdkafka(&self.noise, level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         consumer_error(&error);
         tracing::debug!(target: "librdkafka", "{reason}");
+    }
+}
+
+/// Routes a librdkafka log line to `tracing` at its level, the test
+/// broker's empty-fetch noise aside.
+pub(crate) fn log_librdkafka(noise: &FetchNoise, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    if noise.log(message) {
+        return;
+    }
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", fac, "{message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
     }
 }
 

@@ -1,23 +1,393 @@
-//! Restoration: bringing a task's stores up to date before it processes.
+//! Restoration: bringing a task's stores up to date before it processes
+//! (DESIGN.md, "Exactly-once commit loop", 4).
 //!
 //! A task moves Created → Restoring → Running between polls of the stream
 //! thread, never inside the rebalance callback, while its input partitions
-//! are paused. Stores have no changelog yet, so restoring has nothing to
-//! replay: [`ChangelogRestorer::step`] reports the task restored at once.
-//! The changelog replay (a separate read_committed consumer, bounded chunks
-//! per step) plugs in here without changing the task lifecycle.
+//! are paused. For each store, [`ChangelogRestorer::plan`] decides where
+//! replay starts: the checkpoint the last commit recorded with the state
+//! (see [`crate::changelog`]) — after a crash only the tail the last
+//! commits added. The store is wiped and replayed from the log start when
+//! the checkpoint cannot be trusted: none, taken on another cluster, below
+//! the changelog's log start, or past its end (a broker that lost data).
+//! The end is listed after the task's committed input offsets are known.
+//!
+//! [`ChangelogRestorer::step`] replays a bounded chunk of every restoring
+//! changelog partition per turn with the thread's restore consumer (no
+//! group, `read_committed`, positions never reset silently) and applies it
+//! to the stores in one write batch per task, with the checkpoint advanced
+//! to what was applied — so a crash during restoration resumes where it
+//! stopped.
 
-use crate::task::Task;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use weir_state::{StoreId, WriteSet};
+
+use crate::broker_quirks::FetchNoise;
+use crate::changelog::{changelog_topic, checkpoint_key, parse_offset, CLUSTER_KEY};
+use crate::error::Error;
+use crate::kafka::restore_consumer_config;
+use crate::rebalance::log_librdkafka;
+use crate::stats::RuntimeStats;
+use crate::stream_thread::{kafka_err, ThreadSpec};
+use crate::task::{Task, TaskKey};
+
+/// Records replayed per step at most (a step also ends after [`STEP_TIME`]).
+const STEP_RECORDS: usize = 20_000;
+/// Time one step may take, so commits of running tasks stay on time.
+const STEP_TIME: Duration = Duration::from_millis(50);
+/// How long listing a changelog's offsets may take.
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The restore consumer's context: librdkafka's logs, nothing else.
+pub(crate) struct RestoreContext {
+    noise: FetchNoise,
+}
+
+impl ClientContext for RestoreContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka(&self.noise, level, fac, log_message);
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
+/// One changelog partition being replayed.
+#[derive(Debug)]
+struct Progress {
+    task: TaskKey,
+    store: StoreId,
+    /// The next offset to apply.
+    next: i64,
+    /// The end listed when the restoration was planned.
+    end: i64,
+}
 
 /// Replays changelogs into restoring tasks, a bounded chunk per step.
-#[derive(Debug, Default)]
-pub(crate) struct ChangelogRestorer {}
+#[derive(Default)]
+pub(crate) struct ChangelogRestorer {
+    consumer: Option<BaseConsumer<RestoreContext>>,
+    /// Changelog partitions still being replayed.
+    active: BTreeMap<(String, i32), Progress>,
+    /// Tasks whose restoration is planned (replaying, or done).
+    planned: BTreeSet<TaskKey>,
+    /// The consumer's assignment no longer matches `active`.
+    reassign: bool,
+}
+
+impl std::fmt::Debug for ChangelogRestorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangelogRestorer")
+            .field("active", &self.active)
+            .field("planned", &self.planned)
+            .finish()
+    }
+}
+
+/// Why a checkpoint cannot be trusted (the store is then wiped).
+fn distrust(
+    checkpoint: Option<i64>,
+    stored_cluster: Option<&str>,
+    cluster: Option<&str>,
+    low: i64,
+    high: i64,
+) -> Option<String> {
+    let Some(c) = checkpoint else {
+        return Some("no checkpoint".into());
+    };
+    if let (Some(a), Some(b)) = (stored_cluster, cluster) {
+        if a != b {
+            return Some(format!("checkpoint taken on cluster {a}, now on {b}"));
+        }
+    }
+    if c < low {
+        return Some(format!(
+            "checkpoint {c} is below the changelog's log start {low}"
+        ));
+    }
+    if c > high {
+        return Some(format!("checkpoint {c} is past the changelog's end {high}"));
+    }
+    None
+}
 
 impl ChangelogRestorer {
-    /// Advances `task`'s restoration by at most one chunk; `true` once the
-    /// task's stores are up to date.
-    pub fn step(&mut self, task: &mut Task) -> bool {
-        let _ = task;
-        true
+    fn consumer(&mut self, spec: &ThreadSpec) -> Result<&BaseConsumer<RestoreContext>, Error> {
+        if self.consumer.is_none() {
+            let client_id = format!(
+                "{}-{}-{}-restore",
+                spec.cfg.application_id, spec.instance_id, spec.index
+            );
+            let c: BaseConsumer<RestoreContext> = restore_consumer_config(&spec.cfg, &client_id)
+                .create_with_context(RestoreContext {
+                    noise: FetchNoise::default(),
+                })
+                .map_err(kafka_err("creating the restore consumer"))?;
+            self.consumer = Some(c);
+        }
+        Ok(self.consumer.as_ref().expect("just made"))
+    }
+
+    /// Whether `key`'s restoration was planned.
+    pub fn is_planned(&self, key: TaskKey) -> bool {
+        self.planned.contains(&key)
+    }
+
+    /// Whether `key`'s stores are up to date.
+    pub fn is_done(&self, key: TaskKey) -> bool {
+        self.planned.contains(&key) && !self.active.values().any(|p| p.task == key)
+    }
+
+    /// Decides where each of `task`'s stores resumes (wiping those whose
+    /// checkpoint cannot be trusted) and queues what is to replay. Call
+    /// once the task's committed input offsets are known.
+    ///
+    /// # Errors
+    /// [`Error::Task`] when a changelog cannot be listed or a store fails.
+    pub fn plan(&mut self, key: TaskKey, task: &mut Task, spec: &ThreadSpec) -> Result<(), Error> {
+        let stats = &spec.stats;
+        let task_err = |message: String| Error::Task {
+            task: task.id.clone(),
+            message,
+        };
+        let names = task.executor.store_names().to_vec();
+        let partition = key.1;
+        for (store, name) in names.iter().enumerate() {
+            let topic = changelog_topic(&spec.cfg.application_id, name);
+            let state = task
+                .state
+                .as_mut()
+                .expect("a restoring task has its stores open");
+            let meta = |k: &str| state.meta(k).map_err(|e| task_err(e.to_string()));
+            let checkpoint = meta(&checkpoint_key(name))?.and_then(|b| parse_offset(&b));
+            let stored_cluster =
+                meta(CLUSTER_KEY)?.map(|b| String::from_utf8_lossy(&b).to_string());
+            let consumer = self.consumer(spec)?;
+            let list = || {
+                consumer
+                    .fetch_watermarks(&topic, partition, LIST_TIMEOUT)
+                    .map_err(|e| task_err(format!("listing changelog {topic}[{partition}]: {e}")))
+            };
+            let (low, mut high) = list()?;
+            // A read_committed listing can fall just short of a
+            // transaction already committed (its markers not yet written):
+            // list again before calling a checkpoint past the end.
+            let mut tries = 0;
+            while checkpoint.is_some_and(|c| c > high) && tries < 5 {
+                std::thread::sleep(Duration::from_millis(100));
+                high = high.max(list()?.1);
+                tries += 1;
+            }
+            let start = match distrust(
+                checkpoint,
+                stored_cluster.as_deref(),
+                spec.cluster_id.as_deref(),
+                low,
+                high,
+            ) {
+                None => checkpoint.unwrap_or(low),
+                Some(reason) => {
+                    if checkpoint.is_some() {
+                        tracing::warn!(task = %task.id, store = %name, %reason, "wiping the store for a full restore");
+                        RuntimeStats::add(&stats.stores_wiped, 1);
+                    } else {
+                        tracing::debug!(task = %task.id, store = %name, "no checkpoint: restoring from the log start");
+                    }
+                    let state = task.state.as_mut().expect("open");
+                    state.wipe(store).map_err(|e| task_err(e.to_string()))?;
+                    low
+                }
+            };
+            let todo = (high - start).max(0);
+            RuntimeStats::add(&stats.restore_total, todo as u64);
+            tracing::info!(task = %task.id, store = %name, changelog = %topic, from = start, to = high, records = todo, "restoring");
+            if start < high {
+                self.active.insert(
+                    (topic, partition),
+                    Progress {
+                        task: key,
+                        store,
+                        next: start,
+                        end: high,
+                    },
+                );
+                self.reassign = true;
+            }
+        }
+        self.planned.insert(key);
+        Ok(())
+    }
+
+    /// Replays one bounded chunk of every restoring changelog partition
+    /// into its task's stores.
+    ///
+    /// # Errors
+    /// [`Error::Task`] when a store fails, [`Error::Kafka`] when the
+    /// restore consumer cannot be assigned.
+    pub fn step(
+        &mut self,
+        tasks: &mut BTreeMap<TaskKey, Task>,
+        spec: &ThreadSpec,
+    ) -> Result<(), Error> {
+        if self.active.is_empty() {
+            return Ok(());
+        }
+        if std::mem::take(&mut self.reassign) {
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, p), progress) in &self.active {
+                let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(progress.next));
+            }
+            self.consumer(spec)?
+                .assign(&tpl)
+                .map_err(kafka_err("assigning the restore consumer"))?;
+        }
+        let consumer = self.consumer.as_ref().expect("made by assign above");
+        let mut batches: BTreeMap<TaskKey, WriteSet> = BTreeMap::new();
+        let started = Instant::now();
+        let mut taken = 0;
+        while taken < STEP_RECORDS {
+            let left = STEP_TIME.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match consumer.poll(left.min(Duration::from_millis(10))) {
+                None => break,
+                Some(Ok(m)) => {
+                    let Some(p) = self.active.get_mut(&(m.topic().to_string(), m.partition()))
+                    else {
+                        continue;
+                    };
+                    if m.offset() < p.next {
+                        continue;
+                    }
+                    p.next = m.offset() + 1;
+                    batches.entry(p.task).or_default().writes.push((
+                        p.store,
+                        m.key().unwrap_or_default().to_vec(),
+                        m.payload().map(<[u8]>::to_vec),
+                    ));
+                    taken += 1;
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "restore consumer error; listing the restoring changelogs again");
+                    self.recheck(tasks, spec)?;
+                    return Ok(());
+                }
+            }
+        }
+        // Where each partition stands: past the end → done. The consumer's
+        // position also steps over transaction markers.
+        if let Ok(positions) = consumer.position() {
+            for e in positions.elements() {
+                if let (Some(p), Offset::Offset(o)) = (
+                    self.active.get_mut(&(e.topic().to_string(), e.partition())),
+                    e.offset(),
+                ) {
+                    p.next = p.next.max(o);
+                }
+            }
+        }
+        // Checkpoints advance with what was applied.
+        for ((topic, _), p) in &self.active {
+            let batch = batches.entry(p.task).or_default();
+            if let Some(task) = tasks.get(&p.task) {
+                let name = &task.executor.store_names()[p.store];
+                debug_assert_eq!(*topic, changelog_topic(&spec.cfg.application_id, name));
+                batch
+                    .meta
+                    .push((checkpoint_key(name), Some(p.next.to_string().into_bytes())));
+            }
+        }
+        for (key, mut set) in batches {
+            let Some(task) = tasks.get_mut(&key) else {
+                continue;
+            };
+            let Some(state) = task.state.as_mut() else {
+                continue;
+            };
+            if let Some(id) = &spec.cluster_id {
+                set.meta
+                    .push((CLUSTER_KEY.to_string(), Some(id.clone().into_bytes())));
+            }
+            state.restore(set).map_err(|e| Error::Task {
+                task: task.id.clone(),
+                message: format!("applying restored records: {e}"),
+            })?;
+        }
+        RuntimeStats::add(&spec.stats.restored, taken as u64);
+        let before = self.active.len();
+        self.active.retain(|(topic, partition), p| {
+            let done = p.next >= p.end;
+            if done {
+                tracing::info!(changelog = %topic, partition, offset = p.next, "changelog partition restored");
+            }
+            !done
+        });
+        if self.active.len() != before {
+            self.reassign = true;
+        }
+        Ok(())
+    }
+
+    /// After a restore consumer error (say, a checkpoint compacted away
+    /// under it): plans every restoring task again from its stores.
+    fn recheck(
+        &mut self,
+        tasks: &mut BTreeMap<TaskKey, Task>,
+        spec: &ThreadSpec,
+    ) -> Result<(), Error> {
+        let keys: BTreeSet<TaskKey> = self.active.values().map(|p| p.task).collect();
+        for key in keys {
+            self.forget(key);
+            if let Some(task) = tasks.get_mut(&key) {
+                self.plan(key, task, spec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops `key`'s restoration (its task was revoked or closed).
+    pub fn forget(&mut self, key: TaskKey) {
+        self.planned.remove(&key);
+        let before = self.active.len();
+        self.active.retain(|_, p| p.task != key);
+        if self.active.len() != before {
+            self.reassign = true;
+        }
+    }
+
+    /// Drops every restoration.
+    pub fn clear(&mut self) {
+        self.active.clear();
+        self.planned.clear();
+        self.reassign = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_are_trusted_only_inside_the_log_of_the_same_cluster() {
+        assert_eq!(distrust(Some(5), Some("c"), Some("c"), 0, 10), None);
+        assert_eq!(distrust(Some(10), None, Some("c"), 0, 10), None);
+        assert_eq!(distrust(Some(0), Some("c"), None, 0, 0), None);
+        assert!(distrust(None, None, None, 0, 0).is_some());
+        assert!(distrust(Some(5), Some("a"), Some("b"), 0, 10)
+            .unwrap()
+            .contains("cluster a"));
+        assert!(distrust(Some(3), None, None, 4, 10)
+            .unwrap()
+            .contains("below"));
+        assert!(distrust(Some(11), None, None, 0, 10)
+            .unwrap()
+            .contains("past"));
     }
 }

@@ -18,6 +18,12 @@ pub struct RuntimeStats {
     pub aborts: AtomicU64,
     /// Times a thread lost its producer (fenced) and rejoined.
     pub rejoins: AtomicU64,
+    /// Changelog records to replay, summed over every restoration planned.
+    pub restore_total: AtomicU64,
+    /// Changelog records replayed into stores.
+    pub restored: AtomicU64,
+    /// Stores wiped for a full restore (their checkpoint was unusable).
+    pub stores_wiped: AtomicU64,
 }
 
 impl RuntimeStats {
@@ -25,17 +31,21 @@ impl RuntimeStats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// `consumed=… produced=… dead_lettered=… commits=… aborts=… rejoins=…`
+    /// `consumed=… produced=… dead_lettered=… commits=… aborts=… rejoins=…
+    /// restored=… restore_total=… stores_wiped=…`
     pub fn summary(&self) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "consumed={} produced={} dead_lettered={} commits={} aborts={} rejoins={}",
+            "consumed={} produced={} dead_lettered={} commits={} aborts={} rejoins={} restored={} restore_total={} stores_wiped={}",
             g(&self.consumed),
             g(&self.produced),
             g(&self.dead_lettered),
             g(&self.commits),
             g(&self.aborts),
-            g(&self.rejoins)
+            g(&self.rejoins),
+            g(&self.restored),
+            g(&self.restore_total),
+            g(&self.stores_wiped)
         )
     }
 }

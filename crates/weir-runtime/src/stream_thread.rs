@@ -65,6 +65,9 @@ pub(crate) struct ThreadSpec {
     pub budget: StateBudget,
     /// The transactional call this thread is in (see [`crate::watchdog`]).
     pub watch: Arc<CallWatch>,
+    /// The cluster's id, recorded with checkpoints (a checkpoint of another
+    /// cluster is not trusted); `None` when the cluster did not say.
+    pub cluster_id: Option<String>,
 }
 
 impl ThreadSpec {
@@ -124,11 +127,13 @@ fn run_generation(
 ) -> Result<Exit> {
     let client_id = spec.client_id();
     let failures = Arc::new(Mutex::new(Vec::new()));
+    let acks = Arc::new(Mutex::new(Vec::new()));
     let tx_id = spec.eos().then(|| client_id.clone());
     let producer: BaseProducer<DeliveryContext> =
         producer_config(&spec.cfg, &client_id, tx_id.as_deref())
             .create_with_context(DeliveryContext {
                 failures: failures.clone(),
+                acks: acks.clone(),
             })
             .map_err(kafka_err("creating the producer"))?;
     if spec.eos() {
@@ -155,6 +160,7 @@ fn run_generation(
         spec.clone(),
         producer,
         failures,
+        acks,
         std::mem::take(poisoned),
     )));
     let consumer: BaseConsumer<ThreadContext> = consumer_config(&spec.cfg, &client_id)

@@ -37,6 +37,25 @@ pub(crate) enum TaskPhase {
     Closed,
 }
 
+/// Whether opening a task's state failed because the files are damaged
+/// (wipe and restore), rather than locked by another user or written by a
+/// newer format (refuse: wiping would destroy someone else's state).
+fn is_corruption(e: &StoreError) -> bool {
+    match e {
+        StoreError::Engine { message, .. } => {
+            let m = message.to_ascii_lowercase();
+            !m.contains("lock")
+                && (m.contains("corrupt")
+                    || m.contains("no such file")
+                    || m.contains("does not exist")
+                    || m.contains("sst")
+                    || m.contains("manifest")
+                    || m.contains("current"))
+        }
+        _ => false,
+    }
+}
+
 /// One task; see the module docs.
 pub(crate) struct Task {
     pub id: String,
@@ -82,7 +101,20 @@ impl Task {
         let state = if names.is_empty() {
             TaskState::new(Box::new(InMemoryBackend::new(0)), names)
         } else {
-            let backend = RocksDbBackend::open(&self.dir, &names, budget)?;
+            let backend = match RocksDbBackend::open(&self.dir, &names, budget) {
+                Ok(b) => b,
+                Err(e) if is_corruption(&e) => {
+                    // The changelogs hold everything: start the task's
+                    // state over and restore it fully.
+                    tracing::warn!(task = %self.id, dir = %self.dir.display(), error = %e, "state unreadable: wiping it for a full restore from the changelogs");
+                    std::fs::remove_dir_all(&self.dir).map_err(|source| StoreError::Io {
+                        path: self.dir.clone(),
+                        source,
+                    })?;
+                    RocksDbBackend::open(&self.dir, &names, budget)?
+                }
+                Err(e) => return Err(e),
+            };
             TaskState::new(Box::new(backend), names)
         };
         self.state = Some(state);

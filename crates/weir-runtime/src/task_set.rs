@@ -13,7 +13,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, TopicPartitionList};
 use weir_core::{DeadLetter, ErrorClass, Record};
 
-use crate::delivery::{opaque, DeliveryContext, Failure};
+use crate::changelog::{changelog_topic, ChangelogWrites};
+use crate::delivery::{opaque, Ack, DeliveryContext, Failure, CHANGELOG_FLAG};
 use crate::error::Error;
 use crate::kafka::{is_per_record, to_owned_headers, to_record};
 use crate::rebalance::ThreadContext;
@@ -33,6 +34,10 @@ pub(crate) struct TaskSet {
     pub spec: Arc<ThreadSpec>,
     pub producer: BaseProducer<DeliveryContext>,
     pub failures: Arc<Mutex<Vec<Failure>>>,
+    /// Acknowledged changelog records (all transactions; filtered by number).
+    pub acks: Arc<Mutex<Vec<Ack>>>,
+    /// The changelog partitions written in the open transaction.
+    pub changelog: ChangelogWrites,
     /// Sequence number of the open transaction (tags delivery reports).
     pub txn: u64,
     /// Source topics by index (the `Tp` topic index).
@@ -92,6 +97,7 @@ impl TaskSet {
         spec: Arc<ThreadSpec>,
         producer: BaseProducer<DeliveryContext>,
         failures: Arc<Mutex<Vec<Failure>>>,
+        acks: Arc<Mutex<Vec<Ack>>>,
         poisoned: HashMap<(Tp, i64), String>,
     ) -> Self {
         let topics = spec.topology.source_topics();
@@ -107,6 +113,8 @@ impl TaskSet {
             spec,
             producer,
             failures,
+            acks,
+            changelog: ChangelogWrites::default(),
             txn: 0,
             topics,
             subtopologies,
@@ -141,7 +149,7 @@ impl TaskSet {
         self.topics.iter().position(|t| t == topic)
     }
 
-    fn task_key(&self, tp: Tp) -> TaskKey {
+    pub fn task_key(&self, tp: Tp) -> TaskKey {
         (self.subtopologies[tp.0], tp.1)
     }
 
@@ -301,39 +309,70 @@ impl TaskSet {
     }
 
     fn send(&mut self, o: &Record, source: usize, tp: Tp, offset: i64) {
-        let mut rec: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&o.topic, opaque(self.txn, source)).timestamp(o.timestamp);
-        if let Some(k) = &o.key {
-            rec = rec.key(k.as_slice());
-        }
-        if let Some(v) = &o.value {
-            rec = rec.payload(v.as_slice());
-        }
-        if let Some(h) = to_owned_headers(&o.headers) {
-            rec = rec.headers(h);
-        }
-        loop {
-            match self.producer.send(rec) {
-                Ok(()) => {
-                    self.produced += 1;
-                    return;
+        let result = send_raw(
+            &self.producer,
+            Outgoing {
+                topic: &o.topic,
+                partition: None,
+                key: o.key.as_deref(),
+                value: o.value.as_deref(),
+                headers: &o.headers,
+                timestamp: Some(o.timestamp),
+            },
+            opaque(self.txn, source),
+        );
+        match result {
+            Ok(()) => self.produced += 1,
+            Err(e) => {
+                let code = e.rdkafka_error_code();
+                if code.is_some_and(is_per_record) {
+                    tracing::warn!(topic = %o.topic, error = %e, "an output can never be delivered; its input will be dead-lettered");
+                    self.poisoned
+                        .insert((tp, offset), format!("output to {}: {e}", o.topic));
+                } else {
+                    tracing::warn!(topic = %o.topic, error = %e, "send failed; rewinding to the last commit");
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    rec = back;
-                    self.producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => {
-                    let code = e.rdkafka_error_code();
-                    if code.is_some_and(is_per_record) {
-                        tracing::warn!(topic = %o.topic, error = %e, "an output can never be delivered; its input will be dead-lettered");
-                        self.poisoned
-                            .insert((tp, offset), format!("output to {}: {e}", o.topic));
-                    } else {
-                        tracing::warn!(topic = %o.topic, error = %e, "send failed; rewinding to the last commit");
-                    }
+                self.rewind_requested = true;
+            }
+        }
+    }
+
+    /// Produces every key each task changed since its last commit, once
+    /// (latest value or tombstone), to the task's own partition of the
+    /// store's changelog, in the open transaction (see [`crate::changelog`]).
+    pub fn produce_changelogs(&mut self) {
+        let app = &self.spec.cfg.application_id;
+        let empty = weir_core::Headers::default();
+        for (&key, task) in &self.tasks {
+            let Some(state) = &task.state else { continue };
+            if state.pending().is_empty() {
+                continue;
+            }
+            let topics: Vec<String> = state
+                .store_names()
+                .iter()
+                .map(|s| changelog_topic(app, s))
+                .collect();
+            for (store, k, v) in state.pending().iter() {
+                let slot = self.changelog.slot(key, store);
+                let result = send_raw(
+                    &self.producer,
+                    Outgoing {
+                        topic: &topics[store],
+                        partition: Some(key.1),
+                        key: Some(k),
+                        value: v,
+                        headers: &empty,
+                        timestamp: None,
+                    },
+                    opaque(self.txn, CHANGELOG_FLAG | slot),
+                );
+                if let Err(e) = result {
+                    tracing::warn!(topic = %topics[store], error = %e, "changelog send failed; rewinding to the last commit");
                     self.rewind_requested = true;
                     return;
                 }
+                self.produced += 1;
             }
         }
     }
@@ -349,9 +388,8 @@ impl TaskSet {
         {
             return;
         }
-        let mut ready: Vec<TaskKey> = Vec::new();
         let keys: Vec<TaskKey> = self.tasks.keys().copied().collect();
-        for key in keys {
+        for &key in &keys {
             let task = self.tasks.get_mut(&key).expect("listed");
             if task.phase == TaskPhase::Created {
                 if let Err(e) = task.open(&self.spec.budget) {
@@ -363,8 +401,42 @@ impl TaskSet {
                     return;
                 }
             }
+        }
+        // A restoration is planned once the task's committed input offsets
+        // are known (the changelog's end is listed after them). A task
+        // starts from its partitions' committed positions: known first,
+        // then sought to after the resume. librdkafka resumes a partition
+        // paused right after its assignment from its own fetch position,
+        // not the committed offset (librdkafka issues 1802, 2190) — after
+        // a rebalance that is past records this thread buffered but never
+        // processed, which would be skipped.
+        let unplanned = keys
+            .iter()
+            .any(|k| self.tasks[k].phase == TaskPhase::Restoring && !self.restorer.is_planned(*k));
+        if unplanned && self.unknown_positions {
+            self.fetch_positions(consumer);
+        }
+        if self.unknown_positions {
+            self.resume_drained(consumer);
+            return; // tried again next turn; the tasks stay Restoring
+        }
+        for &key in &keys {
             let task = self.tasks.get_mut(&key).expect("listed");
-            if task.phase == TaskPhase::Restoring && self.restorer.step(task) {
+            if task.phase == TaskPhase::Restoring && !self.restorer.is_planned(key) {
+                if let Err(e) = self.restorer.plan(key, task, &self.spec) {
+                    self.fail(e);
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.restorer.step(&mut self.tasks, &self.spec) {
+            self.fail(e);
+            return;
+        }
+        let mut ready: Vec<TaskKey> = Vec::new();
+        for &key in &keys {
+            let task = self.tasks.get_mut(&key).expect("listed");
+            if task.phase == TaskPhase::Restoring && self.restorer.is_done(key) {
                 let state = task
                     .state
                     .as_mut()
@@ -383,18 +455,6 @@ impl TaskSet {
         if ready.is_empty() {
             self.resume_drained(consumer);
             return;
-        }
-        // A task starts from its partitions' committed positions: known
-        // first, then sought to after the resume. librdkafka resumes a
-        // partition paused right after its assignment from its own fetch
-        // position, not the committed offset (librdkafka issues 1802,
-        // 2190) — after a rebalance that is past records this thread
-        // buffered but never processed, which would be skipped.
-        if self.unknown_positions {
-            self.fetch_positions(consumer);
-            if self.unknown_positions {
-                return; // tried again next turn; the tasks stay Restoring
-            }
         }
         let mut resume = TopicPartitionList::new();
         let mut seeks = Vec::new();
@@ -563,6 +623,7 @@ impl TaskSet {
                 let key = self.task_key(tp);
                 let still_assigned = self.assigned.iter().any(|t| self.task_key(*t) == key);
                 if !still_assigned {
+                    self.restorer.forget(key);
                     if let Some(mut task) = self.tasks.remove(&key) {
                         task.close();
                     }
@@ -588,8 +649,54 @@ impl TaskSet {
 
     /// Closes every task without applying its pending writes.
     pub fn close_all_dirty(&mut self) {
+        self.restorer.clear();
         for (_, mut task) in std::mem::take(&mut self.tasks) {
             task.close();
+        }
+    }
+}
+
+/// One record to produce.
+struct Outgoing<'a> {
+    topic: &'a str,
+    /// `None`: the partitioner's choice (murmur2 of the key).
+    partition: Option<i32>,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: &'a weir_core::Headers,
+    timestamp: Option<i64>,
+}
+
+/// Hands `o` to the producer, waiting (serving reports) while its queue is full.
+fn send_raw(
+    producer: &BaseProducer<DeliveryContext>,
+    o: Outgoing<'_>,
+    opaque: usize,
+) -> Result<(), KafkaError> {
+    let mut rec: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(o.topic, opaque);
+    if let Some(p) = o.partition {
+        rec = rec.partition(p);
+    }
+    if let Some(t) = o.timestamp {
+        rec = rec.timestamp(t);
+    }
+    if let Some(k) = o.key {
+        rec = rec.key(k);
+    }
+    if let Some(v) = o.value {
+        rec = rec.payload(v);
+    }
+    if let Some(h) = to_owned_headers(o.headers) {
+        rec = rec.headers(h);
+    }
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                rec = back;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(e),
         }
     }
 }

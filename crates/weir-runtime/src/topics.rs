@@ -11,6 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use weir_dsl::Topology;
 
+use crate::changelog::changelog_topic;
 use crate::config::Config;
 use crate::kafka::admin_config;
 
@@ -94,7 +95,8 @@ impl Admin<'_> {
         let new: Vec<NewTopic> = topics
             .iter()
             .map(|(t, p)| {
-                NewTopic::new(t, *p, TopicReplication::Fixed(1)).set("cleanup.policy", cleanup)
+                NewTopic::new(t, *p, TopicReplication::Fixed(self.cfg.replication_factor))
+                    .set("cleanup.policy", cleanup)
             })
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -141,8 +143,16 @@ impl Admin<'_> {
     }
 }
 
+/// What [`prepare_topics`] learnt of the cluster.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The cluster's id, when it reports one.
+    pub cluster_id: Option<String>,
+}
+
 /// Checks (and where allowed creates) every topic the topology and the
-/// runtime need; returns the partition count of each source topic.
+/// runtime need: inputs and outputs, the dead-letter topic, and each
+/// store's changelog (compacted, one partition per task).
 ///
 /// # Errors
 /// [`TopicError`] naming what is missing or wrong.
@@ -150,7 +160,7 @@ pub(crate) fn prepare_topics(
     cfg: &Config,
     topology: &Topology,
     dead_letter_topic: &str,
-) -> Result<BTreeMap<String, i32>, TopicError> {
+) -> Result<Prepared, TopicError> {
     let client: AdminClient<DefaultClientContext> =
         admin_config(cfg).create().map_err(|e| TopicError::Admin {
             bootstrap: cfg.bootstrap_servers.clone(),
@@ -232,5 +242,38 @@ pub(crate) fn prepare_topics(
         );
         admin.create(&[(dead_letter_topic.to_string(), partitions)], "delete")?;
     }
-    Ok(sources)
+
+    // Changelogs: one partition per task of the store's sub-topology.
+    let mut changelogs = Vec::new();
+    for st in 0..topology.subtopology_count() {
+        let tasks = topology
+            .subtopology_sources(st)
+            .first()
+            .map_or(1, |t| sources[t]);
+        for store in topology.subtopology_stores(st) {
+            let topic = changelog_topic(&cfg.application_id, store);
+            match have.get(&topic) {
+                Some(&n) if n != tasks => {
+                    return Err(TopicError::Mismatch {
+                        topic,
+                        message: format!(
+                            "the changelog of store {store} has {n} partitions but its sub-topology has {tasks} tasks (input partitions); \
+                             a changelog's partitions cannot change: delete it (and the state dirs) to start the store over"
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => changelogs.push((topic, tasks)),
+            }
+        }
+    }
+    if !changelogs.is_empty() {
+        tracing::info!(topics = ?changelogs, "creating changelog topics");
+        admin.create(&changelogs, "compact")?;
+    }
+    let cluster_id = admin
+        .client
+        .inner()
+        .fetch_cluster_id(Duration::from_secs(15));
+    Ok(Prepared { cluster_id })
 }

@@ -49,4 +49,11 @@ pub trait StateBackend: Send {
     /// # Errors
     /// [`StoreError`] when the engine fails.
     fn approximate_len(&self, store: usize) -> Result<u64, StoreError>;
+
+    /// Removes every entry of store `store` (a store wiped before a full
+    /// restore from its changelog). Metadata is kept.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the engine fails.
+    fn clear(&mut self, store: usize) -> Result<(), StoreError>;
 }

@@ -86,4 +86,9 @@ impl StateBackend for InMemoryBackend {
     fn approximate_len(&self, store: usize) -> Result<u64, StoreError> {
         Ok(self.store(store).len() as u64)
     }
+
+    fn clear(&mut self, store: usize) -> Result<(), StoreError> {
+        self.stores[store].clear();
+        Ok(())
+    }
 }

@@ -272,4 +272,27 @@ impl StateBackend for RocksDbBackend {
             .map_err(self.engine(store))?
             .unwrap_or(0))
     }
+
+    fn clear(&mut self, store: usize) -> Result<(), StoreError> {
+        // Deleting key by key in bounded batches: a wipe is rare (corrupt
+        // or foreign state) and is followed by a full restore anyway.
+        const BATCH: usize = 10_000;
+        loop {
+            let keys: Vec<Box<[u8]>> = self
+                .db
+                .iterator_cf(self.cf(store), IteratorMode::Start)
+                .take(BATCH)
+                .map(|r| r.map(|(k, _)| k))
+                .collect::<Result<_, _>>()
+                .map_err(self.engine(store))?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let mut batch = WriteBatch::default();
+            for k in &keys {
+                batch.delete_cf(self.cf(store), k);
+            }
+            self.db.write(batch).map_err(self.engine(store))?;
+        }
+    }
 }

@@ -116,7 +116,7 @@ impl TaskState {
         self.pending.release_savepoint();
     }
 
-    /// The pending writes (for the changelog, from the next issue on).
+    /// The pending writes (what the changelog receives at commit).
     pub fn pending(&self) -> &PendingWrites {
         &self.pending
     }
@@ -138,6 +138,26 @@ impl TaskState {
         };
         self.pending.drain_into(&mut set);
         self.backend.apply(set)
+    }
+
+    /// Applies changelog records replayed into the committed state (with
+    /// `meta`, the new checkpoint) in one atomic write set, bypassing the
+    /// pending writes. Only while restoring: nothing may be pending.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend fails.
+    pub fn restore(&mut self, set: WriteSet) -> Result<(), StoreError> {
+        debug_assert!(self.pending.is_empty(), "restoring under pending writes");
+        self.backend.apply(set)
+    }
+
+    /// Removes every committed entry of store `id` (before a full restore).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend fails.
+    pub fn wipe(&mut self, id: StoreId) -> Result<(), StoreError> {
+        self.pending.clear();
+        self.backend.clear(id)
     }
 
     /// Drops every pending write: the state is the last commit again.

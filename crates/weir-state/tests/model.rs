@@ -25,6 +25,8 @@ enum Op {
     Commit,
     Abort,
     Reopen,
+    /// A store wiped before a full restore (pending writes dropped too).
+    Wipe(usize),
 }
 
 fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -46,6 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Commit),
         1 => Just(Op::Abort),
         1 => Just(Op::Reopen),
+        1 => (0..STORES).prop_map(Op::Wipe),
     ]
 }
 
@@ -163,6 +166,12 @@ fn check(ops: &[Op], mut open: impl FnMut() -> Box<dyn StateBackend>) {
                 model.visible = model.committed.clone();
                 model.savepoint = None;
             }
+            Op::Wipe(s) => {
+                st.wipe(*s).unwrap();
+                model.committed[*s].clear();
+                model.visible = model.committed.clone();
+                model.savepoint = None;
+            }
             Op::Reopen => {
                 // Pending writes do not survive a close; committed ones do.
                 drop(state.take());
@@ -229,5 +238,9 @@ impl StateBackend for Shared {
 
     fn approximate_len(&self, store: usize) -> Result<u64, weir_state::StoreError> {
         self.0.lock().unwrap().approximate_len(store)
+    }
+
+    fn clear(&mut self, store: usize) -> Result<(), weir_state::StoreError> {
+        self.0.lock().unwrap().clear(store)
     }
 }

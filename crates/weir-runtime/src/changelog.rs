@@ -1,0 +1,112 @@
+//! Changelogs and checkpoints (DESIGN.md, "Exactly-once commit loop", 2).
+//!
+//! Each store has a compacted changelog topic `<application_id>-<store>-changelog`
+//! with one partition per task. At each commit, before the offsets are
+//! sent, every key a task changed since its last commit is produced once —
+//! its latest value or a tombstone — to the task's own partition of the
+//! store's changelog, inside the transaction. A dead-lettered record's
+//! writes were rolled back by its savepoint and never get there.
+//!
+//! After `commit_transaction` succeeds, the task's pending writes and its
+//! **checkpoint** go to its RocksDB in one write batch: per store, the
+//! changelog offset after the last record this commit wrote, taken from the
+//! delivery reports (a store whose report is missing keeps its old
+//! checkpoint: replaying from too low an offset rewrites absolute values,
+//! harmless; too high would lose state), and the cluster id. Restoration
+//! ([`crate::restore`]) replays each changelog from its checkpoint.
+
+use std::collections::BTreeMap;
+
+use weir_state::StoreId;
+
+use crate::task::TaskKey;
+
+/// Metadata key of the cluster id the checkpoints were taken on.
+pub(crate) const CLUSTER_KEY: &str = "weir.cluster_id";
+
+/// The changelog topic of `store`.
+pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
+    format!("{application_id}-{store}-changelog")
+}
+
+/// Metadata key of `store`'s checkpoint: the next changelog offset to replay.
+pub(crate) fn checkpoint_key(store: &str) -> String {
+    format!("weir.checkpoint.{store}")
+}
+
+/// Parses a checkpoint (or any decimal offset) written by this module.
+pub(crate) fn parse_offset(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// The changelog partitions written in the open transaction, numbered in
+/// the order of their first write (the number travels in each record's
+/// delivery opaque), and the highest offset acknowledged for each.
+#[derive(Debug, Default)]
+pub(crate) struct ChangelogWrites {
+    slots: Vec<(TaskKey, StoreId)>,
+    index: BTreeMap<(TaskKey, StoreId), usize>,
+}
+
+impl ChangelogWrites {
+    /// The slot of `task`'s store `store`, made on first use.
+    pub fn slot(&mut self, task: TaskKey, store: StoreId) -> usize {
+        let next = self.slots.len();
+        *self.index.entry((task, store)).or_insert_with(|| {
+            self.slots.push((task, store));
+            next
+        })
+    }
+
+    /// Checkpoint entries per task from the acknowledged offsets of this
+    /// transaction's changelog records (`(slot, offset)`): the offset after
+    /// the highest one of each slot. Slots without a report get none.
+    pub fn checkpoints(
+        &self,
+        acked: impl IntoIterator<Item = (usize, i64)>,
+    ) -> BTreeMap<TaskKey, Vec<(StoreId, i64)>> {
+        let mut highest: BTreeMap<usize, i64> = BTreeMap::new();
+        for (slot, offset) in acked {
+            let h = highest.entry(slot).or_insert(offset);
+            *h = (*h).max(offset);
+        }
+        let mut out: BTreeMap<TaskKey, Vec<(StoreId, i64)>> = BTreeMap::new();
+        for (slot, offset) in highest {
+            if let Some(&(task, store)) = self.slots.get(slot) {
+                out.entry(task).or_default().push((store, offset + 1));
+            }
+        }
+        out
+    }
+
+    /// Forgets the transaction's slots.
+    pub fn clear(&mut self) {
+        self.slots.clear();
+        self.index.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_are_one_past_the_highest_acknowledged_offset_per_slot() {
+        let mut w = ChangelogWrites::default();
+        let a = w.slot((0, 1), 0);
+        let b = w.slot((0, 2), 0);
+        assert_eq!(w.slot((0, 1), 0), a);
+        let c = w.slot((0, 1), 1); // never acknowledged
+        let cps = w.checkpoints([(a, 5), (b, 9), (a, 7), (a, 6)]);
+        assert_eq!(cps[&(0, 1)], vec![(0, 8)]);
+        assert_eq!(cps[&(0, 2)], vec![(0, 10)]);
+        assert!(!cps[&(0, 1)].iter().any(|(s, _)| *s == 1), "slot {c}");
+    }
+
+    #[test]
+    fn offsets_round_trip_and_garbage_is_none() {
+        assert_eq!(parse_offset(b"42"), Some(42));
+        assert_eq!(parse_offset(b"x"), None);
+        assert_eq!(parse_offset(&[0xff]), None);
+    }
+}
