@@ -43,16 +43,36 @@ fn same_codec<A: 'static, B: 'static>(c: &Option<Arc<dyn Codec<A>>>) -> Option<A
 }
 
 #[derive(Default)]
-struct GraphBuilder {
+pub(crate) struct GraphBuilder {
     nodes: Vec<Node>,
     sources: BTreeMap<String, usize>,
-    errors: Vec<BuildError>,
+    pub(crate) errors: Vec<BuildError>,
     dead_letter_topic: Option<String>,
     stores: std::collections::BTreeSet<String>,
     params: Vec<crate::params::ParamSpec>,
+    /// Repartition topics (logical names) and their partition counts when set.
+    pub(crate) repartition_topics: BTreeMap<String, Option<i32>>,
 }
 
 impl GraphBuilder {
+    /// Declares store `name`, recording a build error when the name is
+    /// invalid or taken.
+    pub(crate) fn declare_store(&mut self, name: &str) {
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            self.errors.push(BuildError::InvalidStoreName {
+                store: name.to_string(),
+            });
+        } else if !self.stores.insert(name.to_string()) {
+            self.errors.push(BuildError::DuplicateStore {
+                store: name.to_string(),
+            });
+        }
+    }
+
     fn add(&mut self, kind: &'static str, op: Op, parents: &[usize], clone_item: CloneFn) -> usize {
         let id = self.nodes.len();
         for &p in parents {
@@ -68,6 +88,56 @@ impl GraphBuilder {
             subtopology: 0,
         });
         id
+    }
+}
+
+/// Adds a source node reading `topic` with these codecs.
+pub(crate) fn add_source<K, V>(
+    graph: &Rc<RefCell<GraphBuilder>>,
+    topic: String,
+    kc: Arc<dyn Codec<K>>,
+    vc: Arc<dyn Codec<V>>,
+) -> Stream<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    let (dk, dv) = (kc.clone(), vc.clone());
+    let decode = Arc::new(move |k: Option<&[u8]>, v: Option<&[u8]>| {
+        let key = match k {
+            Some(b) => dk.decode(b)?,
+            None => dk.decode_null("key")?,
+        };
+        let value = match v {
+            Some(b) => dv.decode(b)?,
+            None => dv.decode_null("value")?,
+        };
+        Ok::<_, CodecError>((boxed(key), boxed(value)))
+    });
+    let mut g = graph.borrow_mut();
+    let id = g.add(
+        "source",
+        Op::Source {
+            topic: topic.clone(),
+            decode,
+        },
+        &[],
+        clone_fn::<K, V>(),
+    );
+    if topic.is_empty() {
+        let node = g.nodes[id].name.clone();
+        g.errors.push(BuildError::EmptyTopic { node });
+    }
+    if g.sources.insert(topic.clone(), id).is_some() {
+        g.errors.push(BuildError::DuplicateSource { topic });
+    }
+    drop(g);
+    Stream {
+        graph: graph.clone(),
+        node: id,
+        key_codec: Some(kc),
+        value_codec: Some(vc),
+        _types: PhantomData,
     }
 }
 
@@ -108,46 +178,12 @@ impl TopologyBuilder {
         K: Clone + Send + 'static,
         V: Clone + Send + 'static,
     {
-        let topic = topic.into();
-        let kc: Arc<dyn Codec<K>> = Arc::new(key_codec);
-        let vc: Arc<dyn Codec<V>> = Arc::new(value_codec);
-        let (dk, dv) = (kc.clone(), vc.clone());
-        let decode = Arc::new(move |k: Option<&[u8]>, v: Option<&[u8]>| {
-            let key = match k {
-                Some(b) => dk.decode(b)?,
-                None => dk.decode_null("key")?,
-            };
-            let value = match v {
-                Some(b) => dv.decode(b)?,
-                None => dv.decode_null("value")?,
-            };
-            Ok::<_, CodecError>((boxed(key), boxed(value)))
-        });
-        let mut g = self.graph.borrow_mut();
-        let id = g.add(
-            "source",
-            Op::Source {
-                topic: topic.clone(),
-                decode,
-            },
-            &[],
-            clone_fn::<K, V>(),
-        );
-        if topic.is_empty() {
-            let node = g.nodes[id].name.clone();
-            g.errors.push(BuildError::EmptyTopic { node });
-        }
-        if g.sources.insert(topic.clone(), id).is_some() {
-            g.errors.push(BuildError::DuplicateSource { topic });
-        }
-        drop(g);
-        Stream {
-            graph: self.graph.clone(),
-            node: id,
-            key_codec: Some(kc),
-            value_codec: Some(vc),
-            _types: PhantomData,
-        }
+        add_source(
+            &self.graph,
+            topic.into(),
+            Arc::new(key_codec),
+            Arc::new(value_codec),
+        )
     }
 
     /// Declares a key-value store named `name` whose keys and values are
@@ -181,20 +217,7 @@ impl TopologyBuilder {
         value_codec: impl Codec<V>,
     ) -> Store<K, V> {
         let name = name.into();
-        let mut g = self.graph.borrow_mut();
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !valid {
-            g.errors.push(BuildError::InvalidStoreName {
-                store: name.clone(),
-            });
-        } else if !g.stores.insert(name.clone()) {
-            g.errors.push(BuildError::DuplicateStore {
-                store: name.clone(),
-            });
-        }
+        self.graph.borrow_mut().declare_store(&name);
         Store {
             name: name.into(),
             key_codec: Arc::new(key_codec),
@@ -275,6 +298,7 @@ impl TopologyBuilder {
                 subtopology_stores: stores,
                 dead_letter_topic: g.dead_letter_topic,
                 params: g.params,
+                repartition_topics: g.repartition_topics,
             }),
         })
     }
@@ -293,11 +317,11 @@ impl Topology {
 /// operators (each gets its own copy of every record). Handles carry the
 /// codecs of their types when known; sinks need them.
 pub struct Stream<K, V> {
-    graph: Rc<RefCell<GraphBuilder>>,
-    node: usize,
-    key_codec: Option<Arc<dyn Codec<K>>>,
-    value_codec: Option<Arc<dyn Codec<V>>>,
-    _types: PhantomData<fn() -> (K, V)>,
+    pub(crate) graph: Rc<RefCell<GraphBuilder>>,
+    pub(crate) node: usize,
+    pub(crate) key_codec: Option<Arc<dyn Codec<K>>>,
+    pub(crate) value_codec: Option<Arc<dyn Codec<V>>>,
+    pub(crate) _types: PhantomData<fn() -> (K, V)>,
 }
 
 impl<K, V> Clone for Stream<K, V> {

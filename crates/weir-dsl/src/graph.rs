@@ -210,6 +210,8 @@ pub(crate) struct TopologyInner {
     pub dead_letter_topic: Option<String>,
     /// Declared parameters, in declaration order.
     pub params: Vec<crate::params::ParamSpec>,
+    /// Repartition topics and their partition counts when the topology set one.
+    pub repartition_topics: BTreeMap<String, Option<i32>>,
 }
 
 impl Topology {
@@ -329,6 +331,36 @@ impl Topology {
             .collect()
     }
 
+    /// The repartition topics (written by one sub-topology, read by
+    /// another, when a key changes before a stateful operator) and their
+    /// partition counts when the topology set one (else: the largest
+    /// partition count of the writing sub-topology's inputs). Before the
+    /// runtime prefixes them with the application id, their names are
+    /// `<store>-repartition`.
+    pub fn repartition_topics(&self) -> Vec<(String, Option<i32>)> {
+        self.inner
+            .repartition_topics
+            .iter()
+            .map(|(t, n)| (t.clone(), *n))
+            .collect()
+    }
+
+    /// The sub-topologies whose sinks write `topic`.
+    pub fn writers_of(&self, topic: &str) -> Vec<usize> {
+        let mut subs: Vec<usize> = self
+            .inner
+            .nodes
+            .iter()
+            .filter(
+                |n| matches!(&n.op, Op::Sink { topics, .. } if topics.iter().any(|t| t == topic)),
+            )
+            .map(|n| n.subtopology)
+            .collect();
+        subs.sort_unstable();
+        subs.dedup();
+        subs
+    }
+
     /// The dead-letter topic the topology asked for, if it named one
     /// (otherwise the runtime uses `<application_id>-dlq`).
     pub fn dead_letter_topic(&self) -> Option<&str> {
@@ -363,6 +395,12 @@ impl Topology {
                 subtopology_stores: self.inner.subtopology_stores.clone(),
                 params: self.inner.params.clone(),
                 dead_letter_topic: self.inner.dead_letter_topic.as_ref().map(map),
+                repartition_topics: self
+                    .inner
+                    .repartition_topics
+                    .iter()
+                    .map(|(t, n)| (map(t), *n))
+                    .collect(),
             }),
         }
     }

@@ -24,6 +24,7 @@ mod builder;
 mod describe;
 mod executor;
 mod graph;
+mod grouped;
 mod params;
 mod process;
 
@@ -31,5 +32,6 @@ pub use builder::{BranchBuilder, Stream, TopologyBuilder};
 pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription};
 pub use executor::TaskExecutor;
 pub use graph::{BuildError, Topology};
+pub use grouped::{Grouped, Table};
 pub use params::{Param, ParamDescription, ParamValue};
 pub use process::{Processor, ProcessorContext, Store, StoreName, TypedStore};

@@ -51,6 +51,11 @@ pub fn configured_topology(config: &Config, topology: &Topology) -> Result<Topol
             })?;
         rename.insert(found.clone(), physical.clone());
     }
+    // Repartition topics are the application's own: `<application_id>-<store>-repartition`.
+    for (topic, _) in topology.repartition_topics() {
+        let physical = format!("{}-{topic}", config.application_id);
+        rename.entry(topic).or_insert(physical);
+    }
     let renamed = topology.with_topic_names(&rename);
     // A rename must not merge two sources, nor turn a sink into a source.
     let sources = renamed.source_topics();
@@ -58,6 +63,7 @@ pub fn configured_topology(config: &Config, topology: &Topology) -> Result<Topol
         .sink_topics()
         .into_iter()
         .filter(|t| topology.source_topics().contains(t))
+        .map(|t| rename.get(&t).cloned().unwrap_or(t))
         .collect();
     if sources.len() != topology.source_topics().len() {
         return Err(crate::ConfigError::Invalid {

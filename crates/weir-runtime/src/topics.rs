@@ -176,6 +176,35 @@ pub(crate) fn prepare_topics(
     let admin = Admin { cfg, client, rt };
     let mut have = admin.partitions()?;
 
+    // Repartition topics first: they are sources and sinks of the topology.
+    let mut repartition = Vec::new();
+    for (topic, set) in topology.repartition_topics() {
+        let upstream = topology
+            .writers_of(&topic)
+            .into_iter()
+            .flat_map(|st| topology.subtopology_sources(st))
+            .filter_map(|t| have.get(&t).copied())
+            .max();
+        let partitions = set.or(upstream).unwrap_or(cfg.auto_create_partitions);
+        match have.get(&topic) {
+            Some(&n) if n != partitions => {
+                return Err(TopicError::Mismatch {
+                    topic,
+                    message: format!(
+                        "the repartition topic has {n} partitions, the topology wants {partitions}"
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => repartition.push((topic, partitions)),
+        }
+    }
+    if !repartition.is_empty() {
+        tracing::info!(topics = ?repartition, "creating repartition topics");
+        admin.create(&repartition, "delete")?;
+        have = admin.partitions()?;
+    }
+
     let mut wanted: Vec<String> = topology.source_topics();
     wanted.extend(topology.sink_topics());
     wanted.sort();

@@ -1,0 +1,281 @@
+//! Aggregation: [`Stream::group_by_key`] / [`Stream::group_by`] give a
+//! [`Grouped`] stream; [`Grouped::count`], [`Grouped::reduce`] and
+//! [`Grouped::aggregate`] keep one value per key in a named key-value store
+//! and give a [`Table`]; [`Table::to_stream`] is its stream of updates.
+//!
+//! When the key changed before the aggregation (`group_by`), records are
+//! first written to a **repartition topic** `<store>-repartition` (the
+//! runtime prefixes it with the application id) keyed by the new key — so
+//! every record of one key reaches the same task — and read back by the
+//! aggregating sub-topology. `group_by_key` keeps the input's partitioning.
+//!
+//! Every update is forwarded downstream as it happens (one output per input
+//! record, in order); Kafka Streams' record cache would coalesce updates of
+//! one key within a commit interval. The store's changelog is coalesced
+//! either way: one record per changed key per commit.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use weir_core::{Codec, Json};
+
+use crate::builder::add_source;
+use crate::graph::BuildError;
+use crate::process::Store;
+use crate::Stream;
+
+/// A stream grouped by key, ready to aggregate; see the module docs.
+pub struct Grouped<K, V> {
+    stream: Stream<K, V>,
+    repartition: bool,
+    partitions: Option<i32>,
+}
+
+/// The result of an aggregation: the latest value per key, kept in a named
+/// store, and the stream of its updates.
+pub struct Table<K, V> {
+    updates: Stream<K, V>,
+    store: Store<K, V>,
+}
+
+impl<K, V> Table<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// The stream of updates: each key with its new value, per input record.
+    pub fn to_stream(&self) -> Stream<K, V> {
+        self.updates.clone()
+    }
+
+    /// The store holding the table (its name is the changelog's too).
+    pub fn store(&self) -> &Store<K, V> {
+        &self.store
+    }
+}
+
+impl<K, V> Stream<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// Groups by the current key (no repartitioning: records of one key are
+    /// already in one partition). Needs a key codec for the store.
+    pub fn group_by_key(&self) -> Grouped<K, V> {
+        Grouped {
+            stream: self.clone(),
+            repartition: false,
+            partitions: None,
+        }
+    }
+
+    /// Groups by a new key computed from each record; the records are
+    /// repartitioned by it (see the module docs) before the aggregation.
+    /// `key_codec` encodes the new key in the repartition topic and the
+    /// store (a `Str` key is its UTF-8 bytes, placed with murmur2 like
+    /// every producer's).
+    ///
+    /// # Examples
+    /// ```
+    /// use weir_core::{Json, Str};
+    /// use weir_dsl::TopologyBuilder;
+    ///
+    /// let b = TopologyBuilder::new();
+    /// b.stream("orders", Str, Json::<serde_json::Value>::new())
+    ///     .group_by(|_, v| v["customer"].as_str().unwrap_or("").to_string(), Str)
+    ///     .count("orders-per-customer")
+    ///     .to_stream()
+    ///     .to("counts");
+    /// let t = b.build().unwrap();
+    /// assert_eq!(t.stores(), vec!["orders-per-customer"]);
+    /// assert_eq!(t.repartition_topics()[0].0, "orders-per-customer-repartition");
+    /// ```
+    pub fn group_by<K2>(
+        &self,
+        f: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
+        key_codec: impl Codec<K2>,
+    ) -> Grouped<K2, V>
+    where
+        K2: Clone + Send + 'static,
+    {
+        let stream = self
+            .map(move |k, v| (f(&k, &v), v))
+            .with_key_codec(key_codec);
+        Grouped {
+            stream,
+            repartition: true,
+            partitions: None,
+        }
+    }
+}
+
+impl<K, V> Grouped<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// Sets the repartition topic's partition count (default: the largest
+    /// partition count of the inputs upstream). Ignored by `group_by_key`.
+    pub fn with_partitions(mut self, partitions: i32) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+
+    /// The number of records per key, in store `store`.
+    pub fn count(&self, store: impl Into<String>) -> Table<K, u64> {
+        self.aggregate(store, || 0u64, |_, _, n| n + 1, Json::<u64>::new())
+    }
+
+    /// Combines the values of each key with `f(aggregate, value)`; the first
+    /// value of a key is its aggregate. Needs a value codec for the store.
+    pub fn reduce(
+        &self,
+        store: impl Into<String>,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Table<K, V> {
+        let store = store.into();
+        let Some(codec) = self.stream.value_codec.clone() else {
+            self.missing_codec(&store, "value");
+            return self.aggregate_with(store, None, |_, v: V, a: Option<V>| Some(v).or(a));
+        };
+        let f = Arc::new(f);
+        self.aggregate_with(store, Some(codec), move |_, v, a: Option<V>| match a {
+            Some(a) => Some(f(a, v)),
+            None => Some(v),
+        })
+    }
+
+    /// Folds the values of each key into an aggregate: `init()` for a new
+    /// key, then `f(key, value, aggregate)` per record; `codec` stores it.
+    pub fn aggregate<A>(
+        &self,
+        store: impl Into<String>,
+        init: impl Fn() -> A + Send + Sync + 'static,
+        f: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+        codec: impl Codec<A>,
+    ) -> Table<K, A>
+    where
+        A: Clone + Send + 'static,
+    {
+        let codec: Arc<dyn Codec<A>> = Arc::new(codec);
+        self.aggregate_with(store.into(), Some(codec), move |k, v, a: Option<A>| {
+            Some(f(k, v, a.unwrap_or_else(&init)))
+        })
+    }
+
+    fn missing_codec(&self, store: &str, part: &'static str) {
+        self.stream
+            .graph
+            .borrow_mut()
+            .errors
+            .push(BuildError::MissingCodec {
+                node: store.to_string(),
+                part,
+            });
+    }
+
+    /// The stream the aggregation reads: repartitioned by key if needed.
+    fn partitioned(&self, store: &str) -> Stream<K, V> {
+        if !self.repartition {
+            return self.stream.clone();
+        }
+        let (Some(kc), Some(vc)) = (
+            self.stream.key_codec.clone(),
+            self.stream.value_codec.clone(),
+        ) else {
+            let part = if self.stream.key_codec.is_none() {
+                "key"
+            } else {
+                "value"
+            };
+            self.missing_codec(store, part);
+            return self.stream.clone();
+        };
+        let topic = format!("{store}-repartition");
+        self.stream
+            .graph
+            .borrow_mut()
+            .repartition_topics
+            .insert(topic.clone(), self.partitions);
+        self.stream.to(topic.clone());
+        add_source(&self.stream.graph, topic, kc, vc)
+    }
+
+    /// The aggregation node: `step(key, value, old)` gives the new aggregate
+    /// (`None`: unchanged, nothing forwarded).
+    fn aggregate_with<A>(
+        &self,
+        store: String,
+        codec: Option<Arc<dyn Codec<A>>>,
+        step: impl Fn(&K, V, Option<A>) -> Option<A> + Send + Sync + 'static,
+    ) -> Table<K, A>
+    where
+        A: Clone + Send + 'static,
+    {
+        let input = self.partitioned(&store);
+        let Some(kc) = input.key_codec.clone() else {
+            self.missing_codec(&store, "key");
+            return self.placeholder(input, store);
+        };
+        let Some(ac) = codec else {
+            return self.placeholder(input, store);
+        };
+        input.graph.borrow_mut().declare_store(&store);
+        let handle: Store<K, A> = Store {
+            name: store.as_str().into(),
+            key_codec: kc.clone(),
+            value_codec: ac.clone(),
+        };
+        let s = handle.clone();
+        let step = Arc::new(step);
+        let updates = input.process(store.clone(), &[&handle], move |ctx, key: K, value: V| {
+            let mut st = ctx.store(&s)?;
+            let old = st.get(&key)?;
+            if let Some(new) = step(&key, value, old) {
+                st.put(&key, &new)?;
+                ctx.forward(key, new);
+            }
+            Ok(())
+        });
+        let updates = Stream {
+            key_codec: Some(kc),
+            value_codec: Some(ac),
+            ..updates
+        };
+        Table {
+            updates,
+            store: handle,
+        }
+    }
+
+    /// A table for a topology that will not build (a codec is missing).
+    fn placeholder<A>(&self, input: Stream<K, V>, store: String) -> Table<K, A>
+    where
+        A: Clone + Send + 'static,
+    {
+        let updates: Stream<K, A> = input.process(store.clone(), &[], |_, _: K, _: V| Ok(()));
+        Table {
+            updates,
+            store: Store {
+                name: store.as_str().into(),
+                key_codec: Arc::new(Unbuildable(PhantomData)),
+                value_codec: Arc::new(Unbuildable(PhantomData)),
+            },
+        }
+    }
+}
+
+/// The codec of a store in a topology that fails to build (never used).
+struct Unbuildable<T>(PhantomData<fn() -> T>);
+
+impl<T: 'static> Codec<T> for Unbuildable<T> {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn encode(&self, _: &T) -> Result<Vec<u8>, weir_core::CodecError> {
+        unreachable!("a topology with a codec error is never built")
+    }
+    fn decode(&self, _: &[u8]) -> Result<T, weir_core::CodecError> {
+        unreachable!("a topology with a codec error is never built")
+    }
+}
