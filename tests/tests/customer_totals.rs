@@ -193,8 +193,9 @@ fn totals_of_100000_events_equal_a_naive_recount() {
 fn crash_at(step: &str, guarantee: &str) -> Result<(), String> {
     let run = Run::new(&format!("totals-{}", step.replace('_', "-")));
     let (events, want) = purchases(20_000, 300, 0);
-    run.publish_all(&events);
-    let fp = format!("{step}@4");
+    // Fed over ~5 s, so the 12th commit falls while customers are counted.
+    let feeder = Feeder::start(TestBroker::shared().bootstrap(), &run.events, events, 4_000);
+    let fp = format!("{step}@12");
     let mut first = run.start(
         "log1",
         &[
@@ -209,6 +210,7 @@ fn crash_at(step: &str, guarantee: &str) -> Result<(), String> {
         first.log_text()
     );
     let mut second = run.start("log2", &[("WEIR_PROCESSING_GUARANTEE", guarantee)]);
+    feeder.join();
     let updates = run.read(20_000, &logs(&[&first, &second]));
     let result = check(&updates, &want);
     assert!(second.stop().success(), "{}", second.log_text());
