@@ -272,3 +272,71 @@ fn exact_across_random_sigkills() {
     }
     assert!(p.stop().success(), "{}", p.log_text());
 }
+
+#[test]
+fn exact_when_scaling_from_one_instance_to_two_and_back() {
+    let run = Run::new("totals-scale");
+    let repartition = format!("{}-customer-totals-repartition", run.app);
+    let (events, want) = purchases(40_000, 500, 0);
+    let feeder = Feeder::start(TestBroker::shared().bootstrap(), &run.events, events, 4_000);
+    let mut a = run.start(
+        "log-a",
+        &[(
+            "WEIR_STATE_DIR",
+            &run.dir.path().join("a").display().to_string(),
+        )],
+    );
+    // B joins once A has counted a good part of the customers (state to move).
+    let mut seen = TopicReader::new(
+        TestBroker::shared().bootstrap(),
+        &[&run.totals],
+        "read_committed",
+    )
+    .unwrap();
+    assert!(
+        seen.read_until(Duration::from_secs(60), |r| r.len() >= 4_000),
+        "A produced updates; log:\n{}",
+        a.log_text()
+    );
+    let mut b = run.start(
+        "log-b",
+        &[(
+            "WEIR_STATE_DIR",
+            &run.dir.path().join("b").display().to_string(),
+        )],
+    );
+    // B joins: wait (with a deadline) until the group gave it aggregation tasks.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while b.last_assignment(&repartition).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let b_owned = b.last_assignment(&repartition);
+    assert!(
+        !b_owned.is_empty(),
+        "B got tasks; logs:\n{}",
+        logs(&[&a, &b])
+    );
+    assert!(b.wait_for_log("task running", Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(b.stop().success(), "{}", b.log_text());
+    feeder.join();
+    let updates = run.read(40_000, &logs(&[&a, &b]));
+    if let Err(e) = check(&updates, &want) {
+        panic!("{e}; logs:\n{}", logs(&[&a, &b]));
+    }
+    assert!(a.stop().success(), "{}", a.log_text());
+    let a_owned = a.last_assignment(&repartition);
+    assert_eq!(a_owned.len(), 8, "A owns every aggregation task again");
+    let b_restored = b.summary_counter("restored").unwrap();
+    let a_restored = a.summary_counter("restored").unwrap();
+    eprintln!("B owned repartition partitions {b_owned:?} and restored {b_restored} records; A restored {a_restored} on taking them back");
+    assert!(
+        b_restored > 0,
+        "B restored the state of the tasks it received; B log:\n{}",
+        b.log_text()
+    );
+    assert!(
+        a_restored > 0,
+        "A restored what B added while it owned them"
+    );
+}
