@@ -62,6 +62,7 @@ pub enum BrokerError {
 pub struct BrokerProcess {
     child: Child,
     bootstrap: String,
+    cluster_id: String,
     data_dir: PathBuf,
     _address_lock: Option<File>,
 }
@@ -86,6 +87,20 @@ impl BrokerProcess {
     /// [`BrokerError`] if the binary is missing, the process cannot start, or
     /// it does not become ready within 30 s.
     pub fn start(ip: Ipv4Addr, port: u16, data_dir: &Path) -> Result<Self, BrokerError> {
+        Self::start_with_cluster_id(ip, port, data_dir, &uuid::Uuid::new_v4().to_string())
+    }
+
+    /// As [`BrokerProcess::start`], with the given cluster id (a fresh broker
+    /// posing as an earlier one that lost its data).
+    ///
+    /// # Errors
+    /// As [`BrokerProcess::start`].
+    pub fn start_with_cluster_id(
+        ip: Ipv4Addr,
+        port: u16,
+        data_dir: &Path,
+        cluster_id: &str,
+    ) -> Result<Self, BrokerError> {
         let bin = Self::binary();
         if !bin.exists() {
             return Err(BrokerError::NotInstalled(bin));
@@ -96,7 +111,6 @@ impl BrokerProcess {
             port
         };
         std::fs::create_dir_all(data_dir)?;
-        let cluster_id = uuid::Uuid::new_v4().to_string();
         let meta = serde_json::json!({
             "cluster_id": cluster_id,
             "directory_id": uuid::Uuid::new_v4().to_string(),
@@ -110,7 +124,7 @@ impl BrokerProcess {
             .arg(format!("{ip}:{port}"))
             .arg("--log-dir")
             .arg(data_dir)
-            .args(["--metrics-listen-addr", "none", "--cluster-id", &cluster_id])
+            .args(["--metrics-listen-addr", "none", "--cluster-id", cluster_id])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -118,6 +132,7 @@ impl BrokerProcess {
         let mut broker = BrokerProcess {
             child,
             bootstrap: format!("{ip}:{port}"),
+            cluster_id: cluster_id.to_string(),
             data_dir: data_dir.to_path_buf(),
             _address_lock: None,
         };
@@ -163,6 +178,17 @@ impl BrokerProcess {
     /// # Errors
     /// As [`BrokerProcess::start`], or [`BrokerError::NoFreeAddress`].
     pub fn start_on_free_loopback(data_dir: &Path) -> Result<Self, BrokerError> {
+        Self::start_on_free_loopback_as(data_dir, &uuid::Uuid::new_v4().to_string())
+    }
+
+    /// As [`BrokerProcess::start_on_free_loopback`], with the given cluster id.
+    ///
+    /// # Errors
+    /// As [`BrokerProcess::start_on_free_loopback`].
+    pub fn start_on_free_loopback_as(
+        data_dir: &Path,
+        cluster_id: &str,
+    ) -> Result<Self, BrokerError> {
         for n in 2..=254u8 {
             let ip = Ipv4Addr::new(127, 0, 0, n);
             let lock_path = std::env::temp_dir().join(format!("weir-test-broker-{ip}.lock"));
@@ -175,7 +201,7 @@ impl BrokerProcess {
             if TcpListener::bind((ip, CONTROLLER_PORT)).is_err() {
                 continue;
             }
-            let mut broker = Self::start(ip, 0, data_dir)?;
+            let mut broker = Self::start_with_cluster_id(ip, 0, data_dir, cluster_id)?;
             broker._address_lock = Some(lock);
             return Ok(broker);
         }
@@ -185,6 +211,11 @@ impl BrokerProcess {
     /// `host:port` to bootstrap from.
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// The cluster id it was started with.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
     }
 
     /// The broker's process id.
