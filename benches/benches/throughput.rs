@@ -13,18 +13,14 @@
 //! (default 3) and the medians are compared. `WEIR_BENCH_EVENTS` changes the
 //! count.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use weir_testkit::{create_topics, publish, terminate, TestBroker};
-
-const PARTITIONS: i32 = 8;
+use anyhow::bail;
+use weir_benches::{
+    bare_pipe, committed, cpu_seconds, median, release_binary, TopologyRun, PARTITIONS,
+};
+use weir_testkit::{create_topics, publish, TestBroker};
 
 fn event(i: usize) -> Vec<u8> {
     let kinds = ["order", "payment", "refund", "shipment"];
@@ -41,126 +37,9 @@ fn event(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-fn router_binary() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "event-router"])
-        .status()?;
-    if !status.success() {
-        bail!("building the event-router failed");
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .context("target dir")?;
-    Ok(dir.join("event-router"))
-}
-
-/// Sum of committed offsets of `group` on `topic`.
-fn committed(bootstrap: &str, group: &str, topic: &str) -> anyhow::Result<i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("log_level", "3")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10))?;
-    Ok(got
-        .elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum())
-}
-
-fn bare_pipe(bootstrap: &str, input: &str, n: usize) -> anyhow::Result<f64> {
-    let out_a = TestBroker::unique("bench-pipe-routed");
-    let out_b = TestBroker::unique("bench-pipe-audit");
-    create_topics(bootstrap, &[(&out_a, PARTITIONS), (&out_b, PARTITIONS)])?;
-    let group = TestBroker::unique("bench-pipe");
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", &group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("log_level", "3")
-        .create()?;
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("partitioner", "murmur2_random")
-        .create()?;
-    consumer.subscribe(&[input])?;
-    let mut start = None;
-    let mut seen = 0usize;
-    let mut last_commit = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while seen < n {
-        if Instant::now() > deadline {
-            bail!("bare pipe: only {seen} of {n} records in 600 s");
-        }
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        start.get_or_insert_with(Instant::now);
-        for topic in [&out_a, &out_b] {
-            let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
-            if let Some(k) = m.key() {
-                rec = rec.key(k);
-            }
-            if let Some(v) = m.payload() {
-                rec = rec.payload(v);
-            }
-            while let Err((_, back)) = producer.send(rec) {
-                rec = back;
-                producer.poll(Duration::from_millis(1));
-            }
-        }
-        producer.poll(Duration::ZERO);
-        seen += 1;
-        if last_commit.elapsed() >= Duration::from_millis(100) {
-            producer.flush(Duration::from_secs(60))?;
-            consumer.commit_consumer_state(CommitMode::Async)?;
-            last_commit = Instant::now();
-        }
-        consumer.store_offset_from_message(&m)?;
-    }
-    producer.flush(Duration::from_secs(60))?;
-    consumer.commit_consumer_state(CommitMode::Sync)?;
-    let secs = start.map_or(f64::NAN, |s| s.elapsed().as_secs_f64());
-    Ok(n as f64 / secs)
-}
-
-struct Router(Child);
-
-impl Drop for Router {
-    fn drop(&mut self) {
-        terminate(&mut self.0, Duration::from_secs(30));
-    }
-}
-
-/// User + system CPU seconds of process `pid` so far (Linux, 100 ticks/s).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the line.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Records/s and CPU microseconds per record of one router run.
 fn router(
-    bin: &PathBuf,
+    bin: &Path,
     bootstrap: &str,
     input: &str,
     n: usize,
@@ -168,53 +47,32 @@ fn router(
 ) -> anyhow::Result<(f64, f64)> {
     let app = TestBroker::unique(&format!("bench-router-{}", guarantee.replace('_', "-")));
     let dir = tempfile::tempdir()?;
-    let log = dir.path().join("router.log");
-    let mut cmd = Command::new(bin);
-    // Only the configuration below: the bench's own WEIR_BENCH_* are not config.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WEIR_") && !k.starts_with("WEIR_TEST_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.arg("run")
-        .env("WEIR_APPLICATION_ID", &app)
-        .env("WEIR_BOOTSTRAP_SERVERS", bootstrap)
-        .env("WEIR_STATE_DIR", dir.path())
-        .env("WEIR_PROCESSING_GUARANTEE", guarantee)
-        .env("WEIR_COMMIT_INTERVAL_MS", "100")
-        .env("WEIR_AUTO_CREATE_TOPICS", "true")
-        .env("WEIR_AUTO_CREATE_PARTITIONS", PARTITIONS.to_string())
-        .env("WEIR_TOPICS__EVENTS", input)
-        .env("RUST_LOG", "info");
+    let mut env: Vec<(String, String)> = [
+        ("WEIR_APPLICATION_ID", app.as_str()),
+        ("WEIR_BOOTSTRAP_SERVERS", bootstrap),
+        ("WEIR_STATE_DIR", &dir.path().display().to_string()),
+        ("WEIR_PROCESSING_GUARANTEE", guarantee),
+        ("WEIR_COMMIT_INTERVAL_MS", "100"),
+        ("WEIR_AUTO_CREATE_TOPICS", "true"),
+        ("WEIR_AUTO_CREATE_PARTITIONS", &PARTITIONS.to_string()),
+        ("WEIR_TOPICS__EVENTS", input),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     for t in ["orders", "payments", "other", "audit"] {
-        cmd.env(
+        env.push((
             format!("WEIR_TOPICS__{}", t.to_uppercase()),
             format!("{app}-{t}"),
-        );
+        ));
     }
-    let file = std::fs::File::create(&log)?;
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .spawn()?;
-    let pid = child.id();
-    let _router = Router(child);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !std::fs::read_to_string(&log)?.contains("partitions assigned") {
-        if Instant::now() > deadline {
-            bail!(
-                "router never got partitions:\n{}",
-                std::fs::read_to_string(&log)?
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let run = TopologyRun::spawn(bin, &env, &dir.path().join("router.log"))?;
+    run.wait_for_log("partitions assigned", Duration::from_secs(120))?;
     let start = Instant::now();
-    let cpu_start = cpu_seconds(pid);
+    let cpu_start = cpu_seconds(run.pid());
     let deadline = start + Duration::from_secs(600);
     loop {
-        if committed(bootstrap, &app, input)? >= n as i64 {
+        if committed(bootstrap, &app, input, PARTITIONS)? >= n as i64 {
             break;
         }
         if Instant::now() > deadline {
@@ -223,13 +81,8 @@ fn router(
         std::thread::sleep(Duration::from_millis(50));
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    let cpu_us = (cpu_seconds(pid) - cpu_start) * 1e6 / n as f64;
+    let cpu_us = (cpu_seconds(run.pid()) - cpu_start) * 1e6 / n as f64;
     Ok((rate, cpu_us))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() -> anyhow::Result<()> {
@@ -238,7 +91,7 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let bin = router_binary()?;
+    let bin = release_binary("event-router", "event-router")?;
     let broker = TestBroker::shared();
     let bootstrap = broker.bootstrap().to_string();
     let input = TestBroker::unique("bench-events");
@@ -267,7 +120,7 @@ fn main() -> anyhow::Result<()> {
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cpu_b, mut cpu_c) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        a.push(bare_pipe(&bootstrap, &input, n)?);
+        a.push(bare_pipe(&bootstrap, &input, n, 2)?);
         let (rb, ub) = router(&bin, &bootstrap, &input, n, "at_least_once")?;
         let (rc, uc) = router(&bin, &bootstrap, &input, n, "exactly_once_v2")?;
         b.push(rb);
