@@ -39,6 +39,29 @@ pub(crate) fn parse_offset(bytes: &[u8]) -> Option<i64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
+/// The metadata that records `checkpoints` (store id → next changelog
+/// offset) of a task whose stores are `names`, with the cluster id; nothing
+/// when there is no checkpoint to record.
+pub(crate) fn checkpoint_meta(
+    names: &[String],
+    checkpoints: &[(StoreId, i64)],
+    cluster: Option<&str>,
+) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut meta: Vec<(String, Option<Vec<u8>>)> = checkpoints
+        .iter()
+        .map(|&(store, offset)| {
+            (
+                checkpoint_key(&names[store]),
+                Some(offset.to_string().into_bytes()),
+            )
+        })
+        .collect();
+    if let (false, Some(id)) = (meta.is_empty(), cluster) {
+        meta.push((CLUSTER_KEY.to_string(), Some(id.as_bytes().to_vec())));
+    }
+    meta
+}
+
 /// The changelog partitions written in the open transaction, numbered in
 /// the order of their first write (the number travels in each record's
 /// delivery opaque), and the highest offset acknowledged for each.

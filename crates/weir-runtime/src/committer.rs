@@ -18,7 +18,7 @@ use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_core::ErrorClass;
 
-use crate::changelog::{checkpoint_key, CLUSTER_KEY};
+use crate::changelog::checkpoint_meta;
 use crate::delivery::{lock_vec, same_txn};
 use crate::error::Error;
 use crate::kafka::{classify, is_per_record};
@@ -195,22 +195,11 @@ impl TaskSet {
         let mut store_failure = None;
         for (key, task) in self.tasks.iter_mut() {
             if let Some(state) = &mut task.state {
-                let mut meta: Vec<(String, Option<Vec<u8>>)> = checkpoints
-                    .remove(key)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(store, offset)| {
-                        (
-                            checkpoint_key(&state.store_names()[store]),
-                            Some(offset.to_string().into_bytes()),
-                        )
-                    })
-                    .collect();
-                if !meta.is_empty() {
-                    if let Some(id) = &self.spec.cluster_id {
-                        meta.push((CLUSTER_KEY.to_string(), Some(id.clone().into_bytes())));
-                    }
-                }
+                let meta = checkpoint_meta(
+                    state.store_names(),
+                    &checkpoints.remove(key).unwrap_or_default(),
+                    self.spec.cluster_id.as_deref(),
+                );
                 if let Err(e) = state.commit(meta) {
                     store_failure.get_or_insert(Error::Task {
                         task: task.id.clone(),
