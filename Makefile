@@ -9,9 +9,9 @@ CARGO ?= cargo
 deps:
 	@scripts/deps.sh
 
-## demo: run the event-router end to end on a fresh local broker
+## demo: run the event-router and customer-totals end to end on a fresh local broker
 demo: deps
-	@$(CARGO) build --quiet -p weir-cli -p event-router
+	@$(CARGO) build --quiet -p weir-cli -p event-router -p customer-totals
 	@$(CARGO_TARGET_DIR)/debug/weir demo
 
 ## test: every test, against one test broker started for the run

@@ -78,6 +78,8 @@ impl Run {
             ("WEIR_TOPICS__EVENTS", self.events.as_str()),
             ("WEIR_TOPICS__CUSTOMER_TOTALS", self.totals.as_str()),
             ("WEIR_COMMIT_INTERVAL_MS", "100"),
+            // Purge consumed repartition records often, so every run does.
+            ("WEIR_REPARTITION_PURGE_INTERVAL_MS", "1000"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -339,4 +341,27 @@ fn exact_when_scaling_from_one_instance_to_two_and_back() {
         a_restored > 0,
         "A restored what B added while it owned them"
     );
+    // Consumed repartition records are purged (every second here).
+    let lows = low_watermarks(&repartition);
+    eprintln!("repartition topic log starts after the run: {lows:?}");
+    assert!(
+        lows.iter().all(|&l| l > 0),
+        "repartition topic purged: {lows:?}"
+    );
+}
+
+/// The log start offset of each partition of a repartition topic.
+fn low_watermarks(topic: &str) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", TestBroker::shared().bootstrap())
+        .create()
+        .unwrap();
+    (0..8)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap()
+                .0
+        })
+        .collect()
 }

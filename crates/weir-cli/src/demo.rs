@@ -1,4 +1,5 @@
-//! `weir demo`: the event-router end to end on a fresh local broker.
+//! `weir demo`: the event-router and customer-totals end to end on a fresh
+//! local broker.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use weir::core::dlq_headers;
 use weir_testkit::{create_topics, publish, terminate, BrokerProcess, TopicReader};
 
 const APP: &str = "event-router-demo";
+const TOTALS_APP: &str = "customer-totals-demo";
 const PARTITIONS: i32 = 4;
 
 /// Arguments of `weir demo`.
@@ -22,6 +24,9 @@ pub struct DemoArgs {
     /// The event-router binary (default: next to this one).
     #[arg(long)]
     router: Option<PathBuf>,
+    /// The customer-totals binary (default: next to this one).
+    #[arg(long)]
+    totals: Option<PathBuf>,
 }
 
 struct Sample {
@@ -71,17 +76,17 @@ fn samples(n: usize) -> (Vec<Sample>, usize) {
     (out, malformed.len())
 }
 
-fn router_binary(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+fn sibling_binary(arg: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
     let path = match arg {
         Some(p) => p,
         None => std::env::current_exe()?
             .parent()
             .context("weir has no parent directory")?
-            .join("event-router"),
+            .join(name),
     };
     if !path.exists() {
         bail!(
-            "event-router binary not found at {}: build it with `cargo build -p event-router` (make demo does)",
+            "{name} binary not found at {}: build it with `cargo build -p {name}` (make demo does)",
             path.display()
         );
     }
@@ -91,11 +96,17 @@ fn router_binary(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 struct Router(Child);
 
 impl Router {
-    fn start(bin: &Path, bootstrap: &str, state_dir: &Path, log: &Path) -> anyhow::Result<Self> {
+    fn start(
+        bin: &Path,
+        app: &str,
+        bootstrap: &str,
+        state_dir: &Path,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         let log_file = std::fs::File::create(log)?;
         let child = Command::new(bin)
             .arg("run")
-            .env("WEIR_APPLICATION_ID", APP)
+            .env("WEIR_APPLICATION_ID", app)
             .env("WEIR_BOOTSTRAP_SERVERS", bootstrap)
             .env("WEIR_STATE_DIR", state_dir)
             .env("WEIR_AUTO_CREATE_TOPICS", "true")
@@ -122,9 +133,10 @@ impl Drop for Router {
 
 /// Runs the demo; fails if any output is missing or repeated.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let router_bin = router_binary(args.router)?;
+    let router_bin = sibling_binary(args.router, "event-router")?;
+    let totals_bin = sibling_binary(args.totals, "customer-totals")?;
     let work = tempfile::Builder::new().prefix("weir-demo-").tempdir()?;
-    println!("Weir demo: the event-router, exactly once, on a local broker");
+    println!("Weir demo: the event-router and customer-totals, exactly once, on a local broker");
     let broker = BrokerProcess::start_on_free_loopback(&work.path().join("broker"))
         .context("starting the local test broker (make deps installs it)")?;
     let bootstrap = broker.bootstrap().to_string();
@@ -132,7 +144,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     create_topics(&bootstrap, &[(event_router::EVENTS, PARTITIONS)])?;
 
     let log = work.path().join("event-router.log");
-    let mut router = Router::start(&router_bin, &bootstrap, &work.path().join("state"), &log)?;
+    let mut router = Router::start(
+        &router_bin,
+        APP,
+        &bootstrap,
+        &work.path().join("state"),
+        &log,
+    )?;
+    let totals_log = work.path().join("customer-totals.log");
+    let mut totals = Router::start(
+        &totals_bin,
+        TOTALS_APP,
+        &bootstrap,
+        &work.path().join("totals-state"),
+        &totals_log,
+    )?;
     let (samples, malformed) = samples(args.events);
     let published = publish(
         &bootstrap,
@@ -220,9 +246,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             h(dlq_headers::ERROR_MESSAGE)
         );
     }
-    drop(broker);
     if ok {
         println!("\n  every kept event is in its topic and in audit exactly once; every malformed one is in the DLQ.");
+    }
+    let totals_ok = show_totals(&bootstrap, &samples, malformed);
+    totals.stop();
+    drop(broker);
+    if !totals_ok {
+        let tail = std::fs::read_to_string(&totals_log).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(30).collect();
+        eprintln!("customer-totals log (last lines):");
+        for l in tail.iter().rev() {
+            eprintln!("  {l}");
+        }
+        bail!("customer-totals does not match a recount (see above)")
+    }
+    if ok {
         Ok(())
     } else {
         let tail = std::fs::read_to_string(&log).unwrap_or_default();
@@ -233,4 +272,57 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         bail!("the outputs do not match the inputs (see above)")
     }
+}
+
+/// Reads customer-totals' updates (read_committed) until every customer's
+/// last count matches a recount of the samples; prints a few. `true` when
+/// everything matches and the malformed events were dead-lettered.
+fn show_totals(bootstrap: &str, samples: &[Sample], malformed: usize) -> bool {
+    let mut want: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for s in samples {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&s.value) else {
+            continue;
+        };
+        if let (Some(c), Some(a)) = (v["customer"].as_str(), v["amount"].as_f64()) {
+            let e = want.entry(c.to_string()).or_default();
+            e.0 += 1;
+            e.1 += a;
+        }
+    }
+    let updates: u64 = want.values().map(|(n, _)| n).sum();
+    let dlq = format!("{TOTALS_APP}-dlq");
+    let Ok(mut reader) = TopicReader::new(
+        bootstrap,
+        &[customer_totals::TOTALS, dlq.as_str()],
+        "read_committed",
+    ) else {
+        return false;
+    };
+    let complete = reader.read_until(Duration::from_secs(90), |r| {
+        r.len() as u64 >= updates + malformed as u64
+    });
+    reader.read_for(Duration::from_secs(1));
+    let by_topic = reader.by_topic();
+    let mut last: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for r in by_topic.get(customer_totals::TOTALS).into_iter().flatten() {
+        if let Ok(t) = serde_json::from_slice::<customer_totals::Totals>(
+            r.value.as_deref().unwrap_or_default(),
+        ) {
+            last.insert(t.customer, (t.count, t.total));
+        }
+    }
+    let dead = by_topic.get(&dlq).map_or(0, Vec::len);
+    println!(
+        "\n  customer-totals: {} updates for {} customers (read_committed), {dead} dead letters",
+        by_topic.get(customer_totals::TOTALS).map_or(0, Vec::len),
+        last.len()
+    );
+    for (c, (n, t)) in last.iter().take(5) {
+        println!("    {c:<8} count {n:>4}  total {t:>8}");
+    }
+    let ok = complete && last == want && dead == malformed;
+    if ok {
+        println!("  every customer's count and total equal a recount of the events.");
+    }
+    ok
 }

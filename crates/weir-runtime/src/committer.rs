@@ -212,6 +212,8 @@ impl TaskSet {
         if let Some(e) = store_failure {
             self.fail(e);
         }
+        self.purger
+            .after_commit(&self.spec.cfg, &self.topics, &self.committed);
         RuntimeStats::add(&self.spec.stats.commits, 1);
         tracing::debug!(
             thread = self.spec.index,

@@ -184,6 +184,10 @@ pub struct Config {
     /// production cluster).
     #[serde(default = "default_replication")]
     pub replication_factor: i32,
+    /// How often consumed records of repartition topics are deleted (ms,
+    /// default 30,000; Kafka Streams' `repartition.purge.interval.ms`).
+    #[serde(default = "default_purge_interval")]
+    pub repartition_purge_interval_ms: u64,
     /// The dead-letter topic (default: the topology's, else `<application_id>-dlq`).
     #[serde(default)]
     pub dlq_topic: Option<String>,
@@ -198,6 +202,9 @@ pub struct Config {
     pub kafka: BTreeMap<String, String>,
 }
 
+fn default_purge_interval() -> u64 {
+    30_000
+}
 fn default_replication() -> i32 {
     1
 }
@@ -266,6 +273,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("auto_create_topics", KeyType::Bool),
     ("auto_create_partitions", KeyType::Int),
     ("replication_factor", KeyType::Int),
+    ("repartition_purge_interval_ms", KeyType::Int),
     ("dlq_topic", KeyType::Str),
 ];
 

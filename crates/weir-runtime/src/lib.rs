@@ -51,6 +51,7 @@ mod identity;
 mod instance;
 mod kafka;
 mod partition_group;
+mod purge;
 mod rebalance;
 mod restore;
 mod stats;

@@ -180,7 +180,8 @@ fn run_generation(
         }
         let wait = {
             let s = lock(&state);
-            if s.has_ready_work(Instant::now()) {
+            // Restoring tasks are served between polls: do not sleep in one.
+            if s.has_ready_work(Instant::now()) || s.restoring() {
                 Duration::ZERO
             } else {
                 interval

@@ -17,6 +17,7 @@ use crate::changelog::{changelog_topic, ChangelogWrites};
 use crate::delivery::{opaque, Ack, DeliveryContext, Failure, CHANGELOG_FLAG};
 use crate::error::Error;
 use crate::kafka::{is_per_record, to_owned_headers, to_record};
+use crate::purge::Purger;
 use crate::rebalance::ThreadContext;
 use crate::restore::ChangelogRestorer;
 use crate::stats::RuntimeStats;
@@ -78,6 +79,8 @@ pub(crate) struct TaskSet {
     /// The thread cannot go on (a store failed): stop it with this error.
     failure: Option<Error>,
     restorer: ChangelogRestorer,
+    /// Deletes consumed records of repartition topics after commits.
+    pub purger: Purger,
     out: Vec<Record>,
     pub last_commit: Instant,
     /// Records consumed and produced since the counters were last published.
@@ -101,6 +104,13 @@ impl TaskSet {
         poisoned: HashMap<(Tp, i64), String>,
     ) -> Self {
         let topics = spec.topology.source_topics();
+        let repartition: Vec<String> = spec
+            .topology
+            .repartition_topics()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        let purger = Purger::new(&topics, &repartition);
         let subtopologies = topics
             .iter()
             .map(|t| {
@@ -134,6 +144,7 @@ impl TaskSet {
             fenced: false,
             failure: None,
             restorer: ChangelogRestorer::default(),
+            purger,
             out: Vec::new(),
             last_commit: Instant::now(),
             consumed: 0,
@@ -201,6 +212,13 @@ impl TaskSet {
         self.tasks
             .values()
             .any(|t| t.phase == TaskPhase::Running && t.group.ready(now))
+    }
+
+    /// Whether some task is opening or restoring its stores.
+    pub fn restoring(&self) -> bool {
+        self.tasks
+            .values()
+            .any(|t| matches!(t.phase, TaskPhase::Created | TaskPhase::Restoring))
     }
 
     /// Whether the pending state is large enough to commit before the interval.
