@@ -434,11 +434,14 @@ mod tests {
         ]
     }
 
+    /// A changelog record: its transaction, key and value.
+    type LogRecord = (u64, Vec<u8>, Option<Vec<u8>>);
+
     /// One changelog partition per store, as a read_committed consumer sees
     /// it: records of aborted transactions are skipped.
     #[derive(Default)]
     struct Log {
-        records: Vec<Vec<(u64, Vec<u8>, Option<Vec<u8>>)>>,
+        records: Vec<Vec<LogRecord>>,
         committed: HashSet<u64>,
     }
 
@@ -477,7 +480,7 @@ mod tests {
                     0
                 }
             };
-            let tail: Vec<(usize, &(u64, Vec<u8>, Option<Vec<u8>>))> = log.records[store]
+            let tail: Vec<(usize, &LogRecord)> = log.records[store]
                 .iter()
                 .enumerate()
                 .skip(start as usize)
