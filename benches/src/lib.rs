@@ -193,7 +193,7 @@ pub fn bare_consume(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Re
         let polled = consumer.poll(Duration::from_millis(10));
         if let Some(Ok(_)) = polled {
             records += 1;
-            if records % 1024 != 0 {
+            if !records.is_multiple_of(1024) {
                 continue;
             }
         }
