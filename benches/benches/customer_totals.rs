@@ -115,22 +115,59 @@ impl Totals<'_> {
     }
 }
 
-/// From spawn: (seconds to "partitions assigned", seconds from there until
-/// every task is running).
+/// The test broker's process id, when it runs on this machine.
+fn broker_pid() -> Option<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", "crabka-broker"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Seconds since midnight of a log line's timestamp (`…THH:MM:SS.ffffffZ`).
+fn log_time(line: &str) -> Option<f64> {
+    let t = line.split('T').nth(1)?;
+    let t = t.split('Z').next()?;
+    let mut parts = t.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// From spawn: (seconds until the assignment that started the last tasks —
+/// the group rejoin, which on this broker waits for the killed member's
+/// session to expire —, seconds from that assignment until every task runs).
 fn time_to_running(run: &TopologyRun, spawned: Instant) -> anyhow::Result<(f64, f64)> {
-    run.wait_for_log("partitions assigned", Duration::from_secs(120))?;
-    let assigned = Instant::now();
-    let deadline = assigned + Duration::from_secs(900);
+    let deadline = Instant::now() + Duration::from_secs(900);
     while run.log_text().matches("task running").count() < TASKS {
         if Instant::now() > deadline {
             bail!("tasks not running after 900 s:\n{}", run.log_text());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Ok((
-        (assigned - spawned).as_secs_f64(),
-        assigned.elapsed().as_secs_f64(),
-    ))
+    let running = spawned.elapsed().as_secs_f64();
+    let log = run.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    let last_running = lines
+        .iter()
+        .rposition(|l| l.contains("task running"))
+        .expect("counted above");
+    let assigned = lines[..last_running]
+        .iter()
+        .rev()
+        .find(|l| l.contains("partitions assigned"))
+        .and_then(|l| log_time(l));
+    let restore = match (assigned, log_time(lines[last_running])) {
+        (Some(a), Some(r)) => r - a,
+        _ => bail!("no timestamps in the log"),
+    };
+    Ok((running - restore, restore))
 }
 
 fn summary_counter(log: &str, name: &str) -> Option<u64> {
@@ -179,16 +216,35 @@ fn main() -> anyhow::Result<()> {
     let (mut a, mut b, mut c, mut cpu_b, mut cpu_c) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut last_eos = None;
+    let broker_cpu = || broker_pid().map_or(f64::NAN, cpu_seconds);
     for round in 1..=rounds {
+        let cpu0 = broker_cpu();
         a.push(bare_pipe(&bootstrap, &input, n, 2)?);
+        let broker_a = (broker_cpu() - cpu0) * 1e6 / n as f64;
         let app_b = TestBroker::unique("bench-totals-alo");
-        let (rb, ub, run_b) = totals.run(&app_b, &dir.path().join(&app_b), "at_least_once", n)?;
-        drop(run_b);
+        let (rb, ub, mut run_b) =
+            totals.run(&app_b, &dir.path().join(&app_b), "at_least_once", n)?;
+        run_b.stop();
+        let commit_b = summary_counter(&run_b.log_text(), "commit_ms").unwrap_or(0) as f64 / 1e3;
+        let phases = run_b
+            .log_text()
+            .split_whitespace()
+            .rev()
+            .find_map(|t| t.strip_prefix("commit_phases_ms="))
+            .unwrap_or("?")
+            .to_string();
+        println!(
+            "  round {round}: customer-totals at_least_once spent {commit_b:.1} s committing of {:.1} s (flush/offsets/commit/stores ms: {phases}; outputs unacknowledged when flushes began: {})",
+            n as f64 / rb,
+            summary_counter(&run_b.log_text(), "flush_backlog").unwrap_or(0)
+        );
         let app_c = TestBroker::unique("bench-totals-eos");
+        let cpu0 = broker_cpu();
         let (rc, uc, run_c) = totals.run(&app_c, &dir.path().join(&app_c), "exactly_once_v2", n)?;
+        let broker_c = (broker_cpu() - cpu0) * 1e6 / n as f64;
         let rss_mib = status_kib(run_c.pid(), "VmHWM:") as f64 / 1024.0;
         println!(
-            "  round {round}: a {:.0}  b {rb:.0}  c {rc:.0} records/s; CPU b {ub:.2}  c {uc:.2} us/record; peak RSS (c) {rss_mib:.0} MiB",
+            "  round {round}: a {:.0}  b {rb:.0}  c {rc:.0} records/s; CPU b {ub:.2}  c {uc:.2} us/record; broker CPU a {broker_a:.2}  c {broker_c:.2} us/record; peak RSS (c) {rss_mib:.0} MiB",
             a[round - 1]
         );
         b.push(rb);
@@ -225,7 +281,7 @@ fn main() -> anyhow::Result<()> {
     let (join_s, restore_s) = time_to_running(&run, spawned)?;
     run.stop();
     println!(
-        "restart after kill -9 holding {n} keys: start → partitions assigned {join_s:.2} s (group rejoin), assigned → all {TASKS} tasks running {restore_s:.2} s (target < 2 s); replayed {} records",
+        "restart after kill -9 holding {n} keys: start → the final assignment {join_s:.2} s (group rejoin), that assignment → all {TASKS} tasks running {restore_s:.2} s (target < 2 s); replayed {} records",
         summary_counter(&run.log_text(), "restored").unwrap_or(0)
     );
     // Full restore: the state dir deleted.

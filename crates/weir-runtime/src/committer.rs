@@ -120,13 +120,35 @@ impl TaskSet {
     /// Commits the open transaction (or, at least once, the offsets of
     /// acknowledged outputs), then applies every task's pending writes.
     pub fn commit(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        let started = Instant::now();
+        self.commit_inner(consumer);
+        RuntimeStats::add(
+            &self.spec.stats.commit_micros,
+            started.elapsed().as_micros() as u64,
+        );
+    }
+
+    fn commit_inner(&mut self, consumer: &BaseConsumer<ThreadContext>) {
         let fp = self.spec.failpoints.clone();
         self.produce_changelogs();
         fp.hit("after_changelog_produce");
         fp.hit("before_produce_flush");
+        RuntimeStats::add(
+            &self.spec.stats.flush_backlog,
+            self.producer.in_flight_count().max(0) as u64,
+        );
+        let mut mark = Instant::now();
+        let mut phase = |s: &Self, i: usize| {
+            RuntimeStats::add(
+                &s.spec.stats.commit_phase_micros[i],
+                mark.elapsed().as_micros() as u64,
+            );
+            mark = Instant::now();
+        };
         if let Err(class) = self.retrying("flush", |s| s.producer.flush(CALL_TIMEOUT)) {
             return self.fail_class(consumer, class);
         }
+        phase(self, 0);
         if self.has_failures() || self.rewind_requested {
             return self.abort(consumer, true);
         }
@@ -159,15 +181,18 @@ impl TaskSet {
                 return self.abort(consumer, false);
             }
             fp.hit("before_commit");
+            phase(self, 1);
             if let Err(class) = self.retrying("commit_transaction", |s| {
                 s.producer.commit_transaction(CALL_TIMEOUT)
             }) {
                 return self.fail_class(consumer, class);
             }
             fp.hit("after_commit");
+            phase(self, 2);
         } else {
             fp.hit("after_send_offsets");
             fp.hit("before_commit");
+            phase(self, 1);
             if offsets.count() > 0 {
                 if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
                     // At least once: the records will be processed again.
@@ -175,6 +200,7 @@ impl TaskSet {
                 }
             }
             fp.hit("after_commit");
+            phase(self, 2);
         }
         for e in offsets.elements() {
             if let (Some(ti), Offset::Offset(o)) = (self.topic_index(e.topic()), e.offset()) {
@@ -209,6 +235,7 @@ impl TaskSet {
             }
             task.executor.committed();
         }
+        phase(self, 3);
         if let Some(e) = store_failure {
             self.fail(e);
         }

@@ -410,6 +410,8 @@ mod tests {
         Delete(usize, u8),
         /// A record that fails: its writes are rolled back to its savepoint.
         Failed(usize, u8, u8),
+        /// A record that succeeds: its writes are kept at its savepoint's end.
+        Kept(usize, u8, u8),
         Commit,
         /// The transaction commits; the process dies before the checkpoint.
         CommitThenCrash,
@@ -418,6 +420,8 @@ mod tests {
         Crash,
         /// The state directory is lost.
         LoseState,
+        /// The changelog of what changed so far is sent (between turns).
+        Send,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -425,12 +429,14 @@ mod tests {
         prop_oneof![
             6 => (s.clone(), 0..8u8, any::<u8>()).prop_map(|(s, k, v)| Op::Put(s, k, v)),
             2 => (s.clone(), 0..8u8).prop_map(|(s, k)| Op::Delete(s, k)),
-            1 => (s, 0..8u8, any::<u8>()).prop_map(|(s, k, v)| Op::Failed(s, k, v)),
+            1 => (s.clone(), 0..8u8, any::<u8>()).prop_map(|(s, k, v)| Op::Failed(s, k, v)),
+            3 => (s, 0..8u8, any::<u8>()).prop_map(|(s, k, v)| Op::Kept(s, k, v)),
             2 => Just(Op::Commit),
             1 => Just(Op::CommitThenCrash),
             1 => Just(Op::Abort),
             1 => Just(Op::Crash),
             1 => Just(Op::LoseState),
+            2 => Just(Op::Send),
         ]
     }
 
@@ -454,17 +460,20 @@ mod tests {
         TaskState::new(Box::new(backend), names())
     }
 
-    /// What the runtime does at commit: produce the pending set (the
-    /// acknowledged offsets give the checkpoints), commit the transaction.
-    fn produce(state: &TaskState, log: &mut Log, txn: u64) -> Vec<(StoreId, i64)> {
-        let mut writes = ChangelogWrites::default();
-        let mut acks = Vec::new();
-        for (store, k, v) in state.pending().iter() {
+    /// What the runtime does after a turn's records and at commit: produce
+    /// the keys changed since the last send (acknowledged at once here).
+    fn send(
+        state: &mut TaskState,
+        log: &mut Log,
+        txn: u64,
+        writes: &mut ChangelogWrites,
+        acks: &mut Vec<(usize, i64)>,
+    ) {
+        for (store, k, v) in state.take_unsent() {
             let slot = writes.slot(TASK, store);
             acks.push((slot, log.records[store].len() as i64));
-            log.records[store].push((txn, k.to_vec(), v.map(<[u8]>::to_vec)));
+            log.records[store].push((txn, k, v));
         }
-        writes.checkpoints(acks).remove(&TASK).unwrap_or_default()
     }
 
     /// What a restoring task does: plan from the checkpoint (wiping an
@@ -535,6 +544,8 @@ mod tests {
             let mut visible = committed.clone();
             let mut state = Some(open(&path, &budget));
             let mut txn = 0u64;
+            let mut writes = ChangelogWrites::default();
+            let mut acks = Vec::new();
             for op in &ops {
                 let st = state.as_mut().unwrap();
                 let mut restart = false;
@@ -552,8 +563,19 @@ mod tests {
                         st.store(*s).put(&[*k], &[*v]).unwrap();
                         st.rollback_to_savepoint();
                     }
+                    Op::Kept(s, k, v) => {
+                        st.savepoint();
+                        st.store(*s).put(&[*k], &[*v]).unwrap();
+                        st.release_savepoint();
+                        visible[*s].insert(vec![*k], vec![*v]);
+                    }
+                    Op::Send => send(st, &mut log, txn, &mut writes, &mut acks),
                     Op::Commit | Op::CommitThenCrash => {
-                        let checkpoints = produce(st, &mut log, txn);
+                        send(st, &mut log, txn, &mut writes, &mut acks);
+                        let checkpoints = writes
+                            .checkpoints(acks.drain(..))
+                            .remove(&TASK)
+                            .unwrap_or_default();
                         log.committed.insert(txn);
                         committed = visible.clone();
                         if matches!(op, Op::Commit) {
@@ -564,12 +586,12 @@ mod tests {
                         }
                     }
                     Op::Abort => {
-                        produce(st, &mut log, txn);
+                        send(st, &mut log, txn, &mut writes, &mut acks);
                         st.abort();
                         visible = committed.clone();
                     }
                     Op::Crash => {
-                        produce(st, &mut log, txn);
+                        send(st, &mut log, txn, &mut writes, &mut acks);
                         restart = true;
                     }
                     Op::LoseState => {
@@ -578,8 +600,10 @@ mod tests {
                         restart = true;
                     }
                 }
-                if matches!(op, Op::Commit | Op::CommitThenCrash | Op::Abort | Op::Crash) {
+                if matches!(op, Op::Commit | Op::CommitThenCrash | Op::Abort | Op::Crash | Op::LoseState) {
                     txn += 1;
+                    writes.clear();
+                    acks.clear();
                 }
                 if restart {
                     drop(state.take());

@@ -24,6 +24,14 @@ pub struct RuntimeStats {
     pub restored: AtomicU64,
     /// Stores wiped for a full restore (their checkpoint was unusable).
     pub stores_wiped: AtomicU64,
+    /// Time spent committing (changelogs, flush, offsets, commit, store
+    /// batch), in microseconds.
+    pub commit_micros: AtomicU64,
+    /// Of which: flushing outputs, sending (or committing) offsets,
+    /// committing the transaction, writing the stores — microseconds.
+    pub commit_phase_micros: [AtomicU64; 4],
+    /// Outputs not yet acknowledged when commits began to flush, summed.
+    pub flush_backlog: AtomicU64,
 }
 
 impl RuntimeStats {
@@ -32,11 +40,12 @@ impl RuntimeStats {
     }
 
     /// `consumed=… produced=… dead_lettered=… commits=… aborts=… rejoins=…
-    /// restored=… restore_total=… stores_wiped=…`
+    /// restored=… restore_total=… stores_wiped=… commit_ms=…
+    /// commit_phases_ms=<flush>/<offsets>/<commit>/<stores>`
     pub fn summary(&self) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "consumed={} produced={} dead_lettered={} commits={} aborts={} rejoins={} restored={} restore_total={} stores_wiped={}",
+            "consumed={} produced={} dead_lettered={} commits={} aborts={} rejoins={} restored={} restore_total={} stores_wiped={} commit_ms={} commit_phases_ms={} flush_backlog={}",
             g(&self.consumed),
             g(&self.produced),
             g(&self.dead_lettered),
@@ -45,7 +54,14 @@ impl RuntimeStats {
             g(&self.rejoins),
             g(&self.restored),
             g(&self.restore_total),
-            g(&self.stores_wiped)
+            g(&self.stores_wiped),
+            g(&self.commit_micros) / 1000,
+            self.commit_phase_micros
+                .iter()
+                .map(|c| (g(c) / 1000).to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            g(&self.flush_backlog)
         )
     }
 }

@@ -116,9 +116,15 @@ impl TaskState {
         self.pending.release_savepoint();
     }
 
-    /// The pending writes (what the changelog receives at commit).
+    /// The pending writes.
     pub fn pending(&self) -> &PendingWrites {
         &self.pending
+    }
+
+    /// The keys changed since the last call, with their pending entries
+    /// (see [`PendingWrites::take_unsent`]): what goes to the changelog.
+    pub fn take_unsent(&mut self) -> Vec<(StoreId, Vec<u8>, Option<Vec<u8>>)> {
+        self.pending.take_unsent()
     }
 
     /// Applies every pending write, with `meta`, to the backend in one
