@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use weir_benches::{
-    bare_consume, bare_pipe, committed, cpu_seconds, end_offsets, median, release_binary,
-    status_kib, TopologyRun, PARTITIONS,
+    bare_consume, bare_pipe, bench_var, committed, cpu_seconds, end_offsets, median, publish_input,
+    release_binary, status_kib, TopologyRun, PARTITIONS,
 };
-use weir_testkit::{create_topics, publish, TestBroker};
+use weir_testkit::{summary_counter, TestBroker};
 
 /// Partitions of the repartition topic (the topology's own setting).
 const REPARTITION_PARTITIONS: i32 = 8;
@@ -170,42 +170,14 @@ fn time_to_running(run: &TopologyRun, spawned: Instant) -> anyhow::Result<(f64, 
     Ok((running - restore, restore))
 }
 
-fn summary_counter(log: &str, name: &str) -> Option<u64> {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("weir: stopped:"))?;
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-        .and_then(|v| v.parse().ok())
-}
-
 fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::var("WEIR_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let rounds: usize = std::env::var("WEIR_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let n = bench_var("WEIR_BENCH_EVENTS", 1_000_000);
+    let rounds = bench_var("WEIR_BENCH_ROUNDS", 3);
     let bin = release_binary("customer-totals", "customer-totals")?;
-    let broker = TestBroker::shared();
-    let bootstrap = broker.bootstrap().to_string();
-    let input = TestBroker::unique("bench-purchases");
-    create_topics(&bootstrap, &[(&input, PARTITIONS)])?;
-    let values: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
-        .map(|i| (format!("k{}", i % 9_973).into_bytes(), event(i)))
-        .collect();
-    let avg = values.iter().map(|(_, v)| v.len()).sum::<usize>() / n.max(1);
-    publish(
-        &bootstrap,
-        &input,
-        values
-            .iter()
-            .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice()))),
-    )?;
-    drop(values);
+    let bootstrap = TestBroker::shared().bootstrap().to_string();
+    let (input, avg) = publish_input(&bootstrap, "bench-purchases", n, |i| {
+        (format!("k{}", i % 9_973).into_bytes(), event(i))
+    })?;
     println!("customer_totals: {n} events (~{avg} B, {n} customers) on {PARTITIONS} partitions, broker {bootstrap}");
     let totals = Totals {
         bin: &bin,

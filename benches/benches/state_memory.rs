@@ -8,15 +8,7 @@
 use weir::state::{KeyValueStore, RocksDbBackend, StateBudget, TaskState};
 
 fn kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    weir_benches::status_kib(std::process::id(), field)
 }
 
 fn main() {

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use weir_benches::{
-    bare_pipe, committed, cpu_seconds, median, release_binary, TopologyRun, PARTITIONS,
+    bare_pipe, bench_var, committed, cpu_seconds, median, publish_input, release_binary,
+    TopologyRun, PARTITIONS,
 };
-use weir_testkit::{create_topics, publish, TestBroker};
+use weir_testkit::TestBroker;
 
 fn event(i: usize) -> Vec<u8> {
     let kinds = ["order", "payment", "refund", "shipment"];
@@ -87,35 +88,18 @@ fn router(
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; nothing else to parse.
-    let n: usize = std::env::var("WEIR_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let n = bench_var("WEIR_BENCH_EVENTS", 1_000_000);
     let bin = release_binary("event-router", "event-router")?;
-    let broker = TestBroker::shared();
-    let bootstrap = broker.bootstrap().to_string();
-    let input = TestBroker::unique("bench-events");
-    create_topics(&bootstrap, &[(&input, PARTITIONS)])?;
-    let values: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
-        .map(|i| (format!("customer-{:05}", i % 10_007).into_bytes(), event(i)))
-        .collect();
-    let avg = values.iter().map(|(_, v)| v.len()).sum::<usize>() / n.max(1);
+    let bootstrap = TestBroker::shared().bootstrap().to_string();
     let t = Instant::now();
-    publish(
-        &bootstrap,
-        &input,
-        values
-            .iter()
-            .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice()))),
-    )?;
+    let (input, avg) = publish_input(&bootstrap, "bench-events", n, |i| {
+        (format!("customer-{:05}", i % 10_007).into_bytes(), event(i))
+    })?;
     println!(
         "throughput: {n} events (~{avg} B) on {PARTITIONS} partitions, published in {:.1} s, broker {bootstrap}",
         t.elapsed().as_secs_f64()
     );
-    let rounds: usize = std::env::var("WEIR_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let rounds = bench_var("WEIR_BENCH_ROUNDS", 3);
     // Interleaved rounds, so a noisy moment on this shared machine hits all three.
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cpu_b, mut cpu_c) = (Vec::new(), Vec::new());

@@ -16,6 +16,41 @@ use weir_testkit::{create_topics, terminate, TestBroker};
 /// Partitions of every benchmark input.
 pub const PARTITIONS: i32 = 8;
 
+/// A count from the environment (`WEIR_BENCH_EVENTS`, `WEIR_BENCH_ROUNDS`, …),
+/// or `default`.
+pub fn bench_var(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Creates a new input topic (`prefix` + a unique suffix, [`PARTITIONS`]
+/// partitions) and publishes the `n` records `record(i)` makes; returns the
+/// topic and the average value size.
+///
+/// # Errors
+/// When the broker refuses.
+pub fn publish_input(
+    bootstrap: &str,
+    prefix: &str,
+    n: usize,
+    record: impl Fn(usize) -> (Vec<u8>, Vec<u8>),
+) -> anyhow::Result<(String, usize)> {
+    let input = TestBroker::unique(prefix);
+    create_topics(bootstrap, &[(&input, PARTITIONS)])?;
+    let values: Vec<(Vec<u8>, Vec<u8>)> = (0..n).map(record).collect();
+    let avg = values.iter().map(|(_, v)| v.len()).sum::<usize>() / n.max(1);
+    weir_testkit::publish(
+        bootstrap,
+        &input,
+        values
+            .iter()
+            .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice()))),
+    )?;
+    Ok((input, avg))
+}
+
 /// Builds `package`'s binary `name` in release and returns its path.
 ///
 /// # Errors

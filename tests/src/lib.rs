@@ -275,14 +275,7 @@ impl TopologyProcess {
 
     /// The counter `name` from the shutdown summary line, if it printed one.
     pub fn summary_counter(&self, name: &str) -> Option<u64> {
-        let text = self.log_text();
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("weir: stopped:"))?;
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
+        weir_testkit::summary_counter(&self.log_text(), name)
     }
 
     /// The partitions of `topic` in its most recent "partitions assigned" log line.
@@ -314,6 +307,25 @@ impl Drop for TopologyProcess {
             self.kill9();
         }
     }
+}
+
+/// Checks the `<key>` → `<count>` updates of a counting topology: each
+/// key's counts go 1, 2, 3, … in the order read (no gap, no repeat);
+/// returns each key's last count.
+///
+/// # Panics
+/// When they do not.
+pub fn counts_go_up_by_one(records: &[Record]) -> BTreeMap<String, u64> {
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    for r in records {
+        let k = String::from_utf8(r.key.clone().expect("keyed")).expect("UTF-8 key");
+        let c: u64 = String::from_utf8_lossy(r.value.as_deref().expect("a value"))
+            .parse()
+            .expect("a count");
+        let prev = last.insert(k.clone(), c).unwrap_or(0);
+        assert_eq!(c, prev + 1, "counts of {k} go 1, 2, 3, … (read_committed)");
+    }
+    last
 }
 
 /// One generated input event and where it must end up.

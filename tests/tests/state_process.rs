@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use weir_testkit::{publish, TestBroker, TopicReader};
-use weir_tests::{binary, topology_env, TopologyProcess};
+use weir_tests::{binary, counts_go_up_by_one, topology_env, TopologyProcess};
 
 #[test]
 fn a_process_node_counts_per_key_in_rocksdb_on_the_broker() {
@@ -55,15 +55,7 @@ fn a_process_node_counts_per_key_in_rocksdb_on_the_broker() {
     reader.read_for(Duration::from_secs(1));
     assert!(complete, "{}", p.log_text());
     assert_eq!(reader.records().len(), n, "no duplicates");
-    let mut last: BTreeMap<String, u64> = BTreeMap::new();
-    for r in reader.records() {
-        let k = String::from_utf8(r.key.clone().unwrap()).unwrap();
-        let c: u64 = String::from_utf8_lossy(r.value.as_deref().unwrap())
-            .parse()
-            .unwrap();
-        let prev = last.insert(k.clone(), c).unwrap_or(0);
-        assert_eq!(c, prev + 1, "counts of {k} go 1, 2, 3, … in order");
-    }
+    let last = counts_go_up_by_one(reader.records());
     assert_eq!(last, want);
     assert!(p.stop().success(), "{}", p.log_text());
     // One RocksDB per task, under the task's stable id.

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use weir_testkit::{create_topics, publish, BrokerProcess, TestBroker, TopicReader};
-use weir_tests::{binary, topology_env, TopologyProcess};
+use weir_tests::{binary, counts_go_up_by_one, topology_env, TopologyProcess};
 
 struct Run {
     bootstrap: String,
@@ -100,15 +100,7 @@ fn assert_counts(run: &Run, want: &BTreeMap<String, u64>, p: &TopologyProcess) {
         reader.records().len(),
         p.log_text()
     );
-    let mut last: BTreeMap<String, u64> = BTreeMap::new();
-    for r in reader.records() {
-        let k = String::from_utf8(r.key.clone().unwrap()).unwrap();
-        let c: u64 = String::from_utf8_lossy(r.value.as_deref().unwrap())
-            .parse()
-            .unwrap();
-        let prev = last.insert(k.clone(), c).unwrap_or(0);
-        assert_eq!(c, prev + 1, "counts of {k} go 1, 2, 3, … (read_committed)");
-    }
+    let last = counts_go_up_by_one(reader.records());
     assert_eq!(&last, want);
     assert_eq!(reader.records().len() as u64, total, "no duplicates");
 }

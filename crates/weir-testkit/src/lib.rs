@@ -20,4 +20,4 @@ pub use broker::{create_topics, BrokerError, BrokerProcess, TestBroker};
 pub use clients::{publish, TopicReader};
 pub use driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use features::{downgrade_transaction_version, FeatureError};
-pub use process::terminate;
+pub use process::{summary_counter, terminate};

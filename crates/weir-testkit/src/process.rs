@@ -1,4 +1,5 @@
-//! Stopping child processes politely, then firmly.
+//! Child processes: stopping them politely, then firmly, and reading the
+//! summary line a Weir instance prints when it stops.
 
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
@@ -22,4 +23,16 @@ pub fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
     }
     let _ = child.kill();
     child.wait().ok()
+}
+
+/// The counter `name` (`restored`, `commit_ms`, …) from the last
+/// `weir: stopped: k=v …` summary line of an instance's `log`.
+pub fn summary_counter(log: &str, name: &str) -> Option<u64> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("weir: stopped:"))?;
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
 }
