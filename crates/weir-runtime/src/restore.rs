@@ -95,7 +95,10 @@ impl std::fmt::Debug for ChangelogRestorer {
 pub(crate) type Replayed = (StoreId, Vec<u8>, Option<Vec<u8>>);
 
 /// Applies replayed changelog records to a restoring task's stores with the
-/// checkpoints they reach (store id → next offset), in one write batch.
+/// checkpoints they reach (store id → next offset), in one write batch
+/// that skips the write-ahead log (a crash loses the batch and its
+/// checkpoint together: the restore resumes earlier). The task persists its
+/// state before it runs.
 pub(crate) fn apply_replayed(
     state: &mut TaskState,
     writes: Vec<Replayed>,
@@ -103,7 +106,11 @@ pub(crate) fn apply_replayed(
     cluster: Option<&str>,
 ) -> Result<(), StoreError> {
     let meta = checkpoint_meta(state.store_names(), checkpoints, cluster);
-    state.restore(WriteSet { writes, meta })
+    state.restore(WriteSet {
+        writes,
+        meta,
+        unlogged: true,
+    })
 }
 
 /// A store's checkpoint and the cluster it was taken on, as the last

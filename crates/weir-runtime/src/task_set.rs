@@ -468,6 +468,15 @@ impl TaskSet {
                     .state
                     .as_mut()
                     .expect("a restoring task has its stores open");
+                // Restored writes skipped the WAL: durable before any logged one.
+                if let Err(e) = state.persist() {
+                    let id = task.id.clone();
+                    self.fail(Error::Task {
+                        task: id,
+                        message: format!("persisting restored state: {e}"),
+                    });
+                    return;
+                }
                 if let Err(e) = task.executor.init(state) {
                     let id = task.id.clone();
                     self.fail(Error::Task {

@@ -12,6 +12,11 @@ pub struct WriteSet {
     pub writes: Vec<(usize, Vec<u8>, Option<Vec<u8>>)>,
     /// `(name, value)` metadata (format version, checkpoint, …).
     pub meta: Vec<(String, Option<Vec<u8>>)>,
+    /// The set may skip the write-ahead log (a restore's bulk writes): a
+    /// crash before [`StateBackend::persist`] may then lose it — always
+    /// whole, with its metadata, never in part. Call `persist` before any
+    /// logged write follows.
+    pub unlogged: bool,
 }
 
 /// The committed state of one task: one keyspace per declared store plus a
@@ -49,6 +54,15 @@ pub trait StateBackend: Send {
     /// # Errors
     /// [`StoreError`] when the engine fails.
     fn approximate_len(&self, store: usize) -> Result<u64, StoreError>;
+
+    /// Makes every applied set durable, unlogged ones included (RocksDB:
+    /// flushes every column family at once).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the engine fails.
+    fn persist(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Removes every entry of store `store` (a store wiped before a full
     /// restore from its changelog). Metadata is kept.

@@ -94,6 +94,9 @@ impl StateBudget {
         o.set_keep_log_file_num(2);
         o.set_max_total_wal_size(64 << 20);
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Stores and metadata (the checkpoint) are flushed together, so a
+        // write set that skipped the WAL is lost whole or kept whole.
+        o.set_atomic_flush(true);
         o
     }
 }
@@ -187,6 +190,7 @@ impl RocksDbBackend {
                 }
             }
             None => self.apply(WriteSet {
+                unlogged: false,
                 writes: Vec::new(),
                 meta: vec![(
                     FORMAT_KEY.to_string(),
@@ -270,7 +274,29 @@ impl StateBackend for RocksDbBackend {
                 None => batch.delete(name.as_bytes()),
             }
         }
-        self.db.write(batch).map_err(self.engine(usize::MAX))
+        if set.unlogged {
+            let mut opts = rocksdb::WriteOptions::default();
+            opts.disable_wal(true);
+            self.db
+                .write_opt(batch, &opts)
+                .map_err(self.engine(usize::MAX))
+        } else {
+            self.db.write(batch).map_err(self.engine(usize::MAX))
+        }
+    }
+
+    fn persist(&mut self) -> Result<(), StoreError> {
+        let mut cfs: Vec<&rocksdb::ColumnFamily> = self
+            .families
+            .iter()
+            .filter_map(|f| self.db.cf_handle(f))
+            .collect();
+        if let Some(meta) = self.db.cf_handle(META_CF) {
+            cfs.push(meta);
+        }
+        self.db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
+            .map_err(self.engine(usize::MAX))
     }
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

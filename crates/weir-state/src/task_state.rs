@@ -27,6 +27,8 @@ pub struct TaskState {
     backend: Box<dyn StateBackend>,
     pending: PendingWrites,
     names: Vec<String>,
+    /// Unlogged sets were applied since the last persist.
+    unlogged: bool,
 }
 
 impl std::fmt::Debug for TaskState {
@@ -45,6 +47,7 @@ impl TaskState {
             backend,
             pending: PendingWrites::new(),
             names,
+            unlogged: false,
         }
     }
 
@@ -141,6 +144,7 @@ impl TaskState {
         let mut set = WriteSet {
             writes: Vec::with_capacity(self.pending.len()),
             meta,
+            unlogged: false,
         };
         self.pending.drain_into(&mut set);
         self.backend.apply(set)
@@ -154,7 +158,20 @@ impl TaskState {
     /// [`StoreError`] when the backend fails.
     pub fn restore(&mut self, set: WriteSet) -> Result<(), StoreError> {
         debug_assert!(self.pending.is_empty(), "restoring under pending writes");
+        self.unlogged |= set.unlogged;
         self.backend.apply(set)
+    }
+
+    /// Makes restored (unlogged) writes durable; call when a restoration
+    /// ends, before the task writes anything else.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend fails.
+    pub fn persist(&mut self) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.unlogged) {
+            self.backend.persist()?;
+        }
+        Ok(())
     }
 
     /// Removes every committed entry of store `id` (before a full restore).
