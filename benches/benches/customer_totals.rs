@@ -167,6 +167,22 @@ fn time_to_running(run: &TopologyRun, spawned: Instant) -> anyhow::Result<(f64, 
         (Some(a), Some(r)) => r - a,
         _ => bail!("no timestamps in the log"),
     };
+    // Where the restart's time goes: opening the stores and listing the
+    // changelogs (until the last "restoring" line), then replaying.
+    if let (Some(a), Some(planned)) = (
+        assigned,
+        lines[..last_running]
+            .iter()
+            .rev()
+            .find(|l| l.contains("restoring"))
+            .and_then(|l| log_time(l)),
+    ) {
+        println!(
+            "  (open stores + list changelogs {:.2} s, replay + persist {:.2} s)",
+            planned - a,
+            restore - (planned - a)
+        );
+    }
     Ok((running - restore, restore))
 }
 

@@ -21,7 +21,7 @@ use weir_core::ErrorClass;
 use crate::changelog::checkpoint_meta;
 use crate::delivery::{lock_vec, same_txn};
 use crate::error::Error;
-use crate::kafka::{classify, is_per_record};
+use crate::kafka::{classify, flush_quickly, is_per_record};
 use crate::rebalance::ThreadContext;
 use crate::stats::RuntimeStats;
 use crate::stream_thread::{CALL_TIMEOUT, MAX_RETRIES};
@@ -145,7 +145,7 @@ impl TaskSet {
             );
             mark = Instant::now();
         };
-        if let Err(class) = self.retrying("flush", |s| s.producer.flush(CALL_TIMEOUT)) {
+        if let Err(class) = self.retrying("flush", |s| flush_quickly(&s.producer, CALL_TIMEOUT)) {
             return self.fail_class(consumer, class);
         }
         phase(self, 0);

@@ -92,6 +92,35 @@ pub(crate) fn producer_config(
     c
 }
 
+/// Sends everything queued at once and waits until every output is
+/// acknowledged (its delivery report served), or `timeout` passes.
+///
+/// rdkafka's `flush` waits for reports in `poll` calls of up to 100 ms and
+/// returns only when one ends, so on a quiet broker connection each flush
+/// took ~100 ms however little was queued (measured: the bare pipe of the
+/// throughput bench spent 1.2 s of 2.6 s in 12 flushes). This polls in
+/// 1 ms steps instead.
+///
+/// # Errors
+/// `KafkaError::Flush(TimedOut)` when outputs are still unacknowledged at
+/// the deadline.
+pub(crate) fn flush_quickly<C: rdkafka::producer::ProducerContext>(
+    producer: &rdkafka::producer::BaseProducer<C>,
+    timeout: std::time::Duration,
+) -> rdkafka::error::KafkaResult<()> {
+    use rdkafka::producer::Producer;
+    let deadline = std::time::Instant::now() + timeout;
+    // A zero-timeout flush sends what lingers now and returns.
+    let _ = producer.flush(std::time::Duration::ZERO);
+    while producer.in_flight_count() > 0 {
+        if std::time::Instant::now() >= deadline {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+        }
+        producer.poll(std::time::Duration::from_millis(1));
+    }
+    Ok(())
+}
+
 /// Admin and metadata clients.
 pub(crate) fn admin_config(cfg: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
