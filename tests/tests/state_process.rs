@@ -68,3 +68,49 @@ fn a_process_node_counts_per_key_in_rocksdb_on_the_broker() {
         );
     }
 }
+
+#[test]
+fn a_changelog_record_that_can_never_be_delivered_stops_the_instance_with_a_clear_error() {
+    // It has no source record of its own to dead-letter; retrying would
+    // abort every commit forever. The instance stops, naming the store, and
+    // nothing of the transaction is committed.
+    let broker = TestBroker::shared();
+    let app = TestBroker::unique("state-stash");
+    let (input, output) = (format!("{app}-in"), format!("{app}-out"));
+    broker.create_topic(&input, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = topology_env(
+        &app,
+        broker.bootstrap(),
+        &dir.path().join("state"),
+        (&input, &output),
+        &[("WEIR_KAFKA__MESSAGE_MAX_BYTES", "6000")],
+    );
+    let mut p = TopologyProcess::spawn(
+        &binary("weir-test-stash", "weir-tests"),
+        &["run"],
+        &env,
+        &dir.path().join("log"),
+    );
+    let big = "x".repeat(2_000);
+    publish(
+        broker.bootstrap(),
+        &input,
+        [(Some(b"k".as_slice()), Some(big.as_bytes()))],
+    )
+    .unwrap();
+    let status = p.wait_exit(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the instance stops with an error; log:\n{}",
+        p.log_text()
+    );
+    let log = p.log_text();
+    assert!(
+        log.contains("can never be delivered") && log.contains("stash"),
+        "{log}"
+    );
+    let mut reader = TopicReader::new(broker.bootstrap(), &[&output], "read_committed").unwrap();
+    reader.read_for(Duration::from_secs(2));
+    assert!(reader.records().is_empty(), "nothing committed");
+}

@@ -102,6 +102,11 @@ impl ChangelogWrites {
         out
     }
 
+    /// The task and store of `slot`.
+    pub fn slot_of(&self, slot: usize) -> Option<(TaskKey, StoreId)> {
+        self.slots.get(slot).copied()
+    }
+
     /// Forgets the transaction's slots.
     pub fn clear(&mut self) {
         self.slots.clear();

@@ -19,7 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use weir_core::ErrorClass;
 
 use crate::changelog::checkpoint_meta;
-use crate::delivery::{lock_vec, same_txn};
+use crate::delivery::{lock_vec, same_txn, CHANGELOG_FLAG};
 use crate::error::Error;
 use crate::kafka::{classify, flush_quickly, is_per_record};
 use crate::rebalance::ThreadContext;
@@ -131,6 +131,9 @@ impl TaskSet {
     fn commit_inner(&mut self, consumer: &BaseConsumer<ThreadContext>) {
         let fp = self.spec.failpoints.clone();
         self.produce_changelogs();
+        if self.has_failed() {
+            return; // the thread stops; the open transaction is never committed
+        }
         fp.hit("after_changelog_produce");
         fp.hit("before_produce_flush");
         RuntimeStats::add(
@@ -304,7 +307,14 @@ impl TaskSet {
             let _ = self.producer.flush(CALL_TIMEOUT);
         }
         for (source, code) in self.take_failures() {
-            if let Some(&src) = self.sources.get(source) {
+            if source & CHANGELOG_FLAG != 0 {
+                if is_per_record(code) {
+                    // No source record to dead-letter: retrying would abort
+                    // every commit from now on.
+                    let store = self.store_of_slot(source & !CHANGELOG_FLAG);
+                    self.fail(undeliverable_changelog(store, code));
+                }
+            } else if let Some(&src) = self.sources.get(source) {
                 if is_per_record(code) {
                     self.poisoned
                         .insert(src, format!("output could not be delivered: {code}"));
@@ -466,6 +476,21 @@ impl TaskSet {
                 .map(String::as_str),
             Some("latest" | "end" | "largest")
         )
+    }
+}
+
+/// The error that stops a thread whose changelog record can never be
+/// delivered (`store`: the task and store it belongs to, when known).
+pub(crate) fn undeliverable_changelog(
+    store: Option<(String, String)>,
+    code: impl std::fmt::Display,
+) -> Error {
+    let (task, store) = store.unwrap_or_else(|| ("?".into(), "?".into()));
+    Error::Task {
+        task,
+        message: format!(
+            "a changelog record of store {store} can never be delivered ({code}); a value too large for the topic? Raise the changelog's max.message.bytes or store smaller values"
+        ),
     }
 }
 

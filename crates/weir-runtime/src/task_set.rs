@@ -160,6 +160,15 @@ impl TaskSet {
         self.topics.iter().position(|t| t == topic)
     }
 
+    /// The task id and store name behind changelog slot `slot` of the open
+    /// transaction.
+    pub fn store_of_slot(&self, slot: usize) -> Option<(String, String)> {
+        let (key, store) = self.changelog.slot_of(slot)?;
+        let task = self.tasks.get(&key)?;
+        let name = task.executor.store_names().get(store)?.clone();
+        Some((task.id.clone(), name))
+    }
+
     pub fn task_key(&self, tp: Tp) -> TaskKey {
         (self.subtopologies[tp.0], tp.1)
     }
@@ -168,6 +177,11 @@ impl TaskSet {
     pub fn fail(&mut self, e: Error) {
         tracing::error!(thread = self.spec.index, error = %e, "stream thread cannot go on");
         self.failure.get_or_insert(e);
+    }
+
+    /// Whether the thread must stop (see [`TaskSet::fail`]).
+    pub fn has_failed(&self) -> bool {
+        self.failure.is_some()
     }
 
     pub fn take_failure(&mut self) -> Option<Error> {
@@ -395,6 +409,16 @@ impl TaskSet {
                     opaque(self.txn, CHANGELOG_FLAG | slot),
                 );
                 if let Err(e) = result {
+                    if e.rdkafka_error_code().is_some_and(is_per_record) {
+                        let name = state.store_names()[*store].clone();
+                        let err = crate::committer::undeliverable_changelog(
+                            Some((task.id.clone(), name)),
+                            &e,
+                        );
+                        tracing::error!(thread = self.spec.index, error = %err, "stream thread cannot go on");
+                        self.failure.get_or_insert(err);
+                        return;
+                    }
                     tracing::warn!(topic = %topics[*store], error = %e, "changelog send failed; rewinding to the last commit");
                     self.rewind_requested = true;
                     return;
