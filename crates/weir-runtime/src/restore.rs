@@ -40,9 +40,9 @@ use crate::stream_thread::{kafka_err, ThreadSpec};
 use crate::task::{Task, TaskKey};
 
 /// Records replayed per step at most (a step also ends after [`STEP_TIME`]).
-const STEP_RECORDS: usize = 20_000;
+const STEP_RECORDS: usize = 50_000;
 /// Time one step may take, so commits of running tasks stay on time.
-const STEP_TIME: Duration = Duration::from_millis(50);
+const STEP_TIME: Duration = Duration::from_millis(100);
 /// How long listing a changelog's offsets may take.
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -62,6 +62,8 @@ impl ConsumerContext for RestoreContext {}
 /// One changelog partition being replayed.
 #[derive(Debug)]
 struct Progress {
+    topic: String,
+    partition: i32,
     task: TaskKey,
     store: StoreId,
     /// The next offset to apply.
@@ -75,7 +77,9 @@ struct Progress {
 pub(crate) struct ChangelogRestorer {
     consumer: Option<BaseConsumer<RestoreContext>>,
     /// Changelog partitions still being replayed.
-    active: BTreeMap<(String, i32), Progress>,
+    /// (A few entries — stores × restoring tasks — searched linearly, so a
+    /// record's lookup allocates nothing.)
+    active: Vec<Progress>,
     /// Tasks whose restoration is planned (replaying, or done).
     planned: BTreeSet<TaskKey>,
     /// The consumer's assignment no longer matches `active`.
@@ -89,6 +93,13 @@ impl std::fmt::Debug for ChangelogRestorer {
             .field("planned", &self.planned)
             .finish()
     }
+}
+
+/// The progress of changelog partition `topic`[`partition`], if restoring.
+fn find<'a>(active: &'a mut [Progress], topic: &str, partition: i32) -> Option<&'a mut Progress> {
+    active
+        .iter_mut()
+        .find(|p| p.partition == partition && p.topic == topic)
 }
 
 /// A changelog record to apply: store, key, value (`None`: a tombstone).
@@ -179,7 +190,7 @@ impl ChangelogRestorer {
 
     /// Whether `key`'s stores are up to date.
     pub fn is_done(&self, key: TaskKey) -> bool {
-        self.planned.contains(&key) && !self.active.values().any(|p| p.task == key)
+        self.planned.contains(&key) && !self.active.iter().any(|p| p.task == key)
     }
 
     /// Decides where each of `task`'s stores resumes (wiping those whose
@@ -244,15 +255,15 @@ impl ChangelogRestorer {
             RuntimeStats::add(&stats.restore_total, todo as u64);
             tracing::info!(task = %task.id, store = %name, changelog = %topic, from = start, to = high, records = todo, "restoring");
             if start < high {
-                self.active.insert(
-                    (topic, partition),
-                    Progress {
-                        task: key,
-                        store,
-                        next: start,
-                        end: high,
-                    },
-                );
+                self.active.retain(|p| !(p.partition == partition && p.topic == topic));
+                self.active.push(Progress {
+                    topic,
+                    partition,
+                    task: key,
+                    store,
+                    next: start,
+                    end: high,
+                });
                 self.reassign = true;
             }
         }
@@ -276,8 +287,8 @@ impl ChangelogRestorer {
         }
         if std::mem::take(&mut self.reassign) {
             let mut tpl = TopicPartitionList::new();
-            for ((topic, p), progress) in &self.active {
-                let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(progress.next));
+            for p in &self.active {
+                let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next));
             }
             self.consumer(spec)?
                 .assign(&tpl)
@@ -295,7 +306,7 @@ impl ChangelogRestorer {
             match consumer.poll(left.min(Duration::from_millis(10))) {
                 None => break,
                 Some(Ok(m)) => {
-                    let Some(p) = self.active.get_mut(&(m.topic().to_string(), m.partition()))
+                    let Some(p) = find(&mut self.active, m.topic(), m.partition())
                     else {
                         continue;
                     };
@@ -323,7 +334,7 @@ impl ChangelogRestorer {
         if let Ok(positions) = consumer.position() {
             for e in positions.elements() {
                 if let (Some(p), Offset::Offset(o)) = (
-                    self.active.get_mut(&(e.topic().to_string(), e.partition())),
+                    find(&mut self.active, e.topic(), e.partition()),
                     e.offset(),
                 ) {
                     p.next = p.next.max(o);
@@ -332,7 +343,7 @@ impl ChangelogRestorer {
         }
         // Checkpoints advance with what was applied.
         let mut next: BTreeMap<TaskKey, Vec<(StoreId, i64)>> = BTreeMap::new();
-        for p in self.active.values() {
+        for p in &self.active {
             next.entry(p.task).or_default().push((p.store, p.next));
         }
         for (key, checkpoints) in next {
@@ -352,7 +363,8 @@ impl ChangelogRestorer {
         }
         RuntimeStats::add(&spec.stats.restored, taken as u64);
         let before = self.active.len();
-        self.active.retain(|(topic, partition), p| {
+        self.active.retain(|p| {
+            let (topic, partition) = (&p.topic, p.partition);
             let done = p.next >= p.end;
             if done {
                 tracing::info!(changelog = %topic, partition, offset = p.next, "changelog partition restored");
@@ -372,7 +384,7 @@ impl ChangelogRestorer {
         tasks: &mut BTreeMap<TaskKey, Task>,
         spec: &ThreadSpec,
     ) -> Result<(), Error> {
-        let keys: BTreeSet<TaskKey> = self.active.values().map(|p| p.task).collect();
+        let keys: BTreeSet<TaskKey> = self.active.iter().map(|p| p.task).collect();
         for key in keys {
             self.forget(key);
             if let Some(task) = tasks.get_mut(&key) {
@@ -386,7 +398,7 @@ impl ChangelogRestorer {
     pub fn forget(&mut self, key: TaskKey) {
         self.planned.remove(&key);
         let before = self.active.len();
-        self.active.retain(|_, p| p.task != key);
+        self.active.retain(|p| p.task != key);
         if self.active.len() != before {
             self.reassign = true;
         }
