@@ -255,7 +255,8 @@ impl ChangelogRestorer {
             RuntimeStats::add(&stats.restore_total, todo as u64);
             tracing::info!(task = %task.id, store = %name, changelog = %topic, from = start, to = high, records = todo, "restoring");
             if start < high {
-                self.active.retain(|p| !(p.partition == partition && p.topic == topic));
+                self.active
+                    .retain(|p| !(p.partition == partition && p.topic == topic));
                 self.active.push(Progress {
                     topic,
                     partition,
@@ -306,8 +307,7 @@ impl ChangelogRestorer {
             match consumer.poll(left.min(Duration::from_millis(10))) {
                 None => break,
                 Some(Ok(m)) => {
-                    let Some(p) = find(&mut self.active, m.topic(), m.partition())
-                    else {
+                    let Some(p) = find(&mut self.active, m.topic(), m.partition()) else {
                         continue;
                     };
                     if m.offset() < p.next {
@@ -333,10 +333,9 @@ impl ChangelogRestorer {
         // position also steps over transaction markers.
         if let Ok(positions) = consumer.position() {
             for e in positions.elements() {
-                if let (Some(p), Offset::Offset(o)) = (
-                    find(&mut self.active, e.topic(), e.partition()),
-                    e.offset(),
-                ) {
+                if let (Some(p), Offset::Offset(o)) =
+                    (find(&mut self.active, e.topic(), e.partition()), e.offset())
+                {
                     p.next = p.next.max(o);
                 }
             }
