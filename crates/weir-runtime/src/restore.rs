@@ -438,8 +438,6 @@ mod tests {
         Crash,
         /// The state directory is lost.
         LoseState,
-        /// The changelog of what changed so far is sent (between turns).
-        Send,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -454,7 +452,6 @@ mod tests {
             1 => Just(Op::Abort),
             1 => Just(Op::Crash),
             1 => Just(Op::LoseState),
-            2 => Just(Op::Send),
         ]
     }
 
@@ -478,19 +475,19 @@ mod tests {
         TaskState::new(Box::new(backend), names())
     }
 
-    /// What the runtime does after a turn's records and at commit: produce
-    /// the keys changed since the last send (acknowledged at once here).
+    /// What the runtime does at commit: produce the pending set, once per
+    /// changed key (acknowledged at once here).
     fn send(
-        state: &mut TaskState,
+        state: &TaskState,
         log: &mut Log,
         txn: u64,
         writes: &mut ChangelogWrites,
         acks: &mut Vec<(usize, i64)>,
     ) {
-        for (store, k, v) in state.take_unsent() {
+        for (store, k, v) in state.pending().iter() {
             let slot = writes.slot(TASK, store);
             acks.push((slot, log.records[store].len() as i64));
-            log.records[store].push((txn, k, v));
+            log.records[store].push((txn, k.to_vec(), v.map(<[u8]>::to_vec)));
         }
     }
 
@@ -587,7 +584,6 @@ mod tests {
                         st.release_savepoint();
                         visible[*s].insert(vec![*k], vec![*v]);
                     }
-                    Op::Send => send(st, &mut log, txn, &mut writes, &mut acks),
                     Op::Commit | Op::CommitThenCrash => {
                         send(st, &mut log, txn, &mut writes, &mut acks);
                         let checkpoints = writes

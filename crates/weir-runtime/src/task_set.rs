@@ -369,24 +369,17 @@ impl TaskSet {
         }
     }
 
-    /// Produces every key each task changed since the last call — its
+    /// Produces every key each task changed since its last commit — its
     /// latest value or a tombstone, once however often it changed — to the
     /// task's own partition of the store's changelog, in the open
-    /// transaction (see [`crate::changelog`]). Called at commit. (Calling it
-    /// after every turn as well, to spread the sends, was measured: the
-    /// commit's flush took as long.)
+    /// transaction (see [`crate::changelog`]). Called at commit.
     pub fn produce_changelogs(&mut self) {
         let app = &self.spec.cfg.application_id;
         let empty = weir_core::Headers::default();
-        for (&key, task) in self.tasks.iter_mut() {
-            let Some(state) = task.state.as_mut() else {
-                continue;
-            };
+        let mut undeliverable = None;
+        'tasks: for (&key, task) in &self.tasks {
+            let Some(state) = &task.state else { continue };
             if state.pending().is_empty() {
-                continue;
-            }
-            let unsent = state.take_unsent();
-            if unsent.is_empty() {
                 continue;
             }
             let topics: Vec<String> = state
@@ -394,15 +387,24 @@ impl TaskSet {
                 .iter()
                 .map(|s| changelog_topic(app, s))
                 .collect();
-            for (store, k, v) in &unsent {
-                let slot = self.changelog.slot(key, *store);
+            // Pending entries come in (store, key) order: one slot per store run.
+            let mut slot = None;
+            for (store, k, v) in state.pending().iter() {
+                let slot = match slot {
+                    Some((s, n)) if s == store => n,
+                    _ => {
+                        let n = self.changelog.slot(key, store);
+                        slot = Some((store, n));
+                        n
+                    }
+                };
                 let result = send_raw(
                     &self.producer,
                     Outgoing {
-                        topic: &topics[*store],
+                        topic: &topics[store],
                         partition: Some(key.1),
                         key: Some(k),
-                        value: v.as_deref(),
+                        value: v,
                         headers: &empty,
                         timestamp: None,
                     },
@@ -410,21 +412,22 @@ impl TaskSet {
                 );
                 if let Err(e) = result {
                     if e.rdkafka_error_code().is_some_and(is_per_record) {
-                        let name = state.store_names()[*store].clone();
-                        let err = crate::committer::undeliverable_changelog(
+                        let name = state.store_names()[store].clone();
+                        undeliverable = Some(crate::committer::undeliverable_changelog(
                             Some((task.id.clone(), name)),
                             &e,
-                        );
-                        tracing::error!(thread = self.spec.index, error = %err, "stream thread cannot go on");
-                        self.failure.get_or_insert(err);
-                        return;
+                        ));
+                        break 'tasks;
                     }
-                    tracing::warn!(topic = %topics[*store], error = %e, "changelog send failed; rewinding to the last commit");
+                    tracing::warn!(topic = %topics[store], error = %e, "changelog send failed; rewinding to the last commit");
                     self.rewind_requested = true;
                     return;
                 }
                 self.produced += 1;
             }
+        }
+        if let Some(e) = undeliverable {
+            self.fail(e);
         }
     }
 

@@ -27,9 +27,6 @@ pub struct PendingWrites {
     undo: Vec<(Slot, Option<Entry>)>,
     savepoint: bool,
     bytes: usize,
-    /// Keys changed (by kept records) since [`PendingWrites::take_unsent`]
-    /// last ran; may repeat a key.
-    unsent: Vec<Slot>,
 }
 
 impl PendingWrites {
@@ -63,8 +60,6 @@ impl PendingWrites {
         }
         if self.savepoint {
             self.undo.push((slot, previous));
-        } else {
-            self.unsent.push(slot);
         }
     }
 
@@ -118,25 +113,8 @@ impl PendingWrites {
 
     /// Keeps every write since the savepoint, and ends it.
     pub fn release_savepoint(&mut self) {
-        self.unsent
-            .extend(self.undo.drain(..).map(|(slot, _)| slot));
+        self.undo.clear();
         self.savepoint = false;
-    }
-
-    /// The keys changed since the last call (once each, in (store, key)
-    /// order), each with its pending entry now: what a changelog has not
-    /// been sent yet. Writes under an open savepoint are not included.
-    pub fn take_unsent(&mut self) -> Vec<(usize, Vec<u8>, Option<Vec<u8>>)> {
-        let mut slots = std::mem::take(&mut self.unsent);
-        slots.sort_unstable();
-        slots.dedup();
-        slots
-            .into_iter()
-            .filter_map(|slot| {
-                let entry = self.entries.get(&slot)?.clone();
-                Some((slot.0, slot.1, entry))
-            })
-            .collect()
     }
 
     /// Number of pending keys.
@@ -164,7 +142,6 @@ impl PendingWrites {
     /// Moves every pending entry into a [`WriteSet`], leaving this set empty.
     pub fn drain_into(&mut self, set: &mut WriteSet) {
         self.undo.clear();
-        self.unsent.clear();
         self.savepoint = false;
         self.bytes = 0;
         set.writes.extend(
@@ -178,7 +155,6 @@ impl PendingWrites {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.undo.clear();
-        self.unsent.clear();
         self.savepoint = false;
         self.bytes = 0;
     }

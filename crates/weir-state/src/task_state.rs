@@ -124,12 +124,6 @@ impl TaskState {
         &self.pending
     }
 
-    /// The keys changed since the last call, with their pending entries
-    /// (see [`PendingWrites::take_unsent`]): what goes to the changelog.
-    pub fn take_unsent(&mut self) -> Vec<(StoreId, Vec<u8>, Option<Vec<u8>>)> {
-        self.pending.take_unsent()
-    }
-
     /// Applies every pending write, with `meta`, to the backend in one
     /// atomic write set. Call only once the transaction that carried these
     /// writes committed.
