@@ -14,6 +14,9 @@
 //! - full restore (state dir deleted): records/s, against a bare
 //!   read_committed consume of the same changelog (target ≥ 0.8×).
 //!
+//! Each instance runs one stream thread per core of the machine (override
+//! with `WEIR_BENCH_THREADS`; the bare pipe and consume are one thread).
+//!
 //! A run's clock starts when it owns its partitions and stops when both its
 //! input and its repartition topic are consumed and committed.
 //! `WEIR_BENCH_EVENTS` changes the count.
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use weir_benches::{
     bare_consume, bare_pipe, bench_var, committed, cpu_seconds, end_offsets, median, publish_input,
-    release_binary, status_kib, TopologyRun, PARTITIONS,
+    release_binary, status_kib, stream_threads, TopologyRun, PARTITIONS,
 };
 use weir_testkit::{summary_counter, TestBroker};
 
@@ -58,7 +61,9 @@ impl Totals<'_> {
         guarantee: &str,
         log: &Path,
     ) -> anyhow::Result<TopologyRun> {
+        let threads = stream_threads().to_string();
         let env: Vec<(String, String)> = [
+            ("WEIR_NUM_STREAM_THREADS", threads.as_str()),
             ("WEIR_APPLICATION_ID", app),
             ("WEIR_BOOTSTRAP_SERVERS", self.bootstrap),
             ("WEIR_STATE_DIR", &state.display().to_string()),
@@ -194,7 +199,10 @@ fn main() -> anyhow::Result<()> {
     let (input, avg) = publish_input(&bootstrap, "bench-purchases", n, |i| {
         (format!("k{}", i % 9_973).into_bytes(), event(i))
     })?;
-    println!("customer_totals: {n} events (~{avg} B, {n} customers) on {PARTITIONS} partitions, broker {bootstrap}");
+    println!(
+        "customer_totals: {n} events (~{avg} B, {n} customers) on {PARTITIONS} partitions, {} stream thread(s) per instance (WEIR_BENCH_THREADS), broker {bootstrap}",
+        stream_threads()
+    );
     let totals = Totals {
         bin: &bin,
         bootstrap: &bootstrap,

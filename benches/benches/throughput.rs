@@ -5,7 +5,9 @@
 //!       (one routed copy plus the audit copy) without parsing;
 //!   (b) the event-router, at_least_once;
 //!   (c) the event-router, exactly_once_v2, commits every 100 ms.
-//! Prints records/s and the ratios b/a and c/a (target c/a ≥ 0.9).
+//! Prints records/s and the ratios b/a and c/a (target c/a ≥ 0.9). The
+//! router runs one stream thread per core (`WEIR_BENCH_THREADS` overrides);
+//! the bare pipe is one consumer and one producer.
 //!
 //! Each run's clock starts when it owns its partitions (group join time is
 //! excluded) and stops when its consumed offsets for all 1,000,000 inputs are
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use weir_benches::{
     bare_pipe, bench_var, committed, cpu_seconds, median, publish_input, release_binary,
-    TopologyRun, PARTITIONS,
+    stream_threads, TopologyRun, PARTITIONS,
 };
 use weir_testkit::TestBroker;
 
@@ -48,7 +50,9 @@ fn router(
 ) -> anyhow::Result<(f64, f64)> {
     let app = TestBroker::unique(&format!("bench-router-{}", guarantee.replace('_', "-")));
     let dir = tempfile::tempdir()?;
+    let threads = stream_threads().to_string();
     let mut env: Vec<(String, String)> = [
+        ("WEIR_NUM_STREAM_THREADS", threads.as_str()),
         ("WEIR_APPLICATION_ID", app.as_str()),
         ("WEIR_BOOTSTRAP_SERVERS", bootstrap),
         ("WEIR_STATE_DIR", &dir.path().display().to_string()),
@@ -96,8 +100,9 @@ fn main() -> anyhow::Result<()> {
         (format!("customer-{:05}", i % 10_007).into_bytes(), event(i))
     })?;
     println!(
-        "throughput: {n} events (~{avg} B) on {PARTITIONS} partitions, published in {:.1} s, broker {bootstrap}",
-        t.elapsed().as_secs_f64()
+        "throughput: {n} events (~{avg} B) on {PARTITIONS} partitions, published in {:.1} s, {} stream thread(s), broker {bootstrap}",
+        t.elapsed().as_secs_f64(),
+        stream_threads()
     );
     let rounds = bench_var("WEIR_BENCH_ROUNDS", 3);
     // Interleaved rounds, so a noisy moment on this shared machine hits all three.

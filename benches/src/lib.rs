@@ -25,6 +25,13 @@ pub fn bench_var(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Stream threads per topology instance: `WEIR_BENCH_THREADS`, else one per
+/// core of this machine (how an instance would be deployed on it).
+pub fn stream_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    bench_var("WEIR_BENCH_THREADS", cores)
+}
+
 /// Creates a new input topic (`prefix` + a unique suffix, [`PARTITIONS`]
 /// partitions) and publishes the `n` records `record(i)` makes; returns the
 /// topic and the average value size.

@@ -92,7 +92,9 @@ impl StateBudget {
         o.set_max_write_buffer_number(2);
         o.set_max_open_files(256);
         o.set_keep_log_file_num(2);
-        o.set_max_total_wal_size(64 << 20);
+        // A small WAL: past it the memtables are flushed, so opening the
+        // store after a crash replays at most this much (restart time).
+        o.set_max_total_wal_size(4 << 20);
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // Stores and metadata (the checkpoint) are flushed together, so a
         // write set that skipped the WAL is lost whole or kept whole.
