@@ -44,7 +44,7 @@ fn same_codec<A: 'static, B: 'static>(c: &Option<Arc<dyn Codec<A>>>) -> Option<A
 
 #[derive(Default)]
 pub(crate) struct GraphBuilder {
-    nodes: Vec<Node>,
+    pub(crate) nodes: Vec<Node>,
     sources: BTreeMap<String, usize>,
     pub(crate) errors: Vec<BuildError>,
     dead_letter_topic: Option<String>,
@@ -52,6 +52,8 @@ pub(crate) struct GraphBuilder {
     params: Vec<crate::params::ParamSpec>,
     /// Repartition topics (logical names) and their partition counts when set.
     pub(crate) repartition_topics: BTreeMap<String, Option<i32>>,
+    /// Stores of tables read from a topic, with the topic.
+    pub(crate) table_sources: BTreeMap<String, String>,
 }
 
 impl GraphBuilder {
@@ -73,7 +75,13 @@ impl GraphBuilder {
         }
     }
 
-    fn add(&mut self, kind: &'static str, op: Op, parents: &[usize], clone_item: CloneFn) -> usize {
+    pub(crate) fn add(
+        &mut self,
+        kind: &'static str,
+        op: Op,
+        parents: &[usize],
+        clone_item: CloneFn,
+    ) -> usize {
         let id = self.nodes.len();
         for &p in parents {
             self.nodes[p].children.push(id);
@@ -157,7 +165,7 @@ where
 /// ```
 #[derive(Default)]
 pub struct TopologyBuilder {
-    graph: Rc<RefCell<GraphBuilder>>,
+    pub(crate) graph: Rc<RefCell<GraphBuilder>>,
 }
 
 impl TopologyBuilder {
@@ -299,6 +307,7 @@ impl TopologyBuilder {
                 dead_letter_topic: g.dead_letter_topic,
                 params: g.params,
                 repartition_topics: g.repartition_topics,
+                table_sources: g.table_sources,
             }),
         })
     }

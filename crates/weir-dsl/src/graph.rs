@@ -176,17 +176,6 @@ pub enum BuildError {
         /// The store.
         store: String,
     },
-    /// Nodes of two sub-topologies (connected only through topics) use one
-    /// store; a store belongs to the tasks of one sub-topology.
-    #[error("store {store} is used by nodes {first} and {second}, which are not connected; a store belongs to one sub-topology")]
-    StoreAcrossSubtopologies {
-        /// The store.
-        store: String,
-        /// A node of one sub-topology.
-        first: String,
-        /// A node of another.
-        second: String,
-    },
 }
 
 /// A built topology: an immutable graph of sources, processors and sinks,
@@ -212,6 +201,9 @@ pub(crate) struct TopologyInner {
     pub params: Vec<crate::params::ParamSpec>,
     /// Repartition topics and their partition counts when the topology set one.
     pub repartition_topics: BTreeMap<String, Option<i32>>,
+    /// Stores of tables read from a topic (`table()`), with that topic:
+    /// their changelog.
+    pub table_sources: BTreeMap<String, String>,
 }
 
 impl Topology {
@@ -345,6 +337,14 @@ impl Topology {
             .collect()
     }
 
+    /// The topic a store was read from when it is a table made by
+    /// `TopologyBuilder::table`: that topic is the store's changelog (the
+    /// runtime creates none and writes none for it, and restores it only up
+    /// to the task's committed offset of that topic).
+    pub fn table_source(&self, store: &str) -> Option<&str> {
+        self.inner.table_sources.get(store).map(String::as_str)
+    }
+
     /// The sub-topologies whose sinks write `topic`.
     pub fn writers_of(&self, topic: &str) -> Vec<usize> {
         let mut subs: Vec<usize> = self
@@ -401,6 +401,12 @@ impl Topology {
                     .iter()
                     .map(|(t, n)| (map(t), *n))
                     .collect(),
+                table_sources: self
+                    .inner
+                    .table_sources
+                    .iter()
+                    .map(|(s, t)| (s.clone(), map(t)))
+                    .collect(),
             }),
         }
     }
@@ -412,7 +418,8 @@ impl std::fmt::Debug for Topology {
     }
 }
 
-/// Groups nodes into sub-topologies: the connected components of the graph.
+/// Groups nodes into sub-topologies: the connected components of the graph,
+/// where nodes using one store count as connected.
 pub(crate) fn assign_subtopologies(nodes: &mut [Node]) -> usize {
     let mut parent: Vec<usize> = (0..nodes.len()).collect();
     fn find(parent: &mut [usize], mut x: usize) -> usize {
@@ -427,7 +434,19 @@ pub(crate) fn assign_subtopologies(nodes: &mut [Node]) -> usize {
         .enumerate()
         .flat_map(|(i, n)| n.children.iter().map(move |&c| (i, c)))
         .collect();
-    for (i, c) in edges {
+    // Nodes sharing a store are one sub-topology too (a stream-table join
+    // and the table it reads): their inputs are read by the same tasks.
+    let mut first_user: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut shared = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if let Op::Process { stores, .. } = &n.op {
+            for s in stores {
+                let first = *first_user.entry(s.as_str()).or_insert(i);
+                shared.push((first, i));
+            }
+        }
+    }
+    for (i, c) in edges.into_iter().chain(shared) {
         let (a, b) = (find(&mut parent, i), find(&mut parent, c));
         if a != b {
             parent[a] = b;
@@ -444,13 +463,12 @@ pub(crate) fn assign_subtopologies(nodes: &mut [Node]) -> usize {
 }
 
 /// Store names per sub-topology (sorted), checking that every store a node
-/// uses was declared and belongs to one sub-topology.
+/// uses was declared.
 pub(crate) fn stores_by_subtopology(
     nodes: &[Node],
     subtopologies: usize,
     declared: &std::collections::BTreeSet<String>,
 ) -> Result<Vec<Vec<String>>, BuildError> {
-    let mut owner: BTreeMap<&str, &Node> = BTreeMap::new();
     let mut by_sub = vec![std::collections::BTreeSet::new(); subtopologies];
     for node in nodes {
         let Op::Process { stores, .. } = &node.op else {
@@ -462,15 +480,6 @@ pub(crate) fn stores_by_subtopology(
                     node: node.name.clone(),
                     store: store.clone(),
                 });
-            }
-            if let Some(first) = owner.insert(store, node) {
-                if first.subtopology != node.subtopology {
-                    return Err(BuildError::StoreAcrossSubtopologies {
-                        store: store.clone(),
-                        first: first.name.clone(),
-                        second: node.name.clone(),
-                    });
-                }
             }
             by_sub[node.subtopology].insert(store.clone());
         }

@@ -22,6 +22,7 @@ use weir_core::{Codec, Json};
 use crate::builder::add_source;
 use crate::graph::BuildError;
 use crate::process::Store;
+use crate::table::Unbuildable;
 use crate::Stream;
 
 /// A stream grouped by key, ready to aggregate; see the module docs.
@@ -34,8 +35,8 @@ pub struct Grouped<K, V> {
 /// The result of an aggregation: the latest value per key, kept in a named
 /// store, and the stream of its updates.
 pub struct Table<K, V> {
-    updates: Stream<K, V>,
-    store: Store<K, V>,
+    pub(crate) updates: Stream<K, V>,
+    pub(crate) store: Store<K, V>,
 }
 
 impl<K, V> Table<K, V>
@@ -262,20 +263,5 @@ where
                 value_codec: Arc::new(Unbuildable(PhantomData)),
             },
         }
-    }
-}
-
-/// The codec of a store in a topology that fails to build (never used).
-struct Unbuildable<T>(PhantomData<fn() -> T>);
-
-impl<T: 'static> Codec<T> for Unbuildable<T> {
-    fn name(&self) -> &'static str {
-        "none"
-    }
-    fn encode(&self, _: &T) -> Result<Vec<u8>, weir_core::CodecError> {
-        unreachable!("a topology with a codec error is never built")
-    }
-    fn decode(&self, _: &[u8]) -> Result<T, weir_core::CodecError> {
-        unreachable!("a topology with a codec error is never built")
     }
 }

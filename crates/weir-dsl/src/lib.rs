@@ -27,6 +27,7 @@ mod graph;
 mod grouped;
 mod params;
 mod process;
+mod table;
 
 pub use builder::{BranchBuilder, Stream, TopologyBuilder};
 pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription};

@@ -10,6 +10,7 @@
 //! last committed offset — a partition that cannot be sought back means a
 //! rejoin, never a skipped range.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -17,6 +18,7 @@ use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_core::ErrorClass;
+use weir_state::StoreId;
 
 use crate::changelog::checkpoint_meta;
 use crate::delivery::{lock_vec, same_txn, CHANGELOG_FLAG};
@@ -25,6 +27,7 @@ use crate::kafka::{classify, flush_quickly, is_per_record};
 use crate::rebalance::ThreadContext;
 use crate::stats::RuntimeStats;
 use crate::stream_thread::{CALL_TIMEOUT, MAX_RETRIES};
+use crate::task::TaskKey;
 use crate::task_set::TaskSet;
 
 impl TaskSet {
@@ -220,6 +223,7 @@ impl TaskSet {
             .map(|(_, slot, offset)| (slot, offset))
             .collect();
         let mut checkpoints = self.changelog.checkpoints(acked);
+        self.table_checkpoints(&mut checkpoints);
         fp.hit("after_commit_before_checkpoint");
         let mut store_failure = None;
         for (key, task) in self.tasks.iter_mut() {
@@ -349,6 +353,29 @@ impl TaskSet {
             if let Err(e) = self.producer.begin_transaction() {
                 tracing::error!(error = %e, "begin_transaction failed");
                 self.fenced = true;
+            }
+        }
+    }
+
+    /// Adds the checkpoints of tables read from a topic (their changelog):
+    /// the committed offset of the task's partition of that topic, for tasks
+    /// with writes in this commit (others keep theirs: too low is harmless).
+    fn table_checkpoints(&self, checkpoints: &mut BTreeMap<TaskKey, Vec<(StoreId, i64)>>) {
+        for (key, task) in &self.tasks {
+            let Some(state) = &task.state else { continue };
+            if state.pending().is_empty() {
+                continue;
+            }
+            for (store, name) in state.store_names().iter().enumerate() {
+                let Some(topic) = self.spec.topology.table_source(name) else {
+                    continue;
+                };
+                let Some(ti) = self.topic_index(topic) else {
+                    continue;
+                };
+                if let Some(&offset) = self.committed.get(&(ti, key.1)) {
+                    checkpoints.entry(*key).or_default().push((store, offset));
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Running an instance: [`run`] a topology under a [`Config`] until
-//! SIGTERM or Ctrl-C, and [`configured_topology`] for the topic renames of
-//! the configuration. Argument parsing and the process's exit code belong
+//! SIGTERM or Ctrl-C, or [`start`] it and keep the [`Instance`] (its stores
+//! for queries, `stop`, `wait`); [`configured_topology`] for the topic
+//! renames of the configuration. Argument parsing and the process's exit code belong
 //! to the binary (the `weir` facade's `App`).
 
 use std::sync::atomic::AtomicBool;
@@ -12,6 +13,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::failpoint::Failpoints;
 use crate::identity::InstanceIdentity;
+use crate::queries::LocalStores;
 use crate::stats::RuntimeStats;
 use crate::stream_thread::{self, ThreadSpec};
 use crate::topics::prepare_topics;
@@ -94,6 +96,126 @@ pub fn configured_topology(config: &Config, topology: &Topology) -> Result<Topol
 /// A bad `[topics]` rename, a bad `WEIR_FAILPOINT`, a locked state dir,
 /// missing topics, or a stream thread that failed.
 pub fn run(config: Config, topology: Topology) -> Result<()> {
+    let instance = start(config, topology)?;
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, instance.shutdown.clone())
+            .map_err(|e| Error::Usage(format!("cannot install signal handler: {e}")))?;
+    }
+    instance.wait()
+}
+
+/// A running instance (see [`start`]): its stores for queries, and the
+/// means to stop it.
+pub struct Instance {
+    shutdown: Arc<AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<Result<()>>>,
+    watches: Vec<Arc<CallWatch>>,
+    stats: Arc<RuntimeStats>,
+    queries: Arc<LocalStores>,
+    identity: InstanceIdentity,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("instance_id", &self.identity.instance_id())
+            .finish()
+    }
+}
+
+impl Instance {
+    /// The stores this instance holds, readable from any thread (committed
+    /// state only; see [`LocalStores`]).
+    pub fn stores(&self) -> Arc<LocalStores> {
+        self.queries.clone()
+    }
+
+    /// The instance's counters.
+    pub fn stats(&self) -> Arc<RuntimeStats> {
+        self.stats.clone()
+    }
+
+    /// This instance's id (stable across restarts on one state dir).
+    pub fn instance_id(&self) -> &str {
+        self.identity.instance_id()
+    }
+
+    /// Asks the stream threads to commit and stop; [`Instance::wait`] returns
+    /// when they have.
+    pub fn stop(&self) {
+        self.shutdown
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether every stream thread has ended (stopped or failed).
+    pub fn is_finished(&self) -> bool {
+        self.handles.iter().all(|h| h.is_finished())
+    }
+
+    /// Waits for the stream threads to end (after [`Instance::stop`], a
+    /// signal handler setting the flag, or a failure).
+    ///
+    /// # Errors
+    /// The first stream thread's error, or [`Error::HungCall`] when a
+    /// transactional call hangs past its timeout (the threads are then
+    /// left behind: exit the process).
+    pub fn wait(self) -> Result<()> {
+        let Instance {
+            shutdown,
+            handles,
+            watches,
+            stats,
+            queries: _,
+            identity,
+        } = self;
+        // Wait for the threads, watching for a transactional call that hangs
+        // past its timeout: then stop without joining (see crate::watchdog).
+        while !handles.iter().all(|h| h.is_finished()) {
+            if let Some((thread, call)) = watches
+                .iter()
+                .enumerate()
+                .find_map(|(i, w)| w.overdue().map(|c| (i, c)))
+            {
+                let e = Error::HungCall {
+                    thread,
+                    call,
+                    grace_s: crate::watchdog::GRACE.as_secs(),
+                };
+                tracing::error!(error = %e, "exiting");
+                eprintln!("weir: stopped: {}", stats.summary());
+                return Err(e);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let mut first_error = None;
+        for (index, h) in handles.into_iter().enumerate() {
+            let result = h.join().unwrap_or_else(|_| {
+                Err(Error::Thread {
+                    thread: index,
+                    message: "panicked".into(),
+                })
+            });
+            if let Err(e) = result {
+                tracing::error!(thread = index, error = %e, "stream thread failed");
+                shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                first_error.get_or_insert(e);
+            }
+        }
+        tracing::info!("stopped: {}", stats.summary());
+        eprintln!("weir: stopped: {}", stats.summary());
+        drop(identity);
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Starts an instance: checks and creates topics, then starts the stream
+/// threads, which join the application's group and process until
+/// [`Instance::stop`]. Applies the configuration's topic renames first.
+/// No signal handler is installed (see [`run`]).
+///
+/// # Errors
+/// As [`run`], for what fails before the threads start.
+pub fn start(config: Config, topology: Topology) -> Result<Instance> {
     let topology = configured_topology(&config, &topology)?;
     let cfg = Arc::new(config);
     let failpoints = Arc::new(Failpoints::from_env()?);
@@ -113,11 +235,8 @@ pub fn run(config: Config, topology: Topology) -> Result<()> {
     );
     let prepared = prepare_topics(&cfg, &topology, &dead_letter_topic)?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, shutdown.clone())
-            .map_err(|e| Error::Usage(format!("cannot install signal handler: {e}")))?;
-    }
     let stats = Arc::new(RuntimeStats::default());
+    let queries = Arc::new(LocalStores::new(prepared.store_partitions.clone()));
     let budget = weir_state::StateBudget::from_mb(cfg.state_memory_budget_mb);
     let tasks_dir = identity.dir().join("tasks");
     let watches: Vec<Arc<CallWatch>> = (0..cfg.num_stream_threads)
@@ -138,6 +257,7 @@ pub fn run(config: Config, topology: Topology) -> Result<()> {
                 budget: budget.clone(),
                 watch: watches[index].clone(),
                 cluster_id: prepared.cluster_id.clone(),
+                queries: queries.clone(),
             };
             let shutdown = shutdown.clone();
             std::thread::Builder::new()
@@ -161,41 +281,12 @@ pub fn run(config: Config, topology: Topology) -> Result<()> {
         })
         .collect::<std::io::Result<_>>()
         .map_err(|e| Error::Usage(format!("cannot start stream threads: {e}")))?;
-    // Wait for the threads, watching for a transactional call that hangs
-    // past its timeout: then stop without joining (see crate::watchdog).
-    while !handles.iter().all(|h| h.is_finished()) {
-        if let Some((thread, call)) = watches
-            .iter()
-            .enumerate()
-            .find_map(|(i, w)| w.overdue().map(|c| (i, c)))
-        {
-            let e = Error::HungCall {
-                thread,
-                call,
-                grace_s: crate::watchdog::GRACE.as_secs(),
-            };
-            tracing::error!(error = %e, "exiting");
-            eprintln!("weir: stopped: {}", stats.summary());
-            return Err(e);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let mut first_error = None;
-    for (index, h) in handles.into_iter().enumerate() {
-        let result = h.join().unwrap_or_else(|_| {
-            Err(Error::Thread {
-                thread: index,
-                message: "panicked".into(),
-            })
-        });
-        if let Err(e) = result {
-            tracing::error!(thread = index, error = %e, "stream thread failed");
-            shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
-            first_error.get_or_insert(e);
-        }
-    }
-    tracing::info!("stopped: {}", stats.summary());
-    eprintln!("weir: stopped: {}", stats.summary());
-    drop(identity);
-    first_error.map_or(Ok(()), Err)
+    Ok(Instance {
+        shutdown,
+        handles,
+        watches,
+        stats,
+        queries,
+        identity,
+    })
 }

@@ -52,6 +52,7 @@ mod instance;
 mod kafka;
 mod partition_group;
 mod purge;
+mod queries;
 mod rebalance;
 mod restore;
 mod stats;
@@ -67,6 +68,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use identity::{IdentityError, InstanceIdentity};
-pub use instance::{configured_topology, run};
+pub use instance::{configured_topology, run, start, Instance};
+pub use queries::{LocalStores, QueryError, StorePartition};
 pub use stats::RuntimeStats;
 pub use topics::TopicError;

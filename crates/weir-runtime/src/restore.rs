@@ -199,7 +199,19 @@ impl ChangelogRestorer {
     ///
     /// # Errors
     /// [`Error::Task`] when a changelog cannot be listed or a store fails.
-    pub fn plan(&mut self, key: TaskKey, task: &mut Task, spec: &ThreadSpec) -> Result<(), Error> {
+    ///
+    /// A table read from a topic (`TopologyBuilder::table`) restores from
+    /// that topic, and only up to `committed(topic, partition)`, the task's
+    /// committed offset of it (not known: nothing is replayed and a store
+    /// with a checkpoint is wiped — processing starts where the consumer's
+    /// reset puts it).
+    pub fn plan(
+        &mut self,
+        key: TaskKey,
+        task: &mut Task,
+        spec: &ThreadSpec,
+        committed: &dyn Fn(&str, i32) -> Option<i64>,
+    ) -> Result<(), Error> {
         let stats = &spec.stats;
         let task_err = |message: String| Error::Task {
             task: task.id.clone(),
@@ -208,7 +220,11 @@ impl ChangelogRestorer {
         let names = task.executor.store_names().to_vec();
         let partition = key.1;
         for (store, name) in names.iter().enumerate() {
-            let topic = changelog_topic(&spec.cfg.application_id, name);
+            let table_source = spec.topology.table_source(name);
+            let topic = match table_source {
+                Some(t) => t.to_string(),
+                None => changelog_topic(&spec.cfg.application_id, name),
+            };
             let state = task
                 .state
                 .as_mut()
@@ -222,11 +238,16 @@ impl ChangelogRestorer {
                     .map_err(|e| task_err(format!("listing changelog {topic}[{partition}]: {e}")))
             };
             let (low, mut high) = list()?;
+            if table_source.is_some() {
+                // The table's topic is read on from the committed offset:
+                // replaying past it would show joins values from the future.
+                high = committed(&topic, partition).unwrap_or(low);
+            }
             // A read_committed listing can fall just short of a
             // transaction already committed (its markers not yet written):
             // list again before calling a checkpoint past the end.
             let mut tries = 0;
-            while checkpoint.is_some_and(|c| c > high) && tries < 5 {
+            while table_source.is_none() && checkpoint.is_some_and(|c| c > high) && tries < 5 {
                 std::thread::sleep(Duration::from_millis(100));
                 high = high.max(list()?.1);
                 tries += 1;
@@ -282,6 +303,7 @@ impl ChangelogRestorer {
         &mut self,
         tasks: &mut BTreeMap<TaskKey, Task>,
         spec: &ThreadSpec,
+        committed: &dyn Fn(&str, i32) -> Option<i64>,
     ) -> Result<(), Error> {
         if self.active.is_empty() {
             return Ok(());
@@ -310,13 +332,18 @@ impl ChangelogRestorer {
                     let Some(p) = find(&mut self.active, m.topic(), m.partition()) else {
                         continue;
                     };
-                    if m.offset() < p.next {
+                    // Past the planned end: a table's topic beyond the
+                    // committed offset is processed, not restored.
+                    if m.offset() < p.next || m.offset() >= p.end {
                         continue;
                     }
                     p.next = m.offset() + 1;
+                    // A table topic's record without a key is dead-lettered
+                    // when processed; it is no entry.
+                    let Some(k) = m.key() else { continue };
                     batches.entry(p.task).or_default().push((
                         p.store,
-                        m.key().unwrap_or_default().to_vec(),
+                        k.to_vec(),
                         m.payload().map(<[u8]>::to_vec),
                     ));
                     taken += 1;
@@ -324,7 +351,7 @@ impl ChangelogRestorer {
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "restore consumer error; listing the restoring changelogs again");
-                    self.recheck(tasks, spec)?;
+                    self.recheck(tasks, spec, committed)?;
                     return Ok(());
                 }
             }
@@ -336,7 +363,7 @@ impl ChangelogRestorer {
                 if let (Some(p), Offset::Offset(o)) =
                     (find(&mut self.active, e.topic(), e.partition()), e.offset())
                 {
-                    p.next = p.next.max(o);
+                    p.next = p.next.max(o.min(p.end));
                 }
             }
         }
@@ -382,12 +409,13 @@ impl ChangelogRestorer {
         &mut self,
         tasks: &mut BTreeMap<TaskKey, Task>,
         spec: &ThreadSpec,
+        committed: &dyn Fn(&str, i32) -> Option<i64>,
     ) -> Result<(), Error> {
         let keys: BTreeSet<TaskKey> = self.active.iter().map(|p| p.task).collect();
         for key in keys {
             self.forget(key);
             if let Some(task) = tasks.get_mut(&key) {
-                self.plan(key, task, spec)?;
+                self.plan(key, task, spec, committed)?;
             }
         }
         Ok(())

@@ -68,6 +68,8 @@ pub(crate) struct ThreadSpec {
     /// The cluster's id, recorded with checkpoints (a checkpoint of another
     /// cluster is not trusted); `None` when the cluster did not say.
     pub cluster_id: Option<String>,
+    /// The stores this instance holds, for queries.
+    pub queries: Arc<crate::queries::LocalStores>,
 }
 
 impl ThreadSpec {

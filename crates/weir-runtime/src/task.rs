@@ -11,12 +11,14 @@
 //! `<state_dir>/<application_id>/tasks/<sub-topology name>/<partition>`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use weir_dsl::{TaskExecutor, Topology};
 use weir_state::{InMemoryBackend, RocksDbBackend, StateBudget, StoreError, TaskState};
 
 use crate::partition_group::PartitionGroup;
+use crate::queries::LocalStores;
 
 /// A partition: index of its topic among the topology's sources, and number.
 pub(crate) type Tp = (usize, i32);
@@ -68,6 +70,9 @@ pub(crate) struct Task {
     /// are resumed, and sought to the committed positions, when it runs.
     pub paused: bool,
     dir: PathBuf,
+    partition: i32,
+    /// Where its stores are registered for queries while open.
+    queries: Arc<LocalStores>,
 }
 
 impl Task {
@@ -78,6 +83,7 @@ impl Task {
         partition: i32,
         tasks_dir: &Path,
         max_idle: Duration,
+        queries: Arc<LocalStores>,
     ) -> Self {
         let name = topology.subtopology_name(sub);
         Self {
@@ -88,6 +94,23 @@ impl Task {
             group: PartitionGroup::new(Vec::new(), max_idle),
             paused: false,
             dir: tasks_dir.join(name).join(partition.to_string()),
+            partition,
+            queries,
+        }
+    }
+
+    /// Restoring → Running: its stores become queryable.
+    pub fn set_running(&mut self) {
+        self.phase = TaskPhase::Running;
+        for name in self.executor.store_names() {
+            self.queries.set_running(name, self.partition);
+        }
+    }
+
+    /// Takes the task's stores out of the query registry (before they close).
+    fn unregister(&self) {
+        for name in self.executor.store_names() {
+            self.queries.unregister(name, self.partition);
         }
     }
 
@@ -115,7 +138,13 @@ impl Task {
                 }
                 Err(e) => return Err(e),
             };
-            TaskState::new(Box::new(backend), names)
+            let state = TaskState::new(Box::new(backend), names);
+            for (id, name) in state.store_names().iter().enumerate() {
+                if let Some(reader) = state.reader(id) {
+                    self.queries.register(name, self.partition, reader);
+                }
+            }
+            state
         };
         self.state = Some(state);
         self.phase = TaskPhase::Restoring;
@@ -136,6 +165,7 @@ impl Task {
     /// Closes the processors and the stores (RocksDB is closed when this
     /// returns). Pending writes not yet committed are dropped, never applied.
     pub fn close(&mut self) {
+        self.unregister();
         self.executor.close();
         if let Some(mut s) = self.state.take() {
             s.abort();
@@ -143,5 +173,13 @@ impl Task {
         self.group.clear();
         self.phase = TaskPhase::Closed;
         tracing::debug!(task = %self.id, "task closed");
+    }
+}
+
+impl Drop for Task {
+    /// A task dropped without `close` (a failed thread) must not leave a
+    /// reader holding its RocksDB open.
+    fn drop(&mut self) {
+        self.unregister();
     }
 }

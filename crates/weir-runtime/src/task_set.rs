@@ -382,14 +382,21 @@ impl TaskSet {
             if state.pending().is_empty() {
                 continue;
             }
-            let topics: Vec<String> = state
+            // A table read from a topic has that topic as its changelog.
+            let topics: Vec<Option<String>> = state
                 .store_names()
                 .iter()
-                .map(|s| changelog_topic(app, s))
+                .map(|s| {
+                    let from_topic = self.spec.topology.table_source(s).is_some();
+                    (!from_topic).then(|| changelog_topic(app, s))
+                })
                 .collect();
             // Pending entries come in (store, key) order: one slot per store run.
             let mut slot = None;
             for (store, k, v) in state.pending().iter() {
+                let Some(topic) = &topics[store] else {
+                    continue;
+                };
                 let slot = match slot {
                     Some((s, n)) if s == store => n,
                     _ => {
@@ -401,7 +408,7 @@ impl TaskSet {
                 let result = send_raw(
                     &self.producer,
                     Outgoing {
-                        topic: &topics[store],
+                        topic,
                         partition: Some(key.1),
                         key: Some(k),
                         value: v,
@@ -419,7 +426,7 @@ impl TaskSet {
                         ));
                         break 'tasks;
                     }
-                    tracing::warn!(topic = %topics[store], error = %e, "changelog send failed; rewinding to the last commit");
+                    tracing::warn!(%topic, error = %e, "changelog send failed; rewinding to the last commit");
                     self.rewind_requested = true;
                     return;
                 }
@@ -474,16 +481,27 @@ impl TaskSet {
             self.resume_drained(consumer);
             return; // tried again next turn; the tasks stay Restoring
         }
+        let (topics, positions) = (&self.topics, &self.committed);
+        let committed = |topic: &str, partition: i32| {
+            let ti = topics.iter().position(|t| t == topic)?;
+            positions.get(&(ti, partition)).copied()
+        };
+        let mut failure = None;
         for &key in &keys {
             let task = self.tasks.get_mut(&key).expect("listed");
             if task.phase == TaskPhase::Restoring && !self.restorer.is_planned(key) {
-                if let Err(e) = self.restorer.plan(key, task, &self.spec) {
-                    self.fail(e);
-                    return;
+                if let Err(e) = self.restorer.plan(key, task, &self.spec, &committed) {
+                    failure = Some(e);
+                    break;
                 }
             }
         }
-        if let Err(e) = self.restorer.step(&mut self.tasks, &self.spec) {
+        if failure.is_none() {
+            if let Err(e) = self.restorer.step(&mut self.tasks, &self.spec, &committed) {
+                failure = Some(e);
+            }
+        }
+        if let Some(e) = failure {
             self.fail(e);
             return;
         }
@@ -523,7 +541,7 @@ impl TaskSet {
         let mut seeks = Vec::new();
         for key in &ready {
             let task = self.tasks.get_mut(key).expect("listed");
-            task.phase = TaskPhase::Running;
+            task.set_running();
             tracing::info!(thread = self.spec.index, task = %task.id, "task running");
             if !std::mem::take(&mut task.paused) {
                 continue;
@@ -623,7 +641,14 @@ impl TaskSet {
                 let key = self.task_key(tp);
                 let spec = &self.spec;
                 let task = self.tasks.entry(key).or_insert_with(|| {
-                    Task::new(&spec.topology, key.0, key.1, &spec.tasks_dir, max_idle)
+                    Task::new(
+                        &spec.topology,
+                        key.0,
+                        key.1,
+                        &spec.tasks_dir,
+                        max_idle,
+                        spec.queries.clone(),
+                    )
                 });
                 task.group.add_partition(tp);
             }

@@ -148,6 +148,8 @@ impl Admin<'_> {
 pub(crate) struct Prepared {
     /// The cluster's id, when it reports one.
     pub cluster_id: Option<String>,
+    /// Partitions (tasks) of every store.
+    pub store_partitions: BTreeMap<String, i32>,
 }
 
 /// Checks (and where allowed creates) every topic the topology and the
@@ -274,12 +276,17 @@ pub(crate) fn prepare_topics(
 
     // Changelogs: one partition per task of the store's sub-topology.
     let mut changelogs = Vec::new();
+    let mut store_partitions = BTreeMap::new();
     for st in 0..topology.subtopology_count() {
         let tasks = topology
             .subtopology_sources(st)
             .first()
             .map_or(1, |t| sources[t]);
         for store in topology.subtopology_stores(st) {
+            store_partitions.insert(store.clone(), tasks);
+            if topology.table_source(store).is_some() {
+                continue; // a table read from a topic: that topic is its changelog
+            }
             let topic = changelog_topic(&cfg.application_id, store);
             match have.get(&topic) {
                 Some(&n) if n != tasks => {
@@ -304,5 +311,8 @@ pub(crate) fn prepare_topics(
         .client
         .inner()
         .fetch_cluster_id(Duration::from_secs(15));
-    Ok(Prepared { cluster_id })
+    Ok(Prepared {
+        cluster_id,
+        store_partitions,
+    })
 }

@@ -70,4 +70,34 @@ pub trait StateBackend: Send {
     /// # Errors
     /// [`StoreError`] when the engine fails.
     fn clear(&mut self, store: usize) -> Result<(), StoreError>;
+
+    /// A reader of store `store`'s committed state usable from other
+    /// threads while the task runs (interactive queries), or `None` when
+    /// the backend cannot share its state.
+    fn reader(&self, store: usize) -> Option<std::sync::Arc<dyn StoreReader>> {
+        let _ = store;
+        None
+    }
+}
+
+/// Reads one store's committed state from any thread (an interactive
+/// query): it never sees a pending write, only what commits applied.
+pub trait StoreReader: Send + Sync {
+    /// The value of `key`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the engine fails.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `limit` entries in `range`, in key order.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the engine fails.
+    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+
+    /// An estimate of the number of keys.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the engine fails.
+    fn approximate_len(&self) -> Result<u64, StoreError>;
 }

@@ -37,7 +37,7 @@ mod pending;
 mod rocks;
 mod task_state;
 
-pub use backend::{StateBackend, WriteSet};
+pub use backend::{StateBackend, StoreReader, WriteSet};
 pub use error::StoreError;
 pub use kv::{KeyRange, KeyValueStore, KvIter, KvPair};
 pub use memory::InMemoryBackend;

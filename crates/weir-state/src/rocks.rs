@@ -105,7 +105,9 @@ impl StateBudget {
 
 /// A task's committed state in RocksDB; see the module docs.
 pub struct RocksDbBackend {
-    db: DB,
+    /// Shared with the readers handed out for queries (an in-flight query
+    /// keeps the database open until it returns).
+    db: Arc<DB>,
     path: PathBuf,
     /// Column family name per store index.
     families: Vec<String>,
@@ -170,7 +172,7 @@ impl RocksDbBackend {
                 message: e.to_string(),
             })?;
         let mut backend = Self {
-            db,
+            db: Arc::new(db),
             path: path.to_path_buf(),
             families,
         };
@@ -315,6 +317,13 @@ impl StateBackend for RocksDbBackend {
             .unwrap_or(0))
     }
 
+    fn reader(&self, store: usize) -> Option<Arc<dyn crate::StoreReader>> {
+        Some(Arc::new(RocksReader {
+            db: self.db.clone(),
+            family: self.families.get(store)?.clone(),
+        }))
+    }
+
     fn clear(&mut self, store: usize) -> Result<(), StoreError> {
         // Deleting key by key in bounded batches: a wipe is rare (corrupt
         // or foreign state) and is followed by a full restore anyway.
@@ -336,5 +345,66 @@ impl StateBackend for RocksDbBackend {
             }
             self.db.write(batch).map_err(self.engine(store))?;
         }
+    }
+}
+
+/// A store's committed state read from other threads; see
+/// [`crate::StoreReader`]. Commits apply whole write batches, so a read sees
+/// a commit entirely or not at all.
+struct RocksReader {
+    db: Arc<DB>,
+    family: String,
+}
+
+impl RocksReader {
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Engine {
+            store: self.family[2..].to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    fn cf(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(&self.family)
+            .ok_or_else(|| self.err("column family missing"))
+    }
+}
+
+impl crate::StoreReader for RocksReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf()?, key).map_err(|e| self.err(e))
+    }
+
+    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let start: &[u8] = match &range.from {
+            std::ops::Bound::Included(f) | std::ops::Bound::Excluded(f) => f,
+            std::ops::Bound::Unbounded => &[],
+        };
+        let iter = self
+            .db
+            .iterator_cf(self.cf()?, IteratorMode::From(start, Direction::Forward));
+        for r in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = r.map_err(|e| self.err(e))?;
+            if !range.below_end(&k) {
+                break;
+            }
+            if range.contains(&k) {
+                out.push((k.into_vec(), v.into_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn approximate_len(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .property_int_value_cf(self.cf()?, "rocksdb.estimate-num-keys")
+            .map_err(|e| self.err(e))?
+            .unwrap_or(0))
     }
 }

@@ -190,6 +190,12 @@ impl TaskState {
         self.backend.meta(name)
     }
 
+    /// A reader of store `id`'s committed state for other threads (see
+    /// [`crate::StoreReader`]); `None` when the backend cannot share it.
+    pub fn reader(&self, id: StoreId) -> Option<std::sync::Arc<dyn crate::StoreReader>> {
+        self.backend.reader(id)
+    }
+
     /// The estimated number of committed keys of store `id`.
     ///
     /// # Errors

@@ -140,6 +140,20 @@ impl App {
     }
 }
 
+impl App {
+    /// Starts the topology in this process and returns at once with the
+    /// [`crate::Running`] instance: query its stores from any thread, then
+    /// `stop` and `wait`. Ignores the command line's `describe`; installs
+    /// no signal handler.
+    ///
+    /// # Errors
+    /// As [`weir_runtime::start`].
+    pub fn start(self, topology: Topology) -> Result<crate::Running> {
+        init_logging();
+        weir_runtime::start(self.config, topology).map(crate::Running::new)
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -27,8 +27,10 @@
 //! [`weir_state`] (the stores under stateful nodes).
 
 mod app;
+mod query;
 
 pub use app::{App, AppBuilder};
+pub use query::{Running, StoreQuery};
 pub use weir_core as core;
 pub use weir_dsl as dsl;
 pub use weir_runtime as runtime;
@@ -37,7 +39,10 @@ pub use weir_state as state;
 pub use weir_core::{Bincode, Bytes, Codec, Json, Record, Str};
 pub use weir_dsl::{Processor, ProcessorContext, Store};
 pub use weir_dsl::{Stream, Topology, TopologyBuilder};
-pub use weir_runtime::{Config, ConfigValue, Error, ProcessingGuarantee, Result};
+pub use weir_runtime::{
+    Config, ConfigValue, Error, LocalStores, ProcessingGuarantee, QueryError, Result,
+    StorePartition,
+};
 
 /// What a topology file needs: codecs, the builder, the app.
 pub mod prelude {
