@@ -8,17 +8,35 @@
 //! fetcher delivered them in. When some input has nothing buffered, the
 //! group waits up to `max_task_idle` for it before releasing records of the
 //! others (Kafka Streams' `max.task.idle.ms`; 0 = never wait).
+//!
+//! Besides, an empty input that still has records on the broker (it is
+//! *lagging*: the runtime compares the consumer's position with the
+//! partition's end; not known yet counts as lagging) is waited for,
+//! up to `lag_wait` ([`LAG_WAIT`] in the runtime) — Kafka Streams' KIP-695
+//! behaviour: with `max.task.idle.ms` 0 it does not wait for producers,
+//! but does wait to fetch data already written. Without it a table topic
+//! written before the stream would be joined half loaded whenever its
+//! buffer ran dry between two fetches.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use weir_core::Record;
 
+/// How long a task waits at most for a lagging input (see the module docs).
+pub(crate) const LAG_WAIT: Duration = Duration::from_secs(5);
+
 /// One task's input buffers; see the module docs.
 #[derive(Debug)]
 pub(crate) struct PartitionGroup<P> {
     partitions: Vec<(P, VecDeque<Record>)>,
+    /// Per partition: whether records may wait on the broker; see
+    /// [`PartitionGroup::set_lagging`].
+    lagging: Vec<bool>,
     max_idle: Duration,
+    lag_wait: Duration,
+    /// Since when a lagging empty input holds the group back.
+    lag_since: Option<Instant>,
     /// Since when the group has been waiting for an empty input.
     waiting_since: Option<Instant>,
 }
@@ -27,20 +45,63 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
     /// An empty group over `partitions` (in tie-break order).
     pub fn new(partitions: Vec<P>, max_idle: Duration) -> Self {
         Self {
+            lagging: vec![true; partitions.len()],
             partitions: partitions
                 .into_iter()
                 .map(|p| (p, VecDeque::new()))
                 .collect(),
             max_idle,
+            lag_wait: Duration::ZERO,
+            lag_since: None,
             waiting_since: None,
         }
+    }
+
+    /// Waits up to `wait` for lagging inputs (see the module docs).
+    pub fn with_lag_wait(mut self, wait: Duration) -> Self {
+        self.lag_wait = wait;
+        self
     }
 
     /// Adds a partition to the group (another input assigned to the task).
     pub fn add_partition(&mut self, p: P) {
         if !self.partitions.iter().any(|(q, _)| *q == p) {
             self.partitions.push((p, VecDeque::new()));
+            self.lagging.push(true);
         }
+    }
+
+    /// Whether the group reads several partitions.
+    pub fn is_multi(&self) -> bool {
+        self.partitions.len() > 1
+    }
+
+    /// The empty partitions not known to be caught up (whose lag the
+    /// runtime should find out).
+    pub fn unsettled_partitions(&self) -> impl Iterator<Item = P> + '_ {
+        self.partitions
+            .iter()
+            .zip(&self.lagging)
+            .filter(|((_, q), lagging)| q.is_empty() && **lagging)
+            .map(|((p, _), _)| *p)
+    }
+
+    /// Whether partition `p` has records on the broker not fetched yet (or
+    /// that is not known).
+    pub fn set_lagging(&mut self, p: P, lagging: bool) {
+        if let Some(i) = self.partitions.iter().position(|(q, _)| *q == p) {
+            self.lagging[i] = lagging;
+        }
+    }
+
+    /// Whether an empty input with records still to fetch holds the group.
+    fn held_by_lag(&self) -> bool {
+        !self.lag_wait.is_zero()
+            && self
+                .partitions
+                .iter()
+                .zip(&self.lagging)
+                .any(|((_, q), lagging)| q.is_empty() && *lagging)
     }
 
     /// The partitions of the group.
@@ -51,8 +112,10 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
     /// Buffers a fetched record of partition `p` (ignored if `p` is not in
     /// the group).
     pub fn push(&mut self, p: P, record: Record) {
-        if let Some((_, q)) = self.partitions.iter_mut().find(|(q, _)| *q == p) {
-            q.push_back(record);
+        if let Some(i) = self.partitions.iter().position(|(q, _)| *q == p) {
+            self.partitions[i].1.push_back(record);
+            // Caught up once; whether it is again when drained is not known.
+            self.lagging[i] = true;
         }
     }
 
@@ -90,6 +153,14 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
         // every input has data, as in Kafka Streams, so an input that stays
         // empty is waited for once, not before every record of the others.
         let i = best?;
+        if self.held_by_lag() {
+            let since = *self.lag_since.get_or_insert(now);
+            if now.duration_since(since) < self.lag_wait {
+                return None;
+            }
+        } else {
+            self.lag_since = None;
+        }
         if some_empty && !self.max_idle.is_zero() {
             let since = *self.waiting_since.get_or_insert(now);
             if now.duration_since(since) < self.max_idle {
@@ -116,6 +187,13 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
         if !any {
             return false;
         }
+        if self.held_by_lag()
+            && self
+                .lag_since
+                .is_none_or(|since| now.duration_since(since) < self.lag_wait)
+        {
+            return false;
+        }
         if !some_empty || self.max_idle.is_zero() {
             return true;
         }
@@ -129,6 +207,8 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
         for (_, q) in &mut self.partitions {
             q.clear();
         }
+        self.lagging.iter_mut().for_each(|l| *l = true);
+        self.lag_since = None;
         self.waiting_since = None;
     }
 }
@@ -221,6 +301,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_empty_input_with_records_on_the_broker_is_waited_for() {
+        let mut g = PartitionGroup::new(vec![0, 1], Duration::ZERO)
+            .with_lag_wait(Duration::from_millis(100));
+        g.push(0, rec(0, 0, 10));
+        let t0 = Instant::now();
+        assert!(g.next(t0).is_none(), "partition 1's lag is not known yet");
+        assert!(!g.ready(t0 + Duration::from_millis(99)));
+        // Its records arrive: released in timestamp order.
+        g.push(1, rec(1, 0, 5));
+        assert_eq!(g.next(t0 + Duration::from_millis(10)).unwrap().0, 1);
+        // Drained: not known to be caught up, so waited for again.
+        assert!(g.next(t0 + Duration::from_millis(11)).is_none());
+        assert_eq!(g.unsettled_partitions().collect::<Vec<_>>(), vec![1]);
+        g.set_lagging(1, false);
+        assert_eq!(g.unsettled_partitions().count(), 0);
+        assert!(g.ready(t0 + Duration::from_millis(12)));
+        assert_eq!(g.next(t0 + Duration::from_millis(12)).unwrap().0, 0);
+        // Caught up: an empty spell is not waited for (idle 0).
+        g.push(0, rec(0, 1, 20));
+        assert!(g.next(t0 + Duration::from_millis(13)).is_some());
+        // A partition that stays lagging holds the group only up to the wait.
+        g.set_lagging(1, true);
+        g.push(0, rec(0, 2, 30));
+        let t1 = t0 + Duration::from_millis(200);
+        assert!(g.next(t1).is_none());
+        assert!(g.ready(t1 + Duration::from_millis(100)));
+        assert!(g.next(t1 + Duration::from_millis(100)).is_some());
     }
 
     #[test]

@@ -213,6 +213,7 @@ fn run_generation(
         if s.unknown_positions {
             s.fetch_positions(&consumer);
         }
+        s.update_lag(&consumer);
         s.process_ready(Instant::now());
         if s.rewind_requested && !s.fenced {
             s.abort(&consumer, true);

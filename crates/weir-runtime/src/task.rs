@@ -17,7 +17,7 @@ use std::time::Duration;
 use weir_dsl::{TaskExecutor, Topology};
 use weir_state::{InMemoryBackend, RocksDbBackend, StateBudget, StoreError, TaskState};
 
-use crate::partition_group::PartitionGroup;
+use crate::partition_group::{PartitionGroup, LAG_WAIT};
 use crate::queries::LocalStores;
 
 /// A partition: index of its topic among the topology's sources, and number.
@@ -91,7 +91,7 @@ impl Task {
             phase: TaskPhase::Created,
             executor: TaskExecutor::new(topology.clone(), sub, partition),
             state: None,
-            group: PartitionGroup::new(Vec::new(), max_idle),
+            group: PartitionGroup::new(Vec::new(), max_idle).with_lag_wait(LAG_WAIT),
             paused: false,
             dir: tasks_dir.join(name).join(partition.to_string()),
             partition,

@@ -246,6 +246,46 @@ impl TaskSet {
         bytes > PENDING_BYTES_LIMIT
     }
 
+    /// Tells each running task reading several partitions which of its
+    /// empty inputs still have records on the broker, so it waits for them
+    /// rather than run ahead of them in time (see
+    /// [`crate::partition_group`]): the consumer's position against the
+    /// partition's end as the broker lists it (the last stable offset,
+    /// read_committed). Asked only of empty partitions not yet known to be
+    /// caught up — once per drained spell, not per record.
+    pub fn update_lag(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        let mut unsettled: Vec<(TaskKey, Tp)> = Vec::new();
+        for (key, task) in &self.tasks {
+            if task.phase == TaskPhase::Running && task.group.is_multi() {
+                unsettled.extend(task.group.unsettled_partitions().map(|tp| (*key, tp)));
+            }
+        }
+        if unsettled.is_empty() {
+            return;
+        }
+        // The consumer's position steps over transaction markers, which the
+        // last fetched offset does not.
+        let positions = consumer.position().ok();
+        for (key, tp) in unsettled {
+            let topic = &self.topics[tp.0];
+            let Ok((_, end)) = consumer.fetch_watermarks(topic, tp.1, LAG_LIST_TIMEOUT) else {
+                continue; // still lagging as far as anyone knows
+            };
+            let position = positions
+                .as_ref()
+                .and_then(|l| l.find_partition(topic, tp.1))
+                .and_then(|e| match e.offset() {
+                    rdkafka::Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .max(self.fetched.get(&tp).copied());
+            let lagging = position.is_none_or(|p| end > p);
+            if let Some(task) = self.tasks.get_mut(&key) {
+                task.group.set_lagging(tp, lagging);
+            }
+        }
+    }
+
     /// Processes what the running tasks' partition groups release.
     pub fn process_ready(&mut self, now: Instant) {
         let keys: Vec<TaskKey> = self
@@ -754,6 +794,9 @@ struct Outgoing<'a> {
     headers: &'a weir_core::Headers,
     timestamp: Option<i64>,
 }
+
+/// How long listing a partition's end for [`TaskSet::update_lag`] may take.
+const LAG_LIST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Hands `o` to the producer, waiting (serving reports) while its queue is full.
 fn send_raw(

@@ -29,6 +29,22 @@ pub fn publish<'a>(
     topic: &str,
     records: impl IntoIterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>)>,
 ) -> Result<usize, BrokerError> {
+    publish_at(
+        bootstrap,
+        topic,
+        records.into_iter().map(|(k, v)| (k, v, None)),
+    )
+}
+
+/// [`publish`] with a timestamp per record (`None`: the producer's clock).
+///
+/// # Errors
+/// [`BrokerError::Admin`] if a record cannot be sent or acknowledged.
+pub fn publish_at<'a>(
+    bootstrap: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>, Option<i64>)>,
+) -> Result<usize, BrokerError> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -37,8 +53,11 @@ pub fn publish<'a>(
         .create()
         .map_err(|e| admin_err(bootstrap, e.to_string()))?;
     let mut n = 0;
-    for (key, value) in records {
+    for (key, value, timestamp) in records {
         let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(t) = timestamp {
+            rec = rec.timestamp(t);
+        }
         if let Some(k) = key {
             rec = rec.key(k);
         }
