@@ -109,6 +109,7 @@ impl TopicReader {
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .set("isolation.level", isolation)
+            .set("fetch.wait.max.ms", "50")
             .set("log_level", "3")
             .create()
             .map_err(|e| admin_err(bootstrap, e.to_string()))?;

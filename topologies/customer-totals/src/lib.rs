@@ -80,8 +80,15 @@ pub struct Totals {
 
 /// The topology; see the crate docs.
 pub fn topology() -> Topology {
+    topology_and_store().0
+}
+
+/// The topology and a handle on its store `customer-totals` (customer →
+/// [`Totals`]), to query a running instance (`weir::Running::store`).
+pub fn topology_and_store() -> (Topology, Store<String, Totals>) {
     let b = Topology::builder();
-    b.stream(EVENTS, Bytes, Json::<Purchase>::new())
+    let table = b
+        .stream(EVENTS, Bytes, Json::<Purchase>::new())
         .group_by(|_, p: &Purchase| p.customer.clone(), Str)
         .with_partitions(REPARTITION_PARTITIONS)
         .aggregate(
@@ -93,8 +100,11 @@ pub fn topology() -> Topology {
                 total: t.total + p.amount,
             },
             Json::<Totals>::new(),
-        )
-        .to_stream()
-        .to(TOTALS);
-    b.build().expect("the customer-totals topology is valid")
+        );
+    table.to_stream().to(TOTALS);
+    let store = table.store().clone();
+    (
+        b.build().expect("the customer-totals topology is valid"),
+        store,
+    )
 }
