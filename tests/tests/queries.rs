@@ -20,6 +20,12 @@ use weir_tests::{Feeder, TestEvent};
 
 const CUSTOMERS: usize = 40;
 
+/// Per (customer, count): the committed total and when a read_committed
+/// reader saw it.
+type SeenAt = Arc<Mutex<HashMap<(String, u64), (f64, Instant)>>>;
+/// What the query threads read: when, customer, count, total.
+type Observed = Arc<Mutex<Vec<(Instant, String, u64, f64)>>>;
+
 #[test]
 fn queries_see_committed_values_only_and_end_at_the_recount() {
     let broker = TestBroker::shared();
@@ -50,7 +56,7 @@ fn queries_see_committed_values_only_and_end_at_the_recount() {
 
     // Every committed update, with when the read_committed reader saw it.
     let n = 6_000;
-    let seen_at: Arc<Mutex<HashMap<(String, u64), (f64, Instant)>>> = Arc::default();
+    let seen_at: SeenAt = Arc::default();
     let reader = {
         let (bootstrap, totals, seen_at) = (bootstrap.clone(), totals.clone(), seen_at.clone());
         std::thread::spawn(move || {
@@ -72,7 +78,7 @@ fn queries_see_committed_values_only_and_end_at_the_recount() {
 
     // Readers querying the store while it is built.
     let stop = Arc::new(AtomicBool::new(false));
-    let observed: Arc<Mutex<Vec<(Instant, String, u64, f64)>>> = Arc::default();
+    let observed: Observed = Arc::default();
     let readers: Vec<_> = (0..2)
         .map(|r| {
             let (query, stop, observed) = (query.clone(), stop.clone(), observed.clone());

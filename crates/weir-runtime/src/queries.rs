@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use weir_core::partition_for_key;
-use weir_state::{KeyRange, StoreReader};
+use weir_state::{KeyRange, KvPair, StoreReader};
 
 /// Why a query could not be answered here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -256,7 +256,7 @@ impl LocalStores {
         partition: i32,
         range: &KeyRange,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, QueryError> {
+    ) -> Result<Vec<KvPair>, QueryError> {
         let reader = self.reader(store, partition)?;
         reader.range(range, limit).map_err(Self::engine(store))
     }
@@ -272,7 +272,7 @@ impl LocalStores {
         store: &str,
         range: &KeyRange,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, QueryError> {
+    ) -> Result<Vec<KvPair>, QueryError> {
         let held: Vec<i32> = {
             let stores = self.read();
             let entry = stores.get(store).ok_or_else(|| self.unknown(store))?;

@@ -93,7 +93,7 @@ pub trait StoreReader: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] when the engine fails.
-    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<crate::KvPair>, StoreError>;
 
     /// An estimate of the number of keys.
     ///

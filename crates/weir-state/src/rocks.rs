@@ -376,7 +376,7 @@ impl crate::StoreReader for RocksReader {
         self.db.get_cf(self.cf()?, key).map_err(|e| self.err(e))
     }
 
-    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn range(&self, range: &KeyRange, limit: usize) -> Result<Vec<crate::KvPair>, StoreError> {
         let mut out = Vec::new();
         let start: &[u8] = match &range.from {
             std::ops::Bound::Included(f) | std::ops::Bound::Excluded(f) => f,
