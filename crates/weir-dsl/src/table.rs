@@ -120,20 +120,26 @@ impl TopologyBuilder {
             }
             Ok(())
         });
-        set_kind(&updates, "table");
-        Table {
-            updates: Stream {
-                key_codec: Some(kc),
-                value_codec: Some(vc),
-                ..updates
-            },
-            store: handle,
-        }
+        table_of(updates, "table", handle)
     }
 }
 
 fn set_kind<K, V>(s: &Stream<K, V>, kind: &'static str) {
     s.graph.borrow_mut().nodes[s.node].kind = kind;
+}
+
+/// The table whose updates node is `updates` (shown as `kind`), encoded
+/// with its store's codecs.
+fn table_of<K, V>(updates: Stream<K, V>, kind: &'static str, store: Store<K, V>) -> Table<K, V> {
+    set_kind(&updates, kind);
+    Table {
+        updates: Stream {
+            key_codec: Some(store.key_codec.clone()),
+            value_codec: Some(store.value_codec.clone()),
+            ..updates
+        },
+        store,
+    }
 }
 
 impl<K, V> Stream<K, V>
@@ -180,15 +186,7 @@ where
             ctx.forward(key, value);
             Ok(())
         });
-        set_kind(&updates, "to_table");
-        Table {
-            updates: Stream {
-                key_codec: Some(kc),
-                value_codec: Some(vc),
-                ..updates
-            },
-            store: handle,
-        }
+        table_of(updates, "to_table", handle)
     }
 
     /// Joins each record with the value of its key in `table` at the

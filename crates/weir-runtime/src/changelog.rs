@@ -19,7 +19,10 @@ use std::collections::BTreeMap;
 
 use weir_state::StoreId;
 
+use crate::delivery::{opaque, CHANGELOG_FLAG};
+use crate::kafka::is_per_record;
 use crate::task::TaskKey;
+use crate::task_set::{send_raw, Outgoing, TaskSet};
 
 /// Metadata key of the cluster id the checkpoints were taken on.
 pub(crate) const CLUSTER_KEY: &str = "weir.cluster_id";
@@ -111,6 +114,77 @@ impl ChangelogWrites {
     pub fn clear(&mut self) {
         self.slots.clear();
         self.index.clear();
+    }
+}
+
+impl TaskSet {
+    /// Produces every key each task changed since its last commit — its
+    /// latest value or a tombstone, once however often it changed — to the
+    /// task's own partition of the store's changelog, in the open
+    /// transaction (see [`crate::changelog`]). Called at commit.
+    pub fn produce_changelogs(&mut self) {
+        let app = &self.spec.cfg.application_id;
+        let empty = weir_core::Headers::default();
+        let mut undeliverable = None;
+        'tasks: for (&key, task) in &self.tasks {
+            let Some(state) = &task.state else { continue };
+            if state.pending().is_empty() {
+                continue;
+            }
+            // A table read from a topic has that topic as its changelog.
+            let topics: Vec<Option<String>> = state
+                .store_names()
+                .iter()
+                .map(|s| {
+                    let from_topic = self.spec.topology.table_source(s).is_some();
+                    (!from_topic).then(|| changelog_topic(app, s))
+                })
+                .collect();
+            // Pending entries come in (store, key) order: one slot per store run.
+            let mut slot = None;
+            for (store, k, v) in state.pending().iter() {
+                let Some(topic) = &topics[store] else {
+                    continue;
+                };
+                let slot = match slot {
+                    Some((s, n)) if s == store => n,
+                    _ => {
+                        let n = self.changelog.slot(key, store);
+                        slot = Some((store, n));
+                        n
+                    }
+                };
+                let result = send_raw(
+                    &self.producer,
+                    Outgoing {
+                        topic,
+                        partition: Some(key.1),
+                        key: Some(k),
+                        value: v,
+                        headers: &empty,
+                        timestamp: None,
+                    },
+                    opaque(self.txn, CHANGELOG_FLAG | slot),
+                );
+                if let Err(e) = result {
+                    if e.rdkafka_error_code().is_some_and(is_per_record) {
+                        let name = state.store_names()[store].clone();
+                        undeliverable = Some(crate::committer::undeliverable_changelog(
+                            Some((task.id.clone(), name)),
+                            &e,
+                        ));
+                        break 'tasks;
+                    }
+                    tracing::warn!(%topic, error = %e, "changelog send failed; rewinding to the last commit");
+                    self.rewind_requested = true;
+                    return;
+                }
+                self.produced += 1;
+            }
+        }
+        if let Some(e) = undeliverable {
+            self.fail(e);
+        }
     }
 }
 

@@ -13,8 +13,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, TopicPartitionList};
 use weir_core::{DeadLetter, ErrorClass, Record};
 
-use crate::changelog::{changelog_topic, ChangelogWrites};
-use crate::delivery::{opaque, Ack, DeliveryContext, Failure, CHANGELOG_FLAG};
+use crate::changelog::ChangelogWrites;
+use crate::delivery::{opaque, Ack, DeliveryContext, Failure};
 use crate::error::Error;
 use crate::kafka::{is_per_record, to_owned_headers, to_record};
 use crate::purge::Purger;
@@ -409,75 +409,6 @@ impl TaskSet {
         }
     }
 
-    /// Produces every key each task changed since its last commit — its
-    /// latest value or a tombstone, once however often it changed — to the
-    /// task's own partition of the store's changelog, in the open
-    /// transaction (see [`crate::changelog`]). Called at commit.
-    pub fn produce_changelogs(&mut self) {
-        let app = &self.spec.cfg.application_id;
-        let empty = weir_core::Headers::default();
-        let mut undeliverable = None;
-        'tasks: for (&key, task) in &self.tasks {
-            let Some(state) = &task.state else { continue };
-            if state.pending().is_empty() {
-                continue;
-            }
-            // A table read from a topic has that topic as its changelog.
-            let topics: Vec<Option<String>> = state
-                .store_names()
-                .iter()
-                .map(|s| {
-                    let from_topic = self.spec.topology.table_source(s).is_some();
-                    (!from_topic).then(|| changelog_topic(app, s))
-                })
-                .collect();
-            // Pending entries come in (store, key) order: one slot per store run.
-            let mut slot = None;
-            for (store, k, v) in state.pending().iter() {
-                let Some(topic) = &topics[store] else {
-                    continue;
-                };
-                let slot = match slot {
-                    Some((s, n)) if s == store => n,
-                    _ => {
-                        let n = self.changelog.slot(key, store);
-                        slot = Some((store, n));
-                        n
-                    }
-                };
-                let result = send_raw(
-                    &self.producer,
-                    Outgoing {
-                        topic,
-                        partition: Some(key.1),
-                        key: Some(k),
-                        value: v,
-                        headers: &empty,
-                        timestamp: None,
-                    },
-                    opaque(self.txn, CHANGELOG_FLAG | slot),
-                );
-                if let Err(e) = result {
-                    if e.rdkafka_error_code().is_some_and(is_per_record) {
-                        let name = state.store_names()[store].clone();
-                        undeliverable = Some(crate::committer::undeliverable_changelog(
-                            Some((task.id.clone(), name)),
-                            &e,
-                        ));
-                        break 'tasks;
-                    }
-                    tracing::warn!(%topic, error = %e, "changelog send failed; rewinding to the last commit");
-                    self.rewind_requested = true;
-                    return;
-                }
-                self.produced += 1;
-            }
-        }
-        if let Some(e) = undeliverable {
-            self.fail(e);
-        }
-    }
-
     /// Opens and restores new tasks, a bounded step each, and resumes the
     /// inputs of those that are ready; pauses or resumes partitions for
     /// backpressure.
@@ -785,21 +716,21 @@ impl TaskSet {
 }
 
 /// One record to produce.
-struct Outgoing<'a> {
-    topic: &'a str,
+pub(crate) struct Outgoing<'a> {
+    pub topic: &'a str,
     /// `None`: the partitioner's choice (murmur2 of the key).
-    partition: Option<i32>,
-    key: Option<&'a [u8]>,
-    value: Option<&'a [u8]>,
-    headers: &'a weir_core::Headers,
-    timestamp: Option<i64>,
+    pub partition: Option<i32>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a weir_core::Headers,
+    pub timestamp: Option<i64>,
 }
 
 /// How long listing a partition's end for [`TaskSet::update_lag`] may take.
 const LAG_LIST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Hands `o` to the producer, waiting (serving reports) while its queue is full.
-fn send_raw(
+pub(crate) fn send_raw(
     producer: &BaseProducer<DeliveryContext>,
     o: Outgoing<'_>,
     opaque: usize,
