@@ -9,9 +9,9 @@ CARGO ?= cargo
 deps:
 	@scripts/deps.sh
 
-## demo: run the event-router and customer-totals end to end on a fresh local broker
+## demo: the event-router, a stream-table join and customer-totals (queried in process) end to end on a fresh local broker
 demo: deps
-	@$(CARGO) build --quiet -p weir-cli -p event-router -p customer-totals
+	@$(CARGO) build --quiet -p weir-cli -p event-router -p event-enricher
 	@$(CARGO_TARGET_DIR)/debug/weir demo
 
 ## test: every test, against one test broker started for the run

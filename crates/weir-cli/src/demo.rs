@@ -1,5 +1,6 @@
-//! `weir demo`: the event-router and customer-totals end to end on a fresh
-//! local broker.
+//! `weir demo`: the event-router, the event-enricher (a stream-table join)
+//! and customer-totals (queried in process) end to end on a fresh local
+//! broker.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,11 +10,18 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use weir::core::dlq_headers;
-use weir_testkit::{create_topics, publish, terminate, BrokerProcess, TopicReader};
+use weir_testkit::{
+    create_compacted_topics, create_topics, publish, terminate, BrokerProcess, TopicReader,
+};
 
 const APP: &str = "event-router-demo";
 const TOTALS_APP: &str = "customer-totals-demo";
+const ENRICHER_APP: &str = "event-enricher-demo";
 const PARTITIONS: i32 = 4;
+/// Customers `c-0` … `c-36`; the last ones have no tier in the table.
+const CUSTOMERS: usize = 37;
+const TIERS: [&str; 3] = ["gold", "silver", "bronze"];
+const WITH_TIER: usize = 33;
 
 /// Arguments of `weir demo`.
 #[derive(clap::Args)]
@@ -24,9 +32,14 @@ pub struct DemoArgs {
     /// The event-router binary (default: next to this one).
     #[arg(long)]
     router: Option<PathBuf>,
-    /// The customer-totals binary (default: next to this one).
+    /// The event-enricher binary (default: next to this one).
     #[arg(long)]
-    totals: Option<PathBuf>,
+    enricher: Option<PathBuf>,
+}
+
+/// The tier the demo's `customers` table gives customer number `i`.
+fn tier_of(i: usize) -> Option<&'static str> {
+    (i < WITH_TIER).then(|| TIERS[i % TIERS.len()])
 }
 
 struct Sample {
@@ -47,7 +60,7 @@ fn samples(n: usize) -> (Vec<Sample>, usize) {
             let id = format!("e-{i:05}");
             let value = serde_json::json!({
                 "id": id, "type": kind, "region": regions[i % regions.len()],
-                "amount": amount, "customer": format!("c-{}", i % 37)
+                "amount": amount, "customer": format!("c-{}", i % CUSTOMERS)
             });
             Sample {
                 key: id,
@@ -134,14 +147,35 @@ impl Drop for Router {
 /// Runs the demo; fails if any output is missing or repeated.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let router_bin = sibling_binary(args.router, "event-router")?;
-    let totals_bin = sibling_binary(args.totals, "customer-totals")?;
+    let enricher_bin = sibling_binary(args.enricher, "event-enricher")?;
     let work = tempfile::Builder::new().prefix("weir-demo-").tempdir()?;
-    println!("Weir demo: the event-router and customer-totals, exactly once, on a local broker");
+    println!("Weir demo: the event-router, the event-enricher and customer-totals, exactly once, on a local broker");
     let broker = BrokerProcess::start_on_free_loopback(&work.path().join("broker"))
         .context("starting the local test broker (make deps installs it)")?;
     let bootstrap = broker.bootstrap().to_string();
     println!("  broker       {bootstrap} (crabka-broker, fresh data dir)");
     create_topics(&bootstrap, &[(event_router::EVENTS, PARTITIONS)])?;
+    create_compacted_topics(&bootstrap, &[(event_enricher::CUSTOMERS, PARTITIONS)])?;
+    let tiers: Vec<(String, Vec<u8>)> = (0..CUSTOMERS)
+        .filter_map(|i| {
+            let tier = tier_of(i)?;
+            let value = serde_json::to_vec(&event_enricher::Customer { tier: tier.into() });
+            Some((format!("c-{i}"), value.expect("a tier serializes")))
+        })
+        .collect();
+    publish(
+        &bootstrap,
+        event_enricher::CUSTOMERS,
+        tiers
+            .iter()
+            .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_slice()))),
+    )?;
+    println!(
+        "  published    {} customers' tiers to '{}' (compacted); {} customers have none",
+        tiers.len(),
+        event_enricher::CUSTOMERS,
+        CUSTOMERS - WITH_TIER
+    );
 
     let log = work.path().join("event-router.log");
     let mut router = Router::start(
@@ -151,14 +185,25 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         &work.path().join("state"),
         &log,
     )?;
-    let totals_log = work.path().join("customer-totals.log");
-    let mut totals = Router::start(
-        &totals_bin,
-        TOTALS_APP,
+    let enricher_log = work.path().join("event-enricher.log");
+    let mut enricher = Router::start(
+        &enricher_bin,
+        ENRICHER_APP,
         &bootstrap,
-        &work.path().join("totals-state"),
-        &totals_log,
+        &work.path().join("enricher-state"),
+        &enricher_log,
     )?;
+    // customer-totals runs in this process, so its store can be queried.
+    let totals_log = work.path().join("customer-totals.log");
+    log_to(&totals_log)?;
+    let (topology, store) = customer_totals::topology_and_store();
+    let totals = weir::App::builder()
+        .with_config(totals_config(
+            &bootstrap,
+            &work.path().join("totals-state"),
+        )?)
+        .start(topology)
+        .context("starting customer-totals in process")?;
     let (samples, malformed) = samples(args.events);
     let published = publish(
         &bootstrap,
@@ -249,35 +294,165 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if ok {
         println!("\n  every kept event is in its topic and in audit exactly once; every malformed one is in the DLQ.");
     }
-    let totals_ok = show_totals(&bootstrap, &samples, malformed);
+    let enriched_ok = show_enriched(&bootstrap, &samples, malformed);
+    enricher.stop();
+    let totals_ok = show_totals(&bootstrap, &samples, malformed)
+        && query_totals(&totals.store(&store), &samples);
     totals.stop();
+    let stopped = totals.wait();
     drop(broker);
+    if !ok {
+        print_tail("event-router", &log);
+        bail!("the event-router's outputs do not match the inputs (see above)")
+    }
+    if !enriched_ok {
+        print_tail("event-enricher", &enricher_log);
+        bail!("the event-enricher's outputs do not match the inputs (see above)")
+    }
     if !totals_ok {
-        let tail = std::fs::read_to_string(&totals_log).unwrap_or_default();
-        let tail: Vec<&str> = tail.lines().rev().take(30).collect();
-        eprintln!("customer-totals log (last lines):");
-        for l in tail.iter().rev() {
-            eprintln!("  {l}");
-        }
+        print_tail("customer-totals", &totals_log);
         bail!("customer-totals does not match a recount (see above)")
     }
-    if ok {
-        Ok(())
-    } else {
-        let tail = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = tail.lines().rev().take(30).collect();
-        eprintln!("event-router log (last lines):");
-        for l in tail.iter().rev() {
-            eprintln!("  {l}");
-        }
-        bail!("the outputs do not match the inputs (see above)")
+    stopped.context("customer-totals stopped with an error")?;
+    Ok(())
+}
+
+fn print_tail(name: &str, log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    eprintln!("{name} log (last lines):");
+    for l in tail.iter().rev() {
+        eprintln!("  {l}");
     }
 }
 
-/// Reads customer-totals' updates (read_committed) until every customer's
-/// last count matches a recount of the samples; prints a few. `true` when
-/// everything matches and the malformed events were dead-lettered.
-fn show_totals(bootstrap: &str, samples: &[Sample], malformed: usize) -> bool {
+/// Sends this process's log lines (customer-totals runs in it) to `path`.
+fn log_to(path: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("logging to {}: {e}", path.display()))
+}
+
+/// customer-totals' configuration: what the other demo apps get from
+/// `WEIR_*` variables.
+fn totals_config(bootstrap: &str, state_dir: &Path) -> anyhow::Result<weir::Config> {
+    let vars = [
+        ("WEIR_APPLICATION_ID", TOTALS_APP.to_string()),
+        ("WEIR_BOOTSTRAP_SERVERS", bootstrap.to_string()),
+        ("WEIR_STATE_DIR", state_dir.display().to_string()),
+        ("WEIR_AUTO_CREATE_TOPICS", "true".to_string()),
+        ("WEIR_AUTO_CREATE_PARTITIONS", PARTITIONS.to_string()),
+        ("WEIR_COMMIT_INTERVAL_MS", "100".to_string()),
+    ]
+    .map(|(k, v)| (k.to_string(), v));
+    Ok(weir::Config::load(&BTreeMap::new(), None, vars)?)
+}
+
+/// Reads the event-enricher's output (read_committed) until every event
+/// with a customer is there; checks each carries its customer's tier, once.
+fn show_enriched(bootstrap: &str, samples: &[Sample], malformed: usize) -> bool {
+    let mut want: BTreeMap<String, (String, &str)> = BTreeMap::new();
+    for s in samples {
+        let Ok(e) = serde_json::from_slice::<event_enricher::Event>(&s.value) else {
+            continue;
+        };
+        let i: usize = e.customer[2..].parse().expect("demo customers are c-<n>");
+        let tier = tier_of(i).unwrap_or(event_enricher::NO_TIER);
+        want.insert(s.key.clone(), (e.customer, tier));
+    }
+    let dlq = format!("{ENRICHER_APP}-dlq");
+    let Ok(mut reader) = TopicReader::new(
+        bootstrap,
+        &[event_enricher::ENRICHED, dlq.as_str()],
+        "read_committed",
+    ) else {
+        return false;
+    };
+    let complete = reader.read_until(Duration::from_secs(90), |r| {
+        r.len() >= want.len() + malformed
+    });
+    reader.read_for(Duration::from_secs(1));
+    let by_topic = reader.by_topic();
+    let enriched = by_topic.get(event_enricher::ENRICHED);
+    let mut got: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut repeated = 0;
+    for r in enriched.into_iter().flatten() {
+        let v: serde_json::Value =
+            serde_json::from_slice(r.value.as_deref().unwrap_or_default()).unwrap_or_default();
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        let tier = v["tier"].as_str().unwrap_or_default().to_string();
+        repeated += usize::from(got.insert(id, (key, tier)).is_some());
+    }
+    let dead = by_topic.get(&dlq).map_or(0, Vec::len);
+    println!(
+        "\n  event-enricher: {} enriched events in '{}' (read_committed), {dead} dead letters",
+        enriched.map_or(0, Vec::len),
+        event_enricher::ENRICHED
+    );
+    if let Some(r) = enriched.and_then(|v| v.first()) {
+        println!(
+            "    e.g. {}",
+            String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())
+        );
+    }
+    let matches = want.len() == got.len()
+        && want.iter().all(|(id, (c, t))| {
+            got.get(id)
+                .is_some_and(|(gc, gt)| gc == c && gt.as_str() == *t)
+        });
+    let ok = complete && repeated == 0 && matches && dead == malformed;
+    if ok {
+        println!(
+            "  every event is there once, keyed by its customer, with the tier the table gave it."
+        );
+    }
+    ok
+}
+
+/// Queries customer-totals' store in the running instance: every
+/// customer's committed totals equal a recount (after the outputs did).
+fn query_totals(
+    query: &weir::StoreQuery<String, customer_totals::Totals>,
+    samples: &[Sample],
+) -> bool {
+    let want = recount(samples);
+    let held = query.partitions();
+    println!(
+        "\n  querying the running customer-totals instance: it holds {} partitions of store '{}' ({} restoring), ~{} keys",
+        held.len(),
+        customer_totals::STORE,
+        held.iter().filter(|p| p.restoring).count(),
+        query.approximate_len().unwrap_or(0)
+    );
+    let mut mismatches = 0;
+    for (i, (c, (n, t))) in want.iter().enumerate() {
+        match query.get(c) {
+            Ok(Some(got)) if got.count == *n && got.total == *t => {
+                if i < 3 {
+                    println!("    get({c:?}) = count {}, total {}", got.count, got.total);
+                }
+            }
+            other => {
+                mismatches += 1;
+                eprintln!("    get({c:?}) = {other:?}, a recount says count {n}, total {t}");
+            }
+        }
+    }
+    if mismatches == 0 {
+        println!("  every customer's queried totals equal the recount.");
+    }
+    mismatches == 0
+}
+
+/// Per customer: events and the sum of their amounts.
+fn recount(samples: &[Sample]) -> BTreeMap<String, (u64, f64)> {
     let mut want: BTreeMap<String, (u64, f64)> = BTreeMap::new();
     for s in samples {
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&s.value) else {
@@ -289,6 +464,14 @@ fn show_totals(bootstrap: &str, samples: &[Sample], malformed: usize) -> bool {
             e.1 += a;
         }
     }
+    want
+}
+
+/// Reads customer-totals' updates (read_committed) until every customer's
+/// last count matches a recount of the samples; prints a few. `true` when
+/// everything matches and the malformed events were dead-lettered.
+fn show_totals(bootstrap: &str, samples: &[Sample], malformed: usize) -> bool {
+    let want = recount(samples);
     let updates: u64 = want.values().map(|(n, _)| n).sum();
     let dlq = format!("{TOTALS_APP}-dlq");
     let Ok(mut reader) = TopicReader::new(

@@ -110,6 +110,66 @@ where
     }
 }
 
+impl<K, V> Stream<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// Writes the stream to a repartition topic `<name>-repartition` (the
+    /// runtime prefixes the application id and creates it with the largest
+    /// partition count of the inputs upstream) and reads it back: records
+    /// are then partitioned by their current key, as a join with a table
+    /// keyed the same way needs after a key change (Kafka Streams
+    /// repartitions there on its own; here it is explicit). Needs the key
+    /// and value codecs.
+    ///
+    /// # Examples
+    /// ```
+    /// use weir_core::{Json, Str};
+    /// use weir_dsl::TopologyBuilder;
+    ///
+    /// let b = TopologyBuilder::new();
+    /// b.stream("orders", Str, Json::<serde_json::Value>::new())
+    ///     .map(|_, v| (v["customer"].as_str().unwrap_or("").to_string(), v))
+    ///     .with_key_codec(Str)
+    ///     .repartition("by-customer")
+    ///     .to("orders-by-customer");
+    /// let t = b.build().unwrap();
+    /// assert_eq!(t.repartition_topics(), vec![("by-customer-repartition".to_string(), None)]);
+    /// assert_eq!(t.subtopology_count(), 2);
+    /// ```
+    pub fn repartition(&self, name: impl Into<String>) -> Stream<K, V> {
+        self.repartition_through(&name.into(), None)
+    }
+
+    /// Through `<name>-repartition` with `partitions` (default: as the
+    /// runtime chooses); a missing codec is a build error naming `name`.
+    fn repartition_through(&self, name: &str, partitions: Option<i32>) -> Stream<K, V> {
+        let (Some(kc), Some(vc)) = (self.key_codec.clone(), self.value_codec.clone()) else {
+            let part = if self.key_codec.is_none() {
+                "key"
+            } else {
+                "value"
+            };
+            self.graph
+                .borrow_mut()
+                .errors
+                .push(BuildError::MissingCodec {
+                    node: name.to_string(),
+                    part,
+                });
+            return self.clone();
+        };
+        let topic = format!("{name}-repartition");
+        self.graph
+            .borrow_mut()
+            .repartition_topics
+            .insert(topic.clone(), partitions);
+        self.to(topic.clone());
+        add_source(&self.graph, topic, kc, vc)
+    }
+}
+
 impl<K, V> Grouped<K, V>
 where
     K: Clone + Send + 'static,
@@ -180,26 +240,7 @@ where
         if !self.repartition {
             return self.stream.clone();
         }
-        let (Some(kc), Some(vc)) = (
-            self.stream.key_codec.clone(),
-            self.stream.value_codec.clone(),
-        ) else {
-            let part = if self.stream.key_codec.is_none() {
-                "key"
-            } else {
-                "value"
-            };
-            self.missing_codec(store, part);
-            return self.stream.clone();
-        };
-        let topic = format!("{store}-repartition");
-        self.stream
-            .graph
-            .borrow_mut()
-            .repartition_topics
-            .insert(topic.clone(), self.partitions);
-        self.stream.to(topic.clone());
-        add_source(&self.stream.graph, topic, kc, vc)
+        self.stream.repartition_through(store, self.partitions)
     }
 
     /// The aggregation node: `step(key, value, old)` gives the new aggregate

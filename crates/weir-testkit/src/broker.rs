@@ -315,6 +315,23 @@ impl TestBroker {
 /// # Errors
 /// [`BrokerError::Admin`] naming the first topic the cluster refused.
 pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) -> Result<(), BrokerError> {
+    create_topics_with(bootstrap, topics, &[])
+}
+
+/// Creates compacted topics (`cleanup.policy=compact`), e.g. a table's,
+/// on the cluster at `bootstrap` (replication factor 1).
+///
+/// # Errors
+/// As [`create_topics`].
+pub fn create_compacted_topics(bootstrap: &str, topics: &[(&str, i32)]) -> Result<(), BrokerError> {
+    create_topics_with(bootstrap, topics, &[("cleanup.policy", "compact")])
+}
+
+fn create_topics_with(
+    bootstrap: &str,
+    topics: &[(&str, i32)],
+    config: &[(&str, &str)],
+) -> Result<(), BrokerError> {
     let admin_err = |message: String| BrokerError::Admin {
         bootstrap: bootstrap.to_string(),
         message,
@@ -325,7 +342,12 @@ pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) -> Result<(), Brok
         .map_err(|e| admin_err(e.to_string()))?;
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .map(|(t, p)| {
+            config.iter().fold(
+                NewTopic::new(t, *p, TopicReplication::Fixed(1)),
+                |n, (k, v)| n.set(k, v),
+            )
+        })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -16,7 +16,7 @@ mod driver;
 mod features;
 mod process;
 
-pub use broker::{create_topics, BrokerError, BrokerProcess, TestBroker};
+pub use broker::{create_compacted_topics, create_topics, BrokerError, BrokerProcess, TestBroker};
 pub use clients::{publish, publish_at, TopicReader};
 pub use driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use features::{downgrade_transaction_version, FeatureError};

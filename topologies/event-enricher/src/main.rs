@@ -1,0 +1,9 @@
+//! The event-enricher binary: `event-enricher [--config FILE] [run|describe]`,
+//! configured by `WEIR_*` variables (application id defaults to `event-enricher`).
+
+fn main() -> weir::Result<()> {
+    weir::App::builder()
+        .with_default("application_id", "event-enricher")
+        .from_env()?
+        .run(event_enricher::topology())
+}
