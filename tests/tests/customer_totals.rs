@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use weir_testkit::{publish, TestBroker, TopicReader};
-use weir_tests::{binary, Feeder, TestEvent, TopologyProcess};
+use weir_tests::{binary, unstall, Feeder, TestEvent, TopologyProcess, STALL};
 
 /// Per customer: events and the sum of their (integer) amounts.
 type Totals = BTreeMap<String, (u64, i64)>;
@@ -112,7 +112,13 @@ impl Run {
             "read_committed",
         )
         .unwrap();
-        let complete = reader.read_until(Duration::from_secs(240), |r| r.len() >= n);
+        let bootstrap = TestBroker::shared().bootstrap();
+        let complete = reader.read_until_unstalled(
+            Duration::from_secs(240),
+            STALL,
+            || unstall(bootstrap, &self.app),
+            |r| r.len() >= n,
+        );
         reader.read_for(Duration::from_secs(2));
         assert!(
             complete,

@@ -67,3 +67,52 @@ fn transactions_commit_and_abort_as_kafka_does() {
     let all = read_all(broker.bootstrap(), &topic, "read_uncommitted", 3);
     assert_eq!(all, vec!["v0", "v1", "v2"]);
 }
+
+/// Counts a consumer's rebalances.
+struct Rebalances(std::sync::atomic::AtomicUsize);
+
+impl rdkafka::ClientContext for Rebalances {}
+
+impl rdkafka::consumer::ConsumerContext for Rebalances {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &rdkafka::consumer::Rebalance<'_>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn force_rebalance_makes_a_group_rebalance_and_keeps_its_assignment() {
+    let broker = TestBroker::shared();
+    let topic = TestBroker::unique("nudged");
+    let group = TestBroker::unique("nudged-group");
+    broker.create_topic(&topic, 2).unwrap();
+    let member: BaseConsumer<Rebalances> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", &group)
+        .set("partition.assignment.strategy", "range")
+        .create_with_context(Rebalances(Default::default()))
+        .unwrap();
+    member.subscribe(&[&topic]).unwrap();
+    let count = || member.context().0.load(std::sync::atomic::Ordering::SeqCst);
+    let assigned = |m: &BaseConsumer<Rebalances>| m.assignment().map_or(0, |a| a.count());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while assigned(&member) < 2 && Instant::now() < deadline {
+        member.poll(Duration::from_millis(100));
+    }
+    assert_eq!(assigned(&member), 2, "the member got both partitions");
+    let before = count();
+    let bootstrap = broker.bootstrap().to_string();
+    let nudge = std::thread::spawn(move || weir_testkit::force_rebalance(&bootstrap, &group));
+    while !nudge.is_finished() {
+        member.poll(Duration::from_millis(100));
+    }
+    nudge.join().unwrap().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (count() < before + 2 || assigned(&member) < 2) && Instant::now() < deadline {
+        member.poll(Duration::from_millis(100));
+    }
+    assert!(
+        count() >= before + 2,
+        "the member was revoked and reassigned"
+    );
+    assert_eq!(assigned(&member), 2, "and holds both partitions again");
+}
