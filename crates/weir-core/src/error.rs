@@ -93,6 +93,19 @@ pub enum ProcessError {
         /// Why.
         message: String,
     },
+    /// The record arrived after every window it belongs to closed (its
+    /// timestamp is older than the task's stream time minus the grace
+    /// period). Counted as `late`; dead-lettered (kind `late`) only when
+    /// `dead_letter` is set, otherwise dropped.
+    #[error("node {node}: late record: {message}")]
+    Late {
+        /// The windowed node.
+        node: String,
+        /// Which windows had closed, and when.
+        message: String,
+        /// Whether the record goes to the dead-letter topic.
+        dead_letter: bool,
+    },
     /// A state store failed (I/O, corruption): not the record's fault.
     #[error("node {node}: state store {store}: {message}")]
     Store {
@@ -119,6 +132,7 @@ impl ProcessError {
             ProcessError::Operator { .. } => "operator",
             ProcessError::Store { .. } => "store",
             ProcessError::Init { .. } => "init",
+            ProcessError::Late { .. } => "late",
         }
     }
 
@@ -129,7 +143,8 @@ impl ProcessError {
             | ProcessError::Panic { node, .. }
             | ProcessError::Operator { node, .. }
             | ProcessError::Store { node, .. }
-            | ProcessError::Init { node, .. } => node,
+            | ProcessError::Init { node, .. }
+            | ProcessError::Late { node, .. } => node,
             ProcessError::UnknownTopic { .. } => "",
         }
     }
@@ -142,6 +157,23 @@ impl ProcessError {
             ProcessError::Store { .. } | ProcessError::Init { .. } => ErrorClass::Fatal,
             _ => ErrorClass::DeadLetter,
         }
+    }
+
+    /// Whether the record is counted as late and dropped, not
+    /// dead-lettered (a [`ProcessError::Late`] without `dead_letter`).
+    pub fn is_dropped_late(&self) -> bool {
+        matches!(
+            self,
+            ProcessError::Late {
+                dead_letter: false,
+                ..
+            }
+        )
+    }
+
+    /// Whether the record was late (dropped or dead-lettered).
+    pub fn is_late(&self) -> bool {
+        matches!(self, ProcessError::Late { .. })
     }
 
     /// An error a `process` node returns to dead-letter the record it was

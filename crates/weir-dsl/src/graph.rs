@@ -168,6 +168,14 @@ pub enum BuildError {
         /// The name.
         store: String,
     },
+    /// Time windows that cannot hold records.
+    #[error("windowed store {store}: {message}")]
+    InvalidWindows {
+        /// The windowed aggregation's store.
+        store: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A node uses a store the builder never declared.
     #[error("node {node} uses store {store}, which was not declared with key_value_store")]
     UndeclaredStore {

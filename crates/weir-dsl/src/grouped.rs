@@ -27,9 +27,19 @@ use crate::Stream;
 
 /// A stream grouped by key, ready to aggregate; see the module docs.
 pub struct Grouped<K, V> {
-    stream: Stream<K, V>,
+    pub(crate) stream: Stream<K, V>,
     repartition: bool,
     partitions: Option<i32>,
+}
+
+impl<K, V> Clone for Grouped<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            stream: self.stream.clone(),
+            repartition: self.repartition,
+            partitions: self.partitions,
+        }
+    }
 }
 
 /// The result of an aggregation: the latest value per key, kept in a named
@@ -236,7 +246,7 @@ where
     }
 
     /// The stream the aggregation reads: repartitioned by key if needed.
-    fn partitioned(&self, store: &str) -> Stream<K, V> {
+    pub(crate) fn partitioned(&self, store: &str) -> Stream<K, V> {
         if !self.repartition {
             return self.stream.clone();
         }

@@ -28,6 +28,7 @@ mod grouped;
 mod params;
 mod process;
 mod table;
+mod window;
 
 pub use builder::{BranchBuilder, Stream, TopologyBuilder};
 pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription};
@@ -36,3 +37,7 @@ pub use graph::{BuildError, Topology};
 pub use grouped::{Grouped, Table};
 pub use params::{Param, ParamDescription, ParamValue};
 pub use process::{Processor, ProcessorContext, Store, StoreName, TypedStore};
+pub use window::{
+    hopping, tumbling, Suppressed, TimeWindows, Window, Windowed, WindowedCodec, WindowedGrouped,
+    WindowedStore, WindowedTable,
+};

@@ -189,6 +189,12 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
         self.node
     }
 
+    /// The node's name and the task's state, for typed views other than
+    /// key-value (windows).
+    pub(crate) fn raw(&mut self) -> (&str, &mut TaskState) {
+        (self.node, &mut *self.state)
+    }
+
     /// Typed access to a store this node declared.
     ///
     /// # Errors

@@ -12,6 +12,9 @@ pub struct RuntimeStats {
     pub produced: AtomicU64,
     /// Input records dead-lettered.
     pub dead_lettered: AtomicU64,
+    /// Input records that arrived after their windows closed (dropped or,
+    /// when so configured, dead-lettered too).
+    pub late: AtomicU64,
     /// Commits (transactions committed, or offset commits at least once).
     pub commits: AtomicU64,
     /// Transactions aborted.
@@ -41,11 +44,11 @@ impl RuntimeStats {
 
     /// `consumed=… produced=… dead_lettered=… commits=… aborts=… rejoins=…
     /// restored=… restore_total=… stores_wiped=… commit_ms=…
-    /// commit_phases_ms=<flush>/<offsets>/<commit>/<stores>`
+    /// commit_phases_ms=<flush>/<offsets>/<commit>/<stores> flush_backlog=… late=…`
     pub fn summary(&self) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "consumed={} produced={} dead_lettered={} commits={} aborts={} rejoins={} restored={} restore_total={} stores_wiped={} commit_ms={} commit_phases_ms={} flush_backlog={}",
+            "consumed={} produced={} dead_lettered={} commits={} aborts={} rejoins={} restored={} restore_total={} stores_wiped={} commit_ms={} commit_phases_ms={} flush_backlog={} late={}",
             g(&self.consumed),
             g(&self.produced),
             g(&self.dead_lettered),
@@ -61,7 +64,8 @@ impl RuntimeStats {
                 .map(|c| (g(c) / 1000).to_string())
                 .collect::<Vec<_>>()
                 .join("/"),
-            g(&self.flush_backlog)
+            g(&self.flush_backlog),
+            g(&self.late)
         )
     }
 }

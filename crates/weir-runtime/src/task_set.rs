@@ -344,28 +344,40 @@ impl TaskSet {
                 .as_mut()
                 .expect("a running task has its stores open");
             if let Err(e) = task.executor.process(&record, &mut self.out, state) {
-                if e.class() == ErrorClass::Fatal {
+                if e.is_late() {
+                    RuntimeStats::add(&spec.stats.late, 1);
+                }
+                if e.is_dropped_late() {
+                    tracing::debug!(
+                        topic = %record.topic,
+                        partition = record.partition,
+                        offset = record.offset,
+                        error = %e,
+                        "dropping a late record"
+                    );
+                } else if e.class() == ErrorClass::Fatal {
                     let task_id = task.id.clone();
                     self.fail(Error::Task {
                         task: task_id,
                         message: e.to_string(),
                     });
                     return;
+                } else {
+                    tracing::warn!(
+                        topic = %record.topic,
+                        partition = record.partition,
+                        offset = record.offset,
+                        node = e.node(),
+                        error = %e,
+                        "dead-lettering record"
+                    );
+                    self.out.push(DeadLetter::from(&e).to_record(
+                        &spec.dead_letter_topic,
+                        &record,
+                        now_ms(),
+                    ));
+                    RuntimeStats::add(&spec.stats.dead_lettered, 1);
                 }
-                tracing::warn!(
-                    topic = %record.topic,
-                    partition = record.partition,
-                    offset = record.offset,
-                    node = e.node(),
-                    error = %e,
-                    "dead-lettering record"
-                );
-                self.out.push(DeadLetter::from(&e).to_record(
-                    &spec.dead_letter_topic,
-                    &record,
-                    now_ms(),
-                ));
-                RuntimeStats::add(&spec.stats.dead_lettered, 1);
             }
         }
         let source = self.sources.len();

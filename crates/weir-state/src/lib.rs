@@ -36,6 +36,7 @@ mod pending;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 mod task_state;
+mod window;
 
 pub use backend::{StateBackend, StoreReader, WriteSet};
 pub use error::StoreError;
@@ -45,6 +46,7 @@ pub use pending::PendingWrites;
 #[cfg(feature = "rocksdb")]
 pub use rocks::{RocksDbBackend, StateBudget};
 pub use task_state::{StoreId, TaskState, TaskStore};
+pub use window::{decode_window_key, window_key, WindowEntry, WindowStore};
 
 /// The version of Weir's on-disk state layout. A backend written with a
 /// larger version is refused at open.

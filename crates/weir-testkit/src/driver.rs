@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use weir_core::{Codec, DeadLetter, ErrorClass, Headers, Record, Timestamp};
-use weir_dsl::{Store, TaskExecutor, Topology};
+use weir_dsl::{Store, TaskExecutor, Topology, Windowed, WindowedStore};
 use weir_state::{InMemoryBackend, KeyRange, TaskState};
 
 /// Runs a [`Topology`] in memory: records piped into a source topic are
@@ -42,6 +42,8 @@ struct DriverState {
     wall_clock: Timestamp,
     queue: VecDeque<Record>,
     out: Vec<Record>,
+    /// Records that arrived after their windows closed.
+    late: u64,
 }
 
 impl DriverState {
@@ -106,6 +108,7 @@ impl TopologyTestDriver {
                 next_offset: BTreeMap::new(),
                 dead_letter_topic,
                 wall_clock: 0,
+                late: 0,
                 queue: VecDeque::new(),
                 out: Vec::new(),
             })),
@@ -115,6 +118,12 @@ impl TopologyTestDriver {
     /// The topic dead letters are written to.
     pub fn dead_letter_topic(&self) -> String {
         self.state.borrow().dead_letter_topic.clone()
+    }
+
+    /// How many records arrived after every window they belong to closed
+    /// (dropped, or dead-lettered with kind `late`).
+    pub fn late_records(&self) -> u64 {
+        self.state.borrow().late
     }
 
     /// Sets the wall-clock time written in `weir.failed_at`.
@@ -173,9 +182,15 @@ impl TopologyTestDriver {
                     e.class() != ErrorClass::Fatal,
                     "TopologyTestDriver: the task cannot go on: {e}"
                 );
-                let dl =
-                    DeadLetter::from(&e).to_record(&st.dead_letter_topic, &record, st.wall_clock);
-                out.push(dl);
+                st.late += u64::from(e.is_late());
+                if !e.is_dropped_late() {
+                    let dl = DeadLetter::from(&e).to_record(
+                        &st.dead_letter_topic,
+                        &record,
+                        st.wall_clock,
+                    );
+                    out.push(dl);
+                }
             }
             for o in out.drain(..) {
                 if st.topology.subtopology_of(&o.topic).is_some() {
@@ -226,6 +241,27 @@ impl TopologyTestDriver {
                     store.decode_key(&k).expect("stored key decodes"),
                     store.decode_value(&v).expect("stored value decodes"),
                 )
+            })
+            .collect()
+    }
+
+    /// Every window of window store `store` with its value, in store order
+    /// (by segment, key, start).
+    ///
+    /// # Panics
+    /// As [`TopologyTestDriver::store_get`].
+    pub fn window_entries<K: 'static, V: 'static>(
+        &self,
+        store: &WindowedStore<K, V>,
+    ) -> Vec<(Windowed<K>, V)> {
+        let st = self.state.borrow();
+        let (state, id) = st.find_store(store.name());
+        state
+            .range(id, KeyRange::all())
+            .expect("in-memory stores do not fail")
+            .filter_map(|r| {
+                let (k, v) = r.expect("in-memory stores do not fail");
+                store.decode(&k, &v).expect("stored window decodes")
             })
             .collect()
     }

@@ -1,0 +1,830 @@
+//! Windowed aggregation: [`Grouped::windowed_by`] with [`tumbling`] or
+//! [`hopping`] time windows, `count` / `reduce` / `aggregate` per (key,
+//! window) in a window store, and [`WindowedTable::suppress`] to emit one
+//! final result per window.
+//!
+//! # Semantics (as Kafka Streams)
+//! - Windows are aligned to the epoch and half-open, `[start, end)`: a
+//!   tumbling window of size `s` holds `t` when `start = t - t mod s`; a
+//!   hopping window of size `s` advancing by `a` starts at every multiple
+//!   of `a` with `start <= t < start + s`.
+//! - Time is the record's timestamp; the task's **stream time** is the
+//!   largest timestamp it has processed. A window **closes** when stream
+//!   time reaches `end + grace`. A record whose windows have all closed is
+//!   **late**: it changes nothing, is counted (`late` in the runtime's
+//!   counters), and goes to the dead-letter topic with kind `late` when the
+//!   aggregation says so ([`WindowedGrouped::late_to_dead_letters`]) —
+//!   never dropped silently. A hopping record with some windows still open
+//!   updates those and is not late.
+//! - The store keeps a window until stream time passes `end + grace`
+//!   (retention = size + grace); expired windows are deleted from the store
+//!   and, through their tombstones, from its changelog, so a restore never
+//!   brings one back.
+//! - Without `suppress`, every update is forwarded as it happens: key
+//!   [`Windowed`], the new aggregate, the input's timestamp. With
+//!   `suppress(Suppressed::until_window_closes())`, each window is
+//!   forwarded once, when it closes, with the largest input timestamp it
+//!   saw. Emission is driven by state, not a buffer in memory: the closed
+//!   windows are read from the window store, and the time up to which
+//!   windows were emitted is kept in that store (changelogged with it, and
+//!   committed in the same transaction as the results), so a crash neither
+//!   loses nor repeats a final result.
+//! - Closing depends on stream time, which only records move: the last
+//!   windows close when a later record reaches the task.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_core::{Codec, CodecError, Headers, ProcessError, Timestamp};
+use weir_state::{StoreError, WindowStore};
+
+use crate::graph::BuildError;
+use crate::grouped::Grouped;
+use crate::process::{Processor, ProcessorContext, StoreName};
+use crate::Stream;
+
+/// A time window, `[start, end)` in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Window {
+    /// Inclusive start.
+    pub start: Timestamp,
+    /// Exclusive end.
+    pub end: Timestamp,
+}
+
+/// A key in a window: the key of a windowed aggregation's results.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Windowed<K> {
+    /// The grouping key.
+    pub key: K,
+    /// Its window.
+    pub window: Window,
+}
+
+/// Tumbling or hopping time windows with a grace period; see the module
+/// docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeWindows {
+    size: i64,
+    advance: i64,
+    grace: i64,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Non-overlapping windows of `size`, aligned to the epoch (no grace: add
+/// one with [`TimeWindows::grace`]).
+pub fn tumbling(size: Duration) -> TimeWindows {
+    TimeWindows {
+        size: ms(size),
+        advance: ms(size),
+        grace: 0,
+    }
+}
+
+/// Windows of `size` starting every `advance` (`0 < advance <= size`),
+/// aligned to the epoch.
+pub fn hopping(size: Duration, advance: Duration) -> TimeWindows {
+    TimeWindows {
+        size: ms(size),
+        advance: ms(advance),
+        grace: 0,
+    }
+}
+
+impl TimeWindows {
+    /// How long after its end a window still takes records (on stream
+    /// time).
+    pub fn grace(self, grace: Duration) -> Self {
+        Self {
+            grace: ms(grace),
+            ..self
+        }
+    }
+
+    /// Window size in milliseconds.
+    pub fn size_ms(&self) -> i64 {
+        self.size
+    }
+
+    /// Advance in milliseconds (the size, for tumbling windows).
+    pub fn advance_ms(&self) -> i64 {
+        self.advance
+    }
+
+    /// Grace period in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        self.grace
+    }
+
+    /// What is wrong with these windows, if anything.
+    fn invalid(&self) -> Option<String> {
+        if self.size <= 0 {
+            Some(format!(
+                "window size must be positive, not {} ms",
+                self.size
+            ))
+        } else if self.advance <= 0 || self.advance > self.size {
+            Some(format!(
+                "a hopping window's advance must be in 1..={} ms, not {} ms",
+                self.size, self.advance
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The starts of the windows that hold time `t`, ascending.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_dsl::{hopping, tumbling};
+    ///
+    /// let s = |n| Duration::from_millis(n);
+    /// assert_eq!(tumbling(s(10)).window_starts(25).collect::<Vec<_>>(), vec![20]);
+    /// assert_eq!(tumbling(s(10)).window_starts(-1).collect::<Vec<_>>(), vec![-10]);
+    /// assert_eq!(hopping(s(10), s(4)).window_starts(9).collect::<Vec<_>>(), vec![0, 4, 8]);
+    /// ```
+    pub fn window_starts(&self, t: Timestamp) -> impl Iterator<Item = Timestamp> {
+        let (size, advance) = (self.size.max(1), self.advance.max(1));
+        let last = t - t.rem_euclid(advance);
+        // The first start with start + size > t.
+        let first = {
+            let lowest = t.saturating_sub(size) + 1;
+            let r = lowest.rem_euclid(advance);
+            if r == 0 {
+                lowest
+            } else {
+                lowest - r + advance
+            }
+        };
+        (0..)
+            .map(move |i: i64| first + i * advance)
+            .take_while(move |s| *s <= last)
+    }
+
+    /// The smallest window start still open at `stream_time`: every window
+    /// starting below it closed (end + grace <= stream time).
+    fn first_open_start(&self, stream_time: Timestamp) -> Timestamp {
+        let bound = stream_time
+            .saturating_sub(self.grace)
+            .saturating_sub(self.size)
+            .saturating_add(1);
+        let advance = self.advance.max(1);
+        let r = bound.rem_euclid(advance);
+        if r == 0 {
+            bound
+        } else {
+            bound.saturating_add(advance - r)
+        }
+    }
+
+    /// The segment span of the window store: one window size.
+    fn segment_ms(&self) -> i64 {
+        self.size.max(1)
+    }
+}
+
+/// When a windowed table emits; see [`WindowedTable::suppress`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suppressed(());
+
+impl Suppressed {
+    /// One final result per window, when it closes (stream time reaches
+    /// end + grace).
+    pub fn until_window_closes() -> Self {
+        Suppressed(())
+    }
+}
+
+/// A typed handle on a window store (a windowed aggregation's).
+pub struct WindowedStore<K, V> {
+    pub(crate) name: Arc<str>,
+    pub(crate) key_codec: Arc<dyn Codec<K>>,
+    pub(crate) value_codec: Arc<dyn Codec<V>>,
+    pub(crate) windows: TimeWindows,
+}
+
+impl<K, V> Clone for WindowedStore<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            key_codec: self.key_codec.clone(),
+            value_codec: self.value_codec.clone(),
+            windows: self.windows,
+        }
+    }
+}
+
+impl<K, V> StoreName for WindowedStore<K, V> {
+    fn store_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<K, V> WindowedStore<K, V> {
+    /// The store's name (and its changelog's).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The windows it holds.
+    pub fn windows(&self) -> TimeWindows {
+        self.windows
+    }
+}
+
+impl<K: 'static, V: 'static> WindowedStore<K, V> {
+    /// A stored entry as a window and its value; `Ok(None)` for the
+    /// store's own metadata.
+    ///
+    /// # Errors
+    /// A codec error when the entry does not decode.
+    pub fn decode(&self, key: &[u8], value: &[u8]) -> Result<Option<(Windowed<K>, V)>, CodecError> {
+        let Some((k, start)) = weir_state::decode_window_key(key) else {
+            return Ok(None);
+        };
+        let Some((_, bytes)) = decode_slot(value) else {
+            return Err(CodecError::Decode {
+                codec: "window",
+                message: format!("a window value of {} bytes", value.len()),
+            });
+        };
+        let window = Window {
+            start,
+            end: start.saturating_add(self.windows.size),
+        };
+        Ok(Some((
+            Windowed {
+                key: self.key_codec.decode(k)?,
+                window,
+            },
+            self.value_codec.decode(bytes)?,
+        )))
+    }
+}
+
+/// A window's stored value: the largest input timestamp, then the
+/// aggregate's encoding.
+fn encode_slot(max_ts: Timestamp, agg: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + agg.len());
+    v.extend_from_slice(&max_ts.to_be_bytes());
+    v.extend_from_slice(agg);
+    v
+}
+
+fn decode_slot(v: &[u8]) -> Option<(Timestamp, &[u8])> {
+    let ts = Timestamp::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    Some((ts, &v[8..]))
+}
+
+/// The stream's key codec for [`Windowed`] keys: the key's bytes, then the
+/// window's start and end (8 bytes each, big-endian).
+pub struct WindowedCodec<K>(Arc<dyn Codec<K>>);
+
+impl<K: 'static> Codec<Windowed<K>> for WindowedCodec<K> {
+    fn name(&self) -> &'static str {
+        "windowed"
+    }
+
+    fn encode(&self, w: &Windowed<K>) -> Result<Vec<u8>, CodecError> {
+        let mut b = self.0.encode(&w.key)?;
+        b.extend_from_slice(&w.window.start.to_be_bytes());
+        b.extend_from_slice(&w.window.end.to_be_bytes());
+        Ok(b)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Windowed<K>, CodecError> {
+        let Some(split) = bytes.len().checked_sub(16) else {
+            return Err(CodecError::Decode {
+                codec: "windowed",
+                message: format!("{} bytes, fewer than a window's 16", bytes.len()),
+            });
+        };
+        let (k, w) = bytes.split_at(split);
+        let start = Timestamp::from_be_bytes(w[..8].try_into().expect("8 bytes"));
+        let end = Timestamp::from_be_bytes(w[8..].try_into().expect("8 bytes"));
+        Ok(Windowed {
+            key: self.0.decode(k)?,
+            window: Window { start, end },
+        })
+    }
+}
+
+/// A grouped stream with windows, ready to aggregate; see the module docs.
+pub struct WindowedGrouped<K, V> {
+    grouped: Grouped<K, V>,
+    windows: TimeWindows,
+    late_to_dlq: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl<K, V> Grouped<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// Aggregates per key and window of `windows`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_core::{Json, Str};
+    /// use weir_dsl::{tumbling, Suppressed, TopologyBuilder};
+    ///
+    /// let b = TopologyBuilder::new();
+    /// b.stream("clicks", Str, Json::<serde_json::Value>::new())
+    ///     .group_by_key()
+    ///     .windowed_by(tumbling(Duration::from_secs(60)).grace(Duration::from_secs(10)))
+    ///     .count("clicks-per-minute")
+    ///     .suppress(Suppressed::until_window_closes())
+    ///     .to_stream()
+    ///     .map(|w, n| (format!("{}@{}", w.key, w.window.start), n))
+    ///     .with_codecs(Str, Json::<u64>::new())
+    ///     .to("clicks-per-minute");
+    /// assert_eq!(b.build().unwrap().stores(), vec!["clicks-per-minute"]);
+    /// ```
+    pub fn windowed_by(&self, windows: TimeWindows) -> WindowedGrouped<K, V> {
+        WindowedGrouped {
+            grouped: self.clone(),
+            windows,
+            late_to_dlq: Arc::new(|| false),
+        }
+    }
+}
+
+impl<K, V> WindowedGrouped<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// Whether late records also go to the dead-letter topic (kind `late`);
+    /// asked per late record, so a topology parameter can decide (default:
+    /// only counted).
+    pub fn late_to_dead_letters(mut self, f: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.late_to_dlq = Arc::new(f);
+        self
+    }
+
+    /// The number of records per key and window, in window store `store`.
+    pub fn count(&self, store: impl Into<String>) -> WindowedTable<K, u64> {
+        self.aggregate(
+            store,
+            || 0u64,
+            |_, _, n| n + 1,
+            weir_core::Json::<u64>::new(),
+        )
+    }
+
+    /// Combines the values of each key and window with `f(aggregate,
+    /// value)`; the first value is the aggregate. Needs a value codec.
+    pub fn reduce(
+        &self,
+        store: impl Into<String>,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> WindowedTable<K, V> {
+        let store = store.into();
+        let codec = self.grouped.stream.value_codec.clone();
+        let f = Arc::new(f);
+        self.aggregate_with(store, codec, move |_, v, a: Option<V>| match a {
+            Some(a) => f(a, v),
+            None => v,
+        })
+    }
+
+    /// Folds the values of each key and window into an aggregate: `init()`
+    /// for a new window, then `f(key, value, aggregate)` per record.
+    pub fn aggregate<A>(
+        &self,
+        store: impl Into<String>,
+        init: impl Fn() -> A + Send + Sync + 'static,
+        f: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+        codec: impl Codec<A>,
+    ) -> WindowedTable<K, A>
+    where
+        A: Clone + Send + 'static,
+    {
+        let codec: Arc<dyn Codec<A>> = Arc::new(codec);
+        self.aggregate_with(store.into(), Some(codec), move |k, v, a: Option<A>| {
+            f(k, v, a.unwrap_or_else(&init))
+        })
+    }
+
+    fn aggregate_with<A>(
+        &self,
+        store: String,
+        codec: Option<Arc<dyn Codec<A>>>,
+        step: impl Fn(&K, V, Option<A>) -> A + Send + Sync + 'static,
+    ) -> WindowedTable<K, A>
+    where
+        A: Clone + Send + 'static,
+    {
+        let input = self.grouped.partitioned(&store);
+        let graph = input.graph.clone();
+        let fail = |e: BuildError| graph.borrow_mut().errors.push(e);
+        if let Some(message) = self.windows.invalid() {
+            fail(BuildError::InvalidWindows {
+                store: store.clone(),
+                message,
+            });
+        }
+        let (Some(kc), Some(ac)) = (input.key_codec.clone(), codec) else {
+            let part = if input.key_codec.is_none() {
+                "key"
+            } else {
+                "value"
+            };
+            fail(BuildError::MissingCodec {
+                node: store.clone(),
+                part,
+            });
+            return WindowedTable::placeholder(&input, store, self.windows);
+        };
+        graph.borrow_mut().declare_store(&store);
+        let handle = WindowedStore {
+            name: store.as_str().into(),
+            key_codec: kc.clone(),
+            value_codec: ac.clone(),
+            windows: self.windows,
+        };
+        let suppressed = Arc::new(AtomicBool::new(false));
+        let spec = Arc::new(AggregateSpec {
+            store: handle.clone(),
+            step: Box::new(step),
+            late_to_dlq: self.late_to_dlq.clone(),
+            suppressed: suppressed.clone(),
+        });
+        let updates: Stream<Windowed<K>, A> =
+            input.process_with(store.clone(), &[&handle], move || WindowAggregate {
+                spec: spec.clone(),
+                expired_below: None,
+            });
+        set_kind(&updates, "windowed_aggregate");
+        WindowedTable {
+            updates: Stream {
+                key_codec: Some(Arc::new(WindowedCodec(kc))),
+                value_codec: Some(ac),
+                ..updates
+            },
+            store: handle,
+            suppressed,
+        }
+    }
+}
+
+fn set_kind<K, V>(s: &Stream<K, V>, kind: &'static str) {
+    s.graph.borrow_mut().nodes[s.node].kind = kind;
+}
+
+type Step<K, V, A> = Box<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
+
+struct AggregateSpec<K, V, A> {
+    store: WindowedStore<K, A>,
+    step: Step<K, V, A>,
+    late_to_dlq: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Set when the table is suppressed: the emit-final node expires
+    /// windows (after emitting them), not the aggregation.
+    suppressed: Arc<AtomicBool>,
+}
+
+fn store_err(node: &str, store: &str, e: StoreError) -> ProcessError {
+    ProcessError::Store {
+        node: node.to_string(),
+        store: store.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// A stored window that does not read back: not the record's fault.
+fn corrupt(node: &str, store: &str, message: impl Into<String>) -> ProcessError {
+    ProcessError::Store {
+        node: node.to_string(),
+        store: store.to_string(),
+        message: message.into(),
+    }
+}
+
+fn codec_err(node: &str, source: CodecError) -> ProcessError {
+    ProcessError::Codec {
+        node: node.to_string(),
+        source,
+    }
+}
+
+/// A task's window view of store `name`.
+fn windows_of<'c>(
+    state: &'c mut weir_state::TaskState,
+    node: &str,
+    name: &str,
+    windows: &TimeWindows,
+) -> Result<WindowStore<weir_state::TaskStore<'c>>, ProcessError> {
+    let id = state.store_id(name).map_err(|e| store_err(node, name, e))?;
+    Ok(WindowStore::new(state.store(id), windows.segment_ms()))
+}
+
+struct WindowAggregate<K, V, A> {
+    spec: Arc<AggregateSpec<K, V, A>>,
+    /// Windows starting below this were expired (by this instance).
+    expired_below: Option<Timestamp>,
+}
+
+impl<K, V, A> Processor<K, V, Windowed<K>, A> for WindowAggregate<K, V, A>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+    A: Clone + Send + 'static,
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, A>,
+        key: K,
+        value: V,
+    ) -> Result<(), ProcessError> {
+        let spec = &*self.spec;
+        let w = &spec.store.windows;
+        let t = ctx.timestamp();
+        let stream_time = ctx.stream_time().unwrap_or(t).max(t);
+        let close = stream_time.saturating_sub(w.grace);
+        let kb = spec
+            .store
+            .key_codec
+            .encode(&key)
+            .map_err(|e| codec_err(ctx.node(), e))?;
+        let mut updates = Vec::new();
+        let mut closed = 0;
+        {
+            let (node, state) = ctx.raw();
+            let mut ws = windows_of(state, node, &spec.store.name, w)?;
+            for start in w.window_starts(t) {
+                let end = start.saturating_add(w.size);
+                if end <= close {
+                    closed += 1;
+                    continue;
+                }
+                let (old, max_ts) = match ws
+                    .get(&kb, start)
+                    .map_err(|e| store_err(node, &spec.store.name, e))?
+                {
+                    Some(slot) => {
+                        let (ts, bytes) = decode_slot(&slot).ok_or_else(|| {
+                            corrupt(
+                                node,
+                                &spec.store.name,
+                                "a window value shorter than its timestamp",
+                            )
+                        })?;
+                        let old = spec
+                            .store
+                            .value_codec
+                            .decode(bytes)
+                            .map_err(|e| codec_err(node, e))?;
+                        (Some(old), ts.max(t))
+                    }
+                    None => (None, t),
+                };
+                let new = (spec.step)(&key, value.clone(), old);
+                let bytes = spec
+                    .store
+                    .value_codec
+                    .encode(&new)
+                    .map_err(|e| codec_err(node, e))?;
+                ws.put(&kb, start, &encode_slot(max_ts, &bytes))
+                    .map_err(|e| store_err(node, &spec.store.name, e))?;
+                updates.push((Window { start, end }, new));
+            }
+            if updates.is_empty() {
+                return Err(ProcessError::Late {
+                    node: node.to_string(),
+                    message: format!(
+                        "timestamp {t}: its {closed} window(s) closed at stream time {stream_time} (grace {} ms)",
+                        w.grace
+                    ),
+                    dead_letter: (spec.late_to_dlq)(),
+                });
+            }
+            // Without emit-final, windows expire here: those that closed.
+            if !spec.suppressed.load(Ordering::Relaxed) {
+                let bound = w.first_open_start(stream_time);
+                let segment = bound.div_euclid(w.segment_ms()) * w.segment_ms();
+                if self.expired_below.is_none_or(|e| segment > e) {
+                    ws.expire_before(bound)
+                        .map_err(|e| store_err(node, &spec.store.name, e))?;
+                    self.expired_below = Some(segment);
+                }
+            }
+        }
+        for (window, new) in updates {
+            ctx.forward(
+                Windowed {
+                    key: key.clone(),
+                    window,
+                },
+                new,
+            );
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.expired_below = None;
+    }
+}
+
+/// The result of a windowed aggregation: per key and window, kept in a
+/// window store, and the stream of its updates (or, suppressed, of its
+/// final results).
+pub struct WindowedTable<K, V> {
+    updates: Stream<Windowed<K>, V>,
+    store: WindowedStore<K, V>,
+    suppressed: Arc<AtomicBool>,
+}
+
+impl<K, V> WindowedTable<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// The stream of updates (or final results, after `suppress`).
+    pub fn to_stream(&self) -> Stream<Windowed<K>, V> {
+        self.updates.clone()
+    }
+
+    /// The window store holding the table.
+    pub fn store(&self) -> &WindowedStore<K, V> {
+        &self.store
+    }
+
+    /// Emits one final result per window, once it closes (see the module
+    /// docs), instead of every update.
+    pub fn suppress(&self, _until: Suppressed) -> WindowedTable<K, V> {
+        self.suppressed.store(true, Ordering::Relaxed);
+        let name = format!("{}-suppress", self.store.name);
+        let store = self.store.clone();
+        let emitter = self
+            .updates
+            .process_with(name, &[&self.store], move || EmitFinal {
+                store: store.clone(),
+            });
+        set_kind(&emitter, "suppress");
+        WindowedTable {
+            updates: Stream {
+                key_codec: self.updates.key_codec.clone(),
+                value_codec: self.updates.value_codec.clone(),
+                ..emitter
+            },
+            store: self.store.clone(),
+            suppressed: self.suppressed.clone(),
+        }
+    }
+
+    /// A table for a topology that will not build (a codec is missing).
+    fn placeholder<V0>(input: &Stream<K, V0>, store: String, windows: TimeWindows) -> Self
+    where
+        V0: Clone + Send + 'static,
+    {
+        let updates: Stream<Windowed<K>, V> =
+            input.process(store.clone(), &[], |_, _: K, _: V0| Ok(()));
+        WindowedTable {
+            updates,
+            store: WindowedStore {
+                name: store.as_str().into(),
+                key_codec: Arc::new(crate::table::Unbuildable(PhantomData)),
+                value_codec: Arc::new(crate::table::Unbuildable(PhantomData)),
+                windows,
+            },
+            suppressed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// The metadata entry of the window store: windows starting below it were
+/// emitted (8 bytes, big-endian).
+const EMITTED_BELOW: &str = "emitted-below";
+
+/// Emit-final: on each update, forwards every window that closed since the
+/// last emission (read from the window store), records how far it got, and
+/// expires them.
+struct EmitFinal<K, V> {
+    store: WindowedStore<K, V>,
+}
+
+impl<K, V> Processor<Windowed<K>, V, Windowed<K>, V> for EmitFinal<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, V>,
+        _key: Windowed<K>,
+        _value: V,
+    ) -> Result<(), ProcessError> {
+        let w = self.store.windows;
+        let Some(stream_time) = ctx.stream_time() else {
+            return Ok(());
+        };
+        // Windows with end + grace <= stream time are closed.
+        let bound = w.first_open_start(stream_time);
+        let name = &*self.store.name;
+        let mut finals = Vec::new();
+        {
+            let (node, state) = ctx.raw();
+            let mut ws = windows_of(state, node, name, &w)?;
+            let emitted = ws
+                .meta(EMITTED_BELOW)
+                .map_err(|e| store_err(node, name, e))?
+                .and_then(|b| b.as_slice().try_into().ok().map(Timestamp::from_be_bytes));
+            let from = emitted.unwrap_or(Timestamp::MIN);
+            if bound <= from {
+                return Ok(());
+            }
+            let mut closed = ws
+                .starting_in(from, bound)
+                .map_err(|e| store_err(node, name, e))?;
+            closed.sort_by_key(|(_, start, _)| *start);
+            for (kb, start, slot) in closed {
+                let (ts, bytes) = decode_slot(&slot).ok_or_else(|| {
+                    corrupt(node, name, "a window value shorter than its timestamp")
+                })?;
+                let key = self.store.key_codec.decode(&kb).map_err(|e| {
+                    corrupt(
+                        node,
+                        name,
+                        format!("a stored window key does not decode: {e}"),
+                    )
+                })?;
+                let value = self.store.value_codec.decode(bytes).map_err(|e| {
+                    corrupt(
+                        node,
+                        name,
+                        format!("a stored window value does not decode: {e}"),
+                    )
+                })?;
+                let window = Window {
+                    start,
+                    end: start.saturating_add(w.size),
+                };
+                finals.push((Windowed { key, window }, value, ts));
+            }
+            ws.set_meta(EMITTED_BELOW, &bound.to_be_bytes())
+                .map_err(|e| store_err(node, name, e))?;
+            ws.expire_before(bound)
+                .map_err(|e| store_err(node, name, e))?;
+        }
+        for (k, v, ts) in finals {
+            ctx.forward_with(k, v, ts, Headers::new());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Window starts against a naive model: every multiple of the
+        /// advance near `t` whose window holds `t`.
+        #[test]
+        fn windows_hold_exactly_their_times(
+            t in -10_000i64..10_000,
+            size in 1i64..200,
+            advance_pick in 1i64..200,
+        ) {
+            let advance = 1 + (advance_pick - 1) % size;
+            for w in [hopping(Duration::from_millis(size as u64), Duration::from_millis(advance as u64)),
+                      tumbling(Duration::from_millis(size as u64))] {
+                let (size, advance) = (w.size_ms(), w.advance_ms());
+                let naive: Vec<i64> = (t - 2 * size - advance..=t + advance)
+                    .filter(|s| s.rem_euclid(advance) == 0 && *s <= t && t < s + size)
+                    .collect();
+                prop_assert_eq!(w.window_starts(t).collect::<Vec<_>>(), naive);
+            }
+        }
+
+        /// The windowed key codec round-trips.
+        #[test]
+        fn windowed_keys_round_trip(key in ".*", start in any::<i64>(), end in any::<i64>()) {
+            let c = WindowedCodec::<String>(Arc::new(weir_core::Str));
+            let w = Windowed { key, window: Window { start, end } };
+            prop_assert_eq!(c.decode(&c.encode(&w).unwrap()).unwrap(), w);
+        }
+    }
+
+    #[test]
+    fn bad_windows_are_named() {
+        assert!(tumbling(Duration::ZERO).invalid().is_some());
+        let h = hopping(Duration::from_millis(10), Duration::from_millis(11));
+        assert!(h.invalid().unwrap().contains("advance"));
+        assert!(tumbling(Duration::from_millis(10)).invalid().is_none());
+        assert!(WindowedCodec::<String>(Arc::new(weir_core::Str))
+            .decode(b"short")
+            .is_err());
+    }
+}
