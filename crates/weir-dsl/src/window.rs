@@ -207,8 +207,12 @@ pub struct WindowedStore<K, V> {
     pub(crate) name: Arc<str>,
     pub(crate) key_codec: Arc<dyn Codec<K>>,
     pub(crate) value_codec: Arc<dyn Codec<V>>,
-    pub(crate) windows: TimeWindows,
+    pub(crate) windows: WindowsFn,
 }
+
+/// Windows fixed at build time, or computed when a task starts (from
+/// topology parameters, which are set by then).
+pub(crate) type WindowsFn = Arc<dyn Fn() -> TimeWindows + Send + Sync>;
 
 impl<K, V> Clone for WindowedStore<K, V> {
     fn clone(&self) -> Self {
@@ -216,7 +220,7 @@ impl<K, V> Clone for WindowedStore<K, V> {
             name: self.name.clone(),
             key_codec: self.key_codec.clone(),
             value_codec: self.value_codec.clone(),
-            windows: self.windows,
+            windows: self.windows.clone(),
         }
     }
 }
@@ -233,9 +237,10 @@ impl<K, V> WindowedStore<K, V> {
         &self.name
     }
 
-    /// The windows it holds.
+    /// The windows it holds (for windows computed from parameters: as
+    /// configured now).
     pub fn windows(&self) -> TimeWindows {
-        self.windows
+        (self.windows)()
     }
 }
 
@@ -257,7 +262,7 @@ impl<K: 'static, V: 'static> WindowedStore<K, V> {
         };
         let window = Window {
             start,
-            end: start.saturating_add(self.windows.size),
+            end: start.saturating_add(self.windows().size),
         };
         Ok(Some((
             Windowed {
@@ -319,7 +324,9 @@ impl<K: 'static> Codec<Windowed<K>> for WindowedCodec<K> {
 /// A grouped stream with windows, ready to aggregate; see the module docs.
 pub struct WindowedGrouped<K, V> {
     grouped: Grouped<K, V>,
-    windows: TimeWindows,
+    windows: WindowsFn,
+    /// Fixed windows, checked at build time.
+    fixed: Option<TimeWindows>,
     late_to_dlq: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
@@ -351,7 +358,26 @@ where
     pub fn windowed_by(&self, windows: TimeWindows) -> WindowedGrouped<K, V> {
         WindowedGrouped {
             grouped: self.clone(),
-            windows,
+            windows: Arc::new(move || windows),
+            fixed: Some(windows),
+            late_to_dlq: Arc::new(|| false),
+        }
+    }
+
+    /// Like [`Grouped::windowed_by`], with windows computed when each task
+    /// starts — from topology parameters, e.g.
+    /// `move || tumbling(Duration::from_millis(size.get()))`. Invalid
+    /// windows then stop the task with an error naming them. The store's
+    /// layout depends on the window size: changing it needs a new
+    /// application id (or reset state), as in Kafka Streams.
+    pub fn windowed_by_fn(
+        &self,
+        windows: impl Fn() -> TimeWindows + Send + Sync + 'static,
+    ) -> WindowedGrouped<K, V> {
+        WindowedGrouped {
+            grouped: self.clone(),
+            windows: Arc::new(windows),
+            fixed: None,
             late_to_dlq: Arc::new(|| false),
         }
     }
@@ -426,7 +452,7 @@ where
         let input = self.grouped.partitioned(&store);
         let graph = input.graph.clone();
         let fail = |e: BuildError| graph.borrow_mut().errors.push(e);
-        if let Some(message) = self.windows.invalid() {
+        if let Some(message) = self.fixed.and_then(|w| w.invalid()) {
             fail(BuildError::InvalidWindows {
                 store: store.clone(),
                 message,
@@ -442,14 +468,14 @@ where
                 node: store.clone(),
                 part,
             });
-            return WindowedTable::placeholder(&input, store, self.windows);
+            return WindowedTable::placeholder(&input, store, self.windows.clone());
         };
         graph.borrow_mut().declare_store(&store);
         let handle = WindowedStore {
             name: store.as_str().into(),
             key_codec: kc.clone(),
             value_codec: ac.clone(),
-            windows: self.windows,
+            windows: self.windows.clone(),
         };
         let suppressed = Arc::new(AtomicBool::new(false));
         let spec = Arc::new(AggregateSpec {
@@ -461,6 +487,7 @@ where
         let updates: Stream<Windowed<K>, A> =
             input.process_with(store.clone(), &[&handle], move || WindowAggregate {
                 spec: spec.clone(),
+                windows: None,
                 expired_below: None,
             });
         set_kind(&updates, "windowed_aggregate");
@@ -526,8 +553,22 @@ fn windows_of<'c>(
     Ok(WindowStore::new(state.store(id), windows.segment_ms()))
 }
 
+/// The windows of `store`, checked (when a task starts).
+fn resolve<K, V>(store: &WindowedStore<K, V>, node: &str) -> Result<TimeWindows, ProcessError> {
+    let w = store.windows();
+    match w.invalid() {
+        None => Ok(w),
+        Some(message) => Err(ProcessError::Init {
+            node: node.to_string(),
+            message: format!("windowed store {}: {message}", store.name),
+        }),
+    }
+}
+
 struct WindowAggregate<K, V, A> {
     spec: Arc<AggregateSpec<K, V, A>>,
+    /// Resolved in `init`.
+    windows: Option<TimeWindows>,
     /// Windows starting below this were expired (by this instance).
     expired_below: Option<Timestamp>,
 }
@@ -538,6 +579,11 @@ where
     V: Clone + Send + 'static,
     A: Clone + Send + 'static,
 {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, A>) -> Result<(), ProcessError> {
+        self.windows = Some(resolve(&self.spec.store, ctx.node())?);
+        Ok(())
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, A>,
@@ -545,7 +591,10 @@ where
         value: V,
     ) -> Result<(), ProcessError> {
         let spec = &*self.spec;
-        let w = &spec.store.windows;
+        let w = &match self.windows {
+            Some(w) => w,
+            None => *self.windows.insert(resolve(&spec.store, ctx.node())?),
+        };
         let t = ctx.timestamp();
         let stream_time = ctx.stream_time().unwrap_or(t).max(t);
         let close = stream_time.saturating_sub(w.grace);
@@ -668,6 +717,7 @@ where
             .updates
             .process_with(name, &[&self.store], move || EmitFinal {
                 store: store.clone(),
+                windows: None,
             });
         set_kind(&emitter, "suppress");
         WindowedTable {
@@ -682,7 +732,7 @@ where
     }
 
     /// A table for a topology that will not build (a codec is missing).
-    fn placeholder<V0>(input: &Stream<K, V0>, store: String, windows: TimeWindows) -> Self
+    fn placeholder<V0>(input: &Stream<K, V0>, store: String, windows: WindowsFn) -> Self
     where
         V0: Clone + Send + 'static,
     {
@@ -710,6 +760,8 @@ const EMITTED_BELOW: &str = "emitted-below";
 /// expires them.
 struct EmitFinal<K, V> {
     store: WindowedStore<K, V>,
+    /// Resolved in `init`.
+    windows: Option<TimeWindows>,
 }
 
 impl<K, V> Processor<Windowed<K>, V, Windowed<K>, V> for EmitFinal<K, V>
@@ -717,13 +769,21 @@ where
     K: Clone + Send + 'static,
     V: Clone + Send + 'static,
 {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, V>) -> Result<(), ProcessError> {
+        self.windows = Some(resolve(&self.store, ctx.node())?);
+        Ok(())
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, V>,
         _key: Windowed<K>,
         _value: V,
     ) -> Result<(), ProcessError> {
-        let w = self.store.windows;
+        let w = match self.windows {
+            Some(w) => w,
+            None => *self.windows.insert(resolve(&self.store, ctx.node())?),
+        };
         let Some(stream_time) = ctx.stream_time() else {
             return Ok(());
         };

@@ -1,0 +1,11 @@
+//! The windowed-metrics binary: `windowed-metrics [--config FILE] [run|describe]`,
+//! configured by `WEIR_*` variables (application id defaults to
+//! `windowed-metrics`; parameters `WEIR_PARAMS__WINDOW_MS`, `…__GRACE_MS`,
+//! `…__LATE_TO_DLQ`).
+
+fn main() -> weir::Result<()> {
+    weir::App::builder()
+        .with_default("application_id", "windowed-metrics")
+        .from_env()?
+        .run(windowed_metrics::topology())
+}
