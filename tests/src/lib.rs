@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use weir_core::Record;
-use weir_testkit::{publish, TestBroker, TopicReader};
+use weir_testkit::{publish_at, TestBroker, TopicReader};
 
 /// The event-router's logical topics, in the order [`Scenario::topics`] lists them.
 pub const LOGICAL: [&str; 5] = ["events", "orders", "payments", "other", "audit"];
@@ -386,6 +386,21 @@ pub struct Feeder {
 impl Feeder {
     /// Starts feeding `events` to `topic`.
     pub fn start(bootstrap: &str, topic: &str, events: Vec<TestEvent>, per_sec: usize) -> Feeder {
+        let timed = events
+            .into_iter()
+            .map(|e| (e.key.into_bytes(), e.value, None))
+            .collect();
+        Self::start_timed(bootstrap, topic, timed, per_sec)
+    }
+
+    /// Starts feeding `(key, value, timestamp)` records to `topic` (no
+    /// timestamp: the producer's clock).
+    pub fn start_timed(
+        bootstrap: &str,
+        topic: &str,
+        events: Vec<(Vec<u8>, Vec<u8>, Option<i64>)>,
+        per_sec: usize,
+    ) -> Feeder {
         let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -397,12 +412,12 @@ impl Feeder {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
-                sent += publish(
+                sent += publish_at(
                     &bootstrap,
                     &topic,
                     batch
                         .iter()
-                        .map(|e| (Some(e.key.as_bytes()), Some(e.value.as_slice()))),
+                        .map(|(k, v, t)| (Some(k.as_slice()), Some(v.as_slice()), *t)),
                 )
                 .expect("publish");
                 // Pace to the target rate: the next chunk is due at (i+1)/10 s.

@@ -29,6 +29,10 @@ pub struct TaskExecutor {
     committed_stream_time: Option<Timestamp>,
     /// This task's instance of each `process` node, by node index.
     processors: Vec<Option<Box<dyn ErasedProcessor>>>,
+    /// The nodes whose processors want to hear of stream time advancing.
+    time_nodes: Vec<usize>,
+    /// The repartition topics this task reads (where markers come).
+    repartition_sources: Vec<String>,
     initialized: bool,
 }
 
@@ -50,12 +54,20 @@ impl TaskExecutor {
     /// with fresh instances of its `process` nodes (not yet initialised).
     pub fn new(topology: Topology, subtopology: usize, partition: i32) -> Self {
         let processors = make_processors(&topology, subtopology);
+        let repartition_sources = topology
+            .repartition_topics()
+            .into_iter()
+            .filter(|(t, _)| topology.subtopology_of(t) == Some(subtopology))
+            .map(|(t, _)| t)
+            .collect();
         Self {
             topology,
             subtopology,
             partition,
             stream_time: None,
             committed_stream_time: None,
+            time_nodes: nodes_wanting_time(&processors),
+            repartition_sources,
             processors,
             initialized: false,
         }
@@ -144,6 +156,7 @@ impl TaskExecutor {
     pub fn reset(&mut self) {
         self.close();
         self.processors = make_processors(&self.topology, self.subtopology);
+        self.time_nodes = nodes_wanting_time(&self.processors);
         self.stream_time = self.committed_stream_time;
     }
 
@@ -185,11 +198,27 @@ impl TaskExecutor {
         let Op::Source { decode, .. } = &node.op else {
             unreachable!("sources map to source nodes");
         };
+        let before = self.stream_time;
+        // A stream-time marker from an upstream task (behind a repartition
+        // topic) carries only its time, which moves this task's as a record
+        // of that time would (see weir_core::StreamTimeMarker).
+        let marker = self.repartition_sources.contains(&record.topic)
+            && weir_core::StreamTimeMarker::of(record).is_some();
         // Stream time includes the record being processed (as in Kafka Streams).
         self.stream_time = Some(
             self.stream_time
                 .map_or(record.timestamp, |t| t.max(record.timestamp)),
         );
+        let advanced = self.stream_time != before;
+        // A marker that wakes no processor is done.
+        if marker && (!advanced || self.time_nodes.is_empty()) {
+            return Ok(());
+        }
+        let time_nodes: Vec<usize> = if advanced {
+            self.time_nodes.clone()
+        } else {
+            Vec::new()
+        };
         let mark = out.len();
         let nodes = &inner.nodes;
         let stateful = !self
@@ -205,23 +234,25 @@ impl TaskExecutor {
             stream_time: self.stream_time,
         };
         // User code includes codecs: a panic while decoding is dead-lettered too.
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            CURRENT_NODE.with(|c| c.set(source));
-            let (key, value) =
-                decode(record.key.as_deref(), record.value.as_deref()).map_err(|source| {
-                    ProcessError::Codec {
-                        node: node.name.clone(),
-                        source,
-                    }
-                })?;
-            let item = Item {
-                key,
-                value,
-                timestamp: record.timestamp,
-                headers: record.headers.clone(),
-            };
-            forward(nodes, node, item, out, &mut env)
-        }));
+        let result =
+            catch_unwind(AssertUnwindSafe(|| {
+                if !marker {
+                    CURRENT_NODE.with(|c| c.set(source));
+                    let (key, value) = decode(record.key.as_deref(), record.value.as_deref())
+                        .map_err(|source| ProcessError::Codec {
+                            node: node.name.clone(),
+                            source,
+                        })?;
+                    let item = Item {
+                        key,
+                        value,
+                        timestamp: record.timestamp,
+                        headers: record.headers.clone(),
+                    };
+                    forward(nodes, node, item, out, &mut env)?;
+                }
+                stream_time_advanced(nodes, &time_nodes, record.timestamp, out, &mut env)
+            }));
         let result = match result {
             Ok(r) => r,
             Err(payload) => Err(panic_error(nodes, payload)),
@@ -260,6 +291,7 @@ impl TaskExecutor {
                     self.processors[id] = new;
                 }
             }
+            self.time_nodes = nodes_wanting_time(&self.processors);
             // Only the replaced instances are initialised again.
             self.init_nodes(&emptied, state)?;
         }
@@ -278,6 +310,48 @@ fn make_processors(topology: &Topology, sub: usize) -> Vec<Option<Box<dyn Erased
             _ => None,
         })
         .collect()
+}
+
+/// The `process` nodes (by index) whose instances want stream-time calls.
+fn nodes_wanting_time(processors: &[Option<Box<dyn ErasedProcessor>>]) -> Vec<usize> {
+    processors
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.as_ref().is_some_and(|p| p.wants_stream_time()))
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// Tells the processors of `ids` that stream time advanced, and forwards
+/// what they emit.
+fn stream_time_advanced(
+    nodes: &[Node],
+    ids: &[usize],
+    timestamp: Timestamp,
+    out: &mut Vec<Record>,
+    env: &mut Env<'_>,
+) -> Result<(), ProcessError> {
+    for &id in ids {
+        let node = &nodes[id];
+        CURRENT_NODE.with(|c| c.set(id));
+        let mut p = env.processors[id]
+            .take()
+            .expect("a task has an instance of each of its process nodes");
+        let mut forwarded = Vec::new();
+        let r = p.on_stream_time(
+            &node.name,
+            env.state,
+            env.stream_time,
+            timestamp,
+            &mut forwarded,
+        );
+        env.processors[id] = Some(p);
+        r?;
+        for it in forwarded {
+            forward(nodes, node, it, out, env)?;
+        }
+    }
+    Ok(())
 }
 
 /// What processing one record needs besides the graph.

@@ -114,6 +114,31 @@ pub trait Processor<K, V, K2, V2>: Send + 'static {
         value: V,
     ) -> Result<(), ProcessError>;
 
+    /// Whether [`Processor::on_stream_time`] is to be called (asked once
+    /// per instance).
+    fn wants_stream_time(&self) -> bool {
+        false
+    }
+
+    /// Called each time the task's stream time advanced — after a record
+    /// that moved it, or when an upstream task's stream time reached this
+    /// task through a repartition topic — for a processor that
+    /// [`Processor::wants_stream_time`]. `ctx.stream_time()` is the new
+    /// time; what it forwards goes downstream, best with
+    /// [`ProcessorContext::forward_with`] (`forward` uses the timestamp and
+    /// headers of the record that moved the time, if any). Runs in the
+    /// same transaction as that record.
+    ///
+    /// # Errors
+    /// As [`Processor::process`]: the record that moved the time is
+    /// dead-lettered, and the next advance tries again.
+    fn on_stream_time(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_, K2, V2>,
+    ) -> Result<(), ProcessError> {
+        Ok(())
+    }
+
     /// Called when the task closes (revoked, aborted, shut down).
     fn close(&mut self) {}
 }
@@ -179,7 +204,9 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
 
     /// The task's stream time: the largest record timestamp it processed,
     /// this record included (as in Kafka Streams; `None` in `init` before
-    /// the first record).
+    /// the first record). Behind a repartition topic it is the upstream
+    /// tasks' instead: the smallest of their stream times, once each has
+    /// reported one (see `weir_core::StreamTimeMarker`).
     pub fn stream_time(&self) -> Option<Timestamp> {
         self.stream_time
     }
@@ -386,6 +413,15 @@ pub(crate) trait ErasedProcessor: Send {
         item: Item,
         forwarded: &mut Vec<Item>,
     ) -> Result<(), ProcessError>;
+    fn wants_stream_time(&self) -> bool;
+    fn on_stream_time(
+        &mut self,
+        node: &str,
+        state: &mut TaskState,
+        stream_time: Option<Timestamp>,
+        timestamp: Timestamp,
+        forwarded: &mut Vec<Item>,
+    ) -> Result<(), ProcessError>;
     fn close(&mut self);
 }
 
@@ -446,6 +482,33 @@ where
         };
         self.processor
             .process(&mut ctx, key, value)
+            .map_err(|e| name_node(e, node))
+    }
+
+    fn wants_stream_time(&self) -> bool {
+        self.processor.wants_stream_time()
+    }
+
+    fn on_stream_time(
+        &mut self,
+        node: &str,
+        state: &mut TaskState,
+        stream_time: Option<Timestamp>,
+        timestamp: Timestamp,
+        forwarded: &mut Vec<Item>,
+    ) -> Result<(), ProcessError> {
+        let mut headers = Headers::new();
+        let mut ctx = ProcessorContext {
+            node,
+            state,
+            stream_time,
+            timestamp,
+            headers: &mut headers,
+            forwarded,
+            _out: PhantomData,
+        };
+        self.processor
+            .on_stream_time(&mut ctx)
             .map_err(|e| name_node(e, node))
     }
 

@@ -596,7 +596,9 @@ where
             None => *self.windows.insert(resolve(&spec.store, ctx.node())?),
         };
         let t = ctx.timestamp();
-        let stream_time = ctx.stream_time().unwrap_or(t).max(t);
+        // No stream time yet (behind a repartition topic, before every
+        // upstream task reported): nothing has closed.
+        let stream_time = ctx.stream_time().unwrap_or(Timestamp::MIN);
         let close = stream_time.saturating_sub(w.grace);
         let kb = spec
             .store
@@ -656,7 +658,7 @@ where
                 });
             }
             // Without emit-final, windows expire here: those that closed.
-            if !spec.suppressed.load(Ordering::Relaxed) {
+            if !spec.suppressed.load(Ordering::Relaxed) && stream_time > Timestamp::MIN {
                 let bound = w.first_open_start(stream_time);
                 let segment = bound.div_euclid(w.segment_ms()) * w.segment_ms();
                 if self.expired_below.is_none_or(|e| segment > e) {
@@ -755,9 +757,9 @@ where
 /// emitted (8 bytes, big-endian).
 const EMITTED_BELOW: &str = "emitted-below";
 
-/// Emit-final: on each update, forwards every window that closed since the
-/// last emission (read from the window store), records how far it got, and
-/// expires them.
+/// Emit-final: each time stream time advances, forwards every window that
+/// closed since the last emission (read from the window store), records how
+/// far it got, and expires them.
 struct EmitFinal<K, V> {
     store: WindowedStore<K, V>,
     /// Resolved in `init`.
@@ -776,9 +778,21 @@ where
 
     fn process(
         &mut self,
-        ctx: &mut ProcessorContext<'_, Windowed<K>, V>,
+        _ctx: &mut ProcessorContext<'_, Windowed<K>, V>,
         _key: Windowed<K>,
         _value: V,
+    ) -> Result<(), ProcessError> {
+        // Updates are in the store; results leave when their window closes.
+        Ok(())
+    }
+
+    fn wants_stream_time(&self) -> bool {
+        true
+    }
+
+    fn on_stream_time(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, V>,
     ) -> Result<(), ProcessError> {
         let w = match self.windows {
             Some(w) => w,

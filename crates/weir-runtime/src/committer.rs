@@ -133,6 +133,7 @@ impl TaskSet {
 
     fn commit_inner(&mut self, consumer: &BaseConsumer<ThreadContext>) {
         let fp = self.spec.failpoints.clone();
+        self.produce_markers();
         self.produce_changelogs();
         if self.has_failed() {
             return; // the thread stops; the open transaction is never committed
@@ -241,6 +242,8 @@ impl TaskSet {
                 }
             }
             task.executor.committed();
+            task.marked = task.marking.max(task.marked);
+            task.marking = None;
         }
         phase(self, 3);
         if let Some(e) = store_failure {

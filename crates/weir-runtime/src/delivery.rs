@@ -22,6 +22,10 @@ const SOURCE_BITS: u32 = 40;
 /// acknowledged offset becomes the checkpoint.
 pub(crate) const CHANGELOG_FLAG: usize = 1 << (SOURCE_BITS - 1);
 
+/// The source index of stream-time markers: no source record (a failed
+/// delivery aborts the transaction, like any other).
+pub(crate) const MARKER_SOURCE: usize = CHANGELOG_FLAG - 1;
+
 /// Packs a transaction sequence number and a source index into an opaque.
 pub(crate) fn opaque(txn: u64, source: usize) -> usize {
     let txn = (txn & ((1 << (usize::BITS - SOURCE_BITS)) - 1)) as usize;

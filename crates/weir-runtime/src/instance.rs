@@ -258,6 +258,7 @@ pub fn start(config: Config, topology: Topology) -> Result<Instance> {
                 watch: watches[index].clone(),
                 cluster_id: prepared.cluster_id.clone(),
                 queries: queries.clone(),
+                repartition_partitions: prepared.repartition_partitions.clone(),
             };
             let shutdown = shutdown.clone();
             std::thread::Builder::new()

@@ -17,7 +17,14 @@ pub(crate) fn consumer_config(cfg: &Config, client_id: &str) -> ClientConfig {
         .set("client.id", client_id)
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000");
+        .set("heartbeat.interval.ms", "1000")
+        // Small fetches per partition: the fetched records of a thread's
+        // partitions interleave, so its tasks advance together in event
+        // time (see TaskSet::process_ready); a fetch still spans every
+        // partition. Overridable in [kafka].
+        .set("max.partition.fetch.bytes", "65536")
+        // Partition ends for the lag checks, without a request each.
+        .set("statistics.interval.ms", "100");
     let eos = cfg.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
     if !eos {
         c.set("isolation.level", "read_uncommitted");

@@ -153,10 +153,20 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
         // every input has data, as in Kafka Streams, so an input that stays
         // empty is waited for once, not before every record of the others.
         let i = best?;
+        if self.held(now, some_empty) {
+            return None;
+        }
+        let (p, q) = &mut self.partitions[i];
+        q.pop_front().map(|r| (*p, r))
+    }
+
+    /// Whether the group, with records buffered, holds them back at `now`
+    /// for an empty input; starts (or ends) the waits' clocks.
+    fn held(&mut self, now: Instant, some_empty: bool) -> bool {
         if self.held_by_lag() {
             let since = *self.lag_since.get_or_insert(now);
             if now.duration_since(since) < self.lag_wait {
-                return None;
+                return true;
             }
         } else {
             self.lag_since = None;
@@ -164,13 +174,29 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
         if some_empty && !self.max_idle.is_zero() {
             let since = *self.waiting_since.get_or_insert(now);
             if now.duration_since(since) < self.max_idle {
-                return None;
+                return true;
             }
         } else {
             self.waiting_since = None;
         }
-        let (p, q) = &mut self.partitions[i];
-        q.pop_front().map(|r| (*p, r))
+        false
+    }
+
+    /// Like [`PartitionGroup::ready`], and starts the clocks of the waits
+    /// that hold the group (as [`PartitionGroup::next`] would), so a group
+    /// that is asked but not taken from still stops waiting in time.
+    pub fn ready_now(&mut self, now: Instant) -> bool {
+        let some_empty = self.partitions.iter().any(|(_, q)| q.is_empty());
+        self.head_timestamp().is_some() && !self.held(now, some_empty)
+    }
+
+    /// The timestamp of the record [`PartitionGroup::next`] would release
+    /// (when it releases one): the smallest buffered head.
+    pub fn head_timestamp(&self) -> Option<i64> {
+        self.partitions
+            .iter()
+            .filter_map(|(_, q)| q.front().map(|r| r.timestamp))
+            .min()
     }
 
     /// Whether [`PartitionGroup::next`] would release a record at `now`.

@@ -20,13 +20,22 @@ use crate::task_set::TaskSet;
 pub(crate) struct ThreadContext {
     state: Arc<Mutex<TaskSet>>,
     noise: FetchNoise,
+    /// Each partition's end as the consumer's statistics last reported it.
+    ends: PartitionEnds,
 }
 
+/// The end of each assigned partition (its last stable offset, else its
+/// high watermark) from the consumer's periodic statistics: known without
+/// a request, at most one statistics interval old (so never above the
+/// true end).
+pub(crate) type PartitionEnds = Arc<Mutex<std::collections::HashMap<(String, i32), i64>>>;
+
 impl ThreadContext {
-    pub fn new(state: Arc<Mutex<TaskSet>>) -> Self {
+    pub fn new(state: Arc<Mutex<TaskSet>>, ends: PartitionEnds) -> Self {
         Self {
             state,
             noise: FetchNoise::default(),
+            ends,
         }
     }
 }
@@ -49,6 +58,22 @@ impl ClientContext for ThreadContext {
     fn error(&self, error: KafkaError, reason: &str) {
         consumer_error(&error);
         tracing::debug!(target: "librdkafka", "{reason}");
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, topic) in statistics.topics {
+            for (p, part) in topic.partitions {
+                let end = if part.ls_offset >= 0 {
+                    part.ls_offset
+                } else {
+                    part.hi_offset
+                };
+                if p >= 0 && end >= 0 {
+                    ends.insert((name.clone(), p), end);
+                }
+            }
+        }
     }
 }
 

@@ -70,6 +70,8 @@ pub(crate) struct ThreadSpec {
     pub cluster_id: Option<String>,
     /// The stores this instance holds, for queries.
     pub queries: Arc<crate::queries::LocalStores>,
+    /// Partitions of each repartition topic, for stream-time markers.
+    pub repartition_partitions: std::collections::BTreeMap<String, crate::topics::RepartitionTopic>,
 }
 
 impl ThreadSpec {
@@ -166,7 +168,10 @@ fn run_generation(
         std::mem::take(poisoned),
     )));
     let consumer: BaseConsumer<ThreadContext> = consumer_config(&spec.cfg, &client_id)
-        .create_with_context(ThreadContext::new(state.clone()))
+        .create_with_context(ThreadContext::new(
+            state.clone(),
+            lock(&state).partition_ends.clone(),
+        ))
         .map_err(kafka_err("creating the consumer"))?;
     let topics = spec.topology.source_topics();
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -214,7 +219,7 @@ fn run_generation(
             s.fetch_positions(&consumer);
         }
         s.update_lag(&consumer);
-        s.process_ready(Instant::now());
+        s.process_ready(Instant::now(), &consumer);
         if s.rewind_requested && !s.fenced {
             s.abort(&consumer, true);
         }

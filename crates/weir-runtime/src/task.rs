@@ -73,6 +73,10 @@ pub(crate) struct Task {
     partition: i32,
     /// Where its stores are registered for queries while open.
     queries: Arc<LocalStores>,
+    /// The stream time of the last committed stream-time markers, and of
+    /// those sent in the open transaction (see [`crate::markers`]).
+    pub marked: Option<i64>,
+    pub marking: Option<i64>,
 }
 
 impl Task {
@@ -96,6 +100,8 @@ impl Task {
             dir: tasks_dir.join(name).join(partition.to_string()),
             partition,
             queries,
+            marked: None,
+            marking: None,
         }
     }
 
@@ -160,6 +166,7 @@ impl Task {
         }
         self.executor.reset();
         self.group.clear();
+        self.marking = None;
     }
 
     /// Closes the processors and the stores (RocksDB is closed when this

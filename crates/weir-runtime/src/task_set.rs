@@ -2,6 +2,7 @@
 //! open transaction — assignment, buffering, processing, sending.
 //! Committing and aborting are in [`crate::committer`].
 
+use crate::partition_group::LAG_WAIT;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -81,6 +82,17 @@ pub(crate) struct TaskSet {
     restorer: ChangelogRestorer,
     /// Deletes consumed records of repartition topics after commits.
     pub purger: Purger,
+    /// Partition ends from the consumer's statistics (see
+    /// [`crate::rebalance::PartitionEnds`]).
+    pub partition_ends: crate::rebalance::PartitionEnds,
+    /// Since when each empty, lagging input of a task writing repartition
+    /// topics has been waited for (see [`TaskSet::process_ready`]).
+    upstream_lag_since: HashMap<Tp, Instant>,
+    /// `process_ready` stopped to wait for a lagging input.
+    pub held_for_lag: bool,
+    /// Per sub-topology: the repartition topics it writes (where its
+    /// tasks send stream-time markers, see [`crate::markers`]).
+    pub marker_targets: Vec<Vec<(String, crate::topics::RepartitionTopic)>>,
     out: Vec<Record>,
     pub last_commit: Instant,
     /// Records consumed and produced since the counters were last published.
@@ -111,6 +123,15 @@ impl TaskSet {
             .map(|(t, _)| t)
             .collect();
         let purger = Purger::new(&topics, &repartition);
+        let marker_targets = (0..spec.topology.subtopology_count())
+            .map(|sub| {
+                spec.repartition_partitions
+                    .iter()
+                    .filter(|(t, _)| spec.topology.writers_of(t).contains(&sub))
+                    .map(|(t, r)| (t.clone(), *r))
+                    .collect()
+            })
+            .collect();
         let subtopologies = topics
             .iter()
             .map(|t| {
@@ -120,6 +141,10 @@ impl TaskSet {
             })
             .collect();
         Self {
+            partition_ends: Default::default(),
+            upstream_lag_since: HashMap::new(),
+            held_for_lag: false,
+            marker_targets,
             spec,
             producer,
             failures,
@@ -221,8 +246,12 @@ impl TaskSet {
         }
     }
 
-    /// Whether some running task has a record it would release now.
+    /// Whether some running task has a record it would release now (not
+    /// while waiting for a lagging input: the next poll brings it).
     pub fn has_ready_work(&self, now: Instant) -> bool {
+        if self.held_for_lag {
+            return false;
+        }
         self.tasks
             .values()
             .any(|t| t.phase == TaskPhase::Running && t.group.ready(now))
@@ -250,9 +279,9 @@ impl TaskSet {
     /// empty inputs still have records on the broker, so it waits for them
     /// rather than run ahead of them in time (see
     /// [`crate::partition_group`]): the consumer's position against the
-    /// partition's end as the broker lists it (the last stable offset,
-    /// read_committed). Asked only of empty partitions not yet known to be
-    /// caught up — once per drained spell, not per record.
+    /// partition's end from the consumer's statistics (the last stable
+    /// offset, read_committed). No end reported yet: still lagging as far as
+    /// anyone knows.
     pub fn update_lag(&mut self, consumer: &BaseConsumer<ThreadContext>) {
         let mut unsettled: Vec<(TaskKey, Tp)> = Vec::new();
         for (key, task) in &self.tasks {
@@ -266,9 +295,10 @@ impl TaskSet {
         // The consumer's position steps over transaction markers, which the
         // last fetched offset does not.
         let positions = consumer.position().ok();
+        let ends = lock_ends(&self.partition_ends).clone();
         for (key, tp) in unsettled {
             let topic = &self.topics[tp.0];
-            let Ok((_, end)) = consumer.fetch_watermarks(topic, tp.1, LAG_LIST_TIMEOUT) else {
+            let Some(&end) = ends.get(&(topic.clone(), tp.1)) else {
                 continue; // still lagging as far as anyone knows
             };
             let position = positions
@@ -286,36 +316,132 @@ impl TaskSet {
         }
     }
 
-    /// Processes what the running tasks' partition groups release.
-    pub fn process_ready(&mut self, now: Instant) {
-        let keys: Vec<TaskKey> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.phase == TaskPhase::Running)
-            .map(|(k, _)| *k)
-            .collect();
+    /// The consumer's position and the (statistics') end of every input
+    /// partition of a task that writes repartition topics: `None` when
+    /// either is not known yet.
+    fn upstream_lag_view(
+        &self,
+        consumer: &BaseConsumer<ThreadContext>,
+    ) -> HashMap<Tp, Option<(i64, i64)>> {
+        let positions = consumer.position().ok();
+        let ends = lock_ends(&self.partition_ends);
+        let mut view = HashMap::new();
+        for (key, t) in &self.tasks {
+            if t.phase != TaskPhase::Running
+                || self.marker_targets.get(key.0).is_none_or(Vec::is_empty)
+            {
+                continue;
+            }
+            for tp in t.group.partitions() {
+                let topic = &self.topics[tp.0];
+                let position = positions
+                    .as_ref()
+                    .and_then(|l| l.find_partition(topic, tp.1))
+                    .and_then(|e| match e.offset() {
+                        rdkafka::Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .or_else(|| self.positions.get(&tp).copied());
+                let end = ends.get(&(topic.clone(), tp.1)).copied();
+                view.insert(tp, position.zip(end));
+            }
+        }
+        view
+    }
+
+    /// Whether an empty input of a task that writes repartition topics may
+    /// still have records on the broker (its end is past the consumer's
+    /// position, or either is not known yet) and has not been waited for
+    /// [`LAG_WAIT`] yet in this spell of being empty.
+    fn upstream_lagging(&mut self, view: &HashMap<Tp, Option<(i64, i64)>>, now: Instant) -> bool {
+        let mut lagging: Vec<Tp> = Vec::new();
+        for (key, t) in &self.tasks {
+            if t.phase != TaskPhase::Running
+                || self.marker_targets.get(key.0).is_none_or(Vec::is_empty)
+            {
+                continue;
+            }
+            lagging.extend(t.group.partitions().filter(|&tp| {
+                t.group.buffered(tp) == 0
+                    && view
+                        .get(&tp)
+                        .is_none_or(|pe| pe.is_none_or(|(position, end)| end > position))
+            }));
+        }
+        self.upstream_lag_since.retain(|tp, _| lagging.contains(tp));
+        let mut hold = false;
+        for tp in lagging {
+            let since = *self.upstream_lag_since.entry(tp).or_insert(now);
+            hold |= now.duration_since(since) < LAG_WAIT;
+        }
+        hold
+    }
+
+    /// Processes what the running tasks' partition groups release, across
+    /// tasks in timestamp order: the thread's tasks advance together in
+    /// event time, so a task behind a repartition topic sees its upstream
+    /// tasks' records interleaved by time, not one partition's backlog
+    /// ahead of the others (which would make in-order records late for
+    /// its windows).
+    ///
+    /// Tasks that write repartition topics also wait (up to [`LAG_WAIT`])
+    /// while an input of one of them is empty but has records on the broker:
+    /// a fetch lands one partition's records before another's, and running
+    /// ahead on one would write records of later times to the repartition
+    /// topic before earlier ones of the others.
+    pub fn process_ready(&mut self, now: Instant, consumer: &BaseConsumer<ThreadContext>) {
         let interval = Duration::from_millis(self.spec.cfg.commit_interval_ms);
         let mut processed = 0usize;
-        for key in keys {
-            loop {
-                if self.rewind_requested || self.failure.is_some() {
-                    return;
-                }
-                // Bounded work per turn: commits stay on time however large
-                // the backlog (a transaction must not outlive its timeout).
-                processed += 1;
-                if processed.is_multiple_of(1024)
-                    && self.dirty
-                    && self.last_commit.elapsed() >= interval
-                {
-                    return;
-                }
-                let Some((tp, record)) = self.tasks.get_mut(&key).and_then(|t| t.group.next(now))
-                else {
-                    break;
-                };
-                self.process_record(key, tp, record);
+        let upstream = self.marker_targets.iter().any(|m| !m.is_empty());
+        let view = if upstream {
+            self.upstream_lag_view(consumer)
+        } else {
+            HashMap::new()
+        };
+        self.held_for_lag = false;
+        loop {
+            if self.rewind_requested || self.failure.is_some() {
+                return;
             }
+            // Bounded work per turn: commits stay on time however large
+            // the backlog (a transaction must not outlive its timeout).
+            processed += 1;
+            if processed.is_multiple_of(1024)
+                && self.dirty
+                && self.last_commit.elapsed() >= interval
+            {
+                return;
+            }
+            let hold_upstream = upstream && self.upstream_lagging(&view, now);
+            let mut earliest: Option<(i64, TaskKey)> = None;
+            for (key, t) in self.tasks.iter_mut() {
+                if t.phase != TaskPhase::Running {
+                    continue;
+                }
+                if hold_upstream
+                    && self
+                        .marker_targets
+                        .get(key.0)
+                        .is_some_and(|m| !m.is_empty())
+                {
+                    self.held_for_lag = true;
+                    continue;
+                }
+                let Some(ts) = t.group.head_timestamp() else {
+                    continue;
+                };
+                if earliest.is_none_or(|(e, _)| ts < e) && t.group.ready_now(now) {
+                    earliest = Some((ts, *key));
+                }
+            }
+            let Some((_, key)) = earliest else {
+                return;
+            };
+            let Some((tp, record)) = self.tasks.get_mut(&key).and_then(|t| t.group.next(now))
+            else {
+                return;
+            };
+            self.process_record(key, tp, record);
         }
     }
 
@@ -390,6 +516,7 @@ impl TaskSet {
         self.positions.insert(tp, record.offset + 1);
         self.dirty = true;
         self.consumed += 1;
+        self.markers_after_record(key);
     }
 
     fn send(&mut self, o: &Record, source: usize, tp: Tp, offset: i64) {
@@ -738,8 +865,12 @@ pub(crate) struct Outgoing<'a> {
     pub timestamp: Option<i64>,
 }
 
-/// How long listing a partition's end for [`TaskSet::update_lag`] may take.
-const LAG_LIST_TIMEOUT: Duration = Duration::from_secs(2);
+/// The partition ends, even after a panic while they were held.
+fn lock_ends(
+    ends: &crate::rebalance::PartitionEnds,
+) -> std::sync::MutexGuard<'_, HashMap<(String, i32), i64>> {
+    ends.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Hands `o` to the producer, waiting (serving reports) while its queue is full.
 pub(crate) fn send_raw(

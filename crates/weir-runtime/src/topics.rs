@@ -89,14 +89,24 @@ impl Admin<'_> {
     }
 
     fn create(&self, topics: &[(String, i32)], cleanup: &str) -> Result<(), TopicError> {
+        self.create_with(topics, &[("cleanup.policy", cleanup)])
+    }
+
+    fn create_with(
+        &self,
+        topics: &[(String, i32)],
+        configs: &[(&str, &str)],
+    ) -> Result<(), TopicError> {
         if topics.is_empty() {
             return Ok(());
         }
         let new: Vec<NewTopic> = topics
             .iter()
             .map(|(t, p)| {
-                NewTopic::new(t, *p, TopicReplication::Fixed(self.cfg.replication_factor))
-                    .set("cleanup.policy", cleanup)
+                configs.iter().fold(
+                    NewTopic::new(t, *p, TopicReplication::Fixed(self.cfg.replication_factor)),
+                    |n, (k, v)| n.set(k, v),
+                )
             })
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -150,6 +160,17 @@ pub(crate) struct Prepared {
     pub cluster_id: Option<String>,
     /// Partitions (tasks) of every store.
     pub store_partitions: BTreeMap<String, i32>,
+    /// Every repartition topic: where stream-time markers go.
+    pub repartition_partitions: BTreeMap<String, RepartitionTopic>,
+}
+
+/// A repartition topic, for stream-time markers ([`crate::markers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RepartitionTopic {
+    /// Its partitions (each gets every marker).
+    pub partitions: i32,
+    /// How many tasks write it (a reader waits for a marker of each).
+    pub writers: u32,
 }
 
 /// Checks (and where allowed creates) every topic the topology and the
@@ -203,7 +224,13 @@ pub(crate) fn prepare_topics(
     }
     if !repartition.is_empty() {
         tracing::info!(topics = ?repartition, "creating repartition topics");
-        admin.create(&repartition, "delete")?;
+        // Records keep their input timestamps, which may be old: no time
+        // retention (consumed records are deleted by the purge), as Kafka
+        // Streams creates them.
+        admin.create_with(
+            &repartition,
+            &[("cleanup.policy", "delete"), ("retention.ms", "-1")],
+        )?;
         have = admin.partitions()?;
     }
 
@@ -311,8 +338,34 @@ pub(crate) fn prepare_topics(
         .client
         .inner()
         .fetch_cluster_id(Duration::from_secs(15));
+    let tasks_of = |st: usize| {
+        topology
+            .subtopology_sources(st)
+            .first()
+            .map_or(1, |t| sources[t])
+    };
+    let repartition_partitions = topology
+        .repartition_topics()
+        .into_iter()
+        .filter_map(|(t, _)| {
+            let partitions = *sources.get(&t)?;
+            let writers = topology
+                .writers_of(&t)
+                .into_iter()
+                .map(|st| tasks_of(st) as u32)
+                .sum();
+            Some((
+                t,
+                RepartitionTopic {
+                    partitions,
+                    writers,
+                },
+            ))
+        })
+        .collect();
     Ok(Prepared {
         cluster_id,
         store_partitions,
+        repartition_partitions,
     })
 }

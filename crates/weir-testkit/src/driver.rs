@@ -44,6 +44,8 @@ struct DriverState {
     out: Vec<Record>,
     /// Records that arrived after their windows closed.
     late: u64,
+    /// The stream time last marked by each writer of each repartition topic.
+    marked: BTreeMap<(String, usize), Timestamp>,
 }
 
 impl DriverState {
@@ -65,6 +67,33 @@ impl DriverState {
         record.offset = *offset;
         *offset += 1;
         queue.push_back(record);
+    }
+
+    /// Stream-time markers, as the runtime writes them at commits: each
+    /// task writing a repartition topic sends its stream time when it
+    /// moved since its last marker (see `weir_core::StreamTimeMarker`).
+    fn markers(&mut self) -> Vec<Record> {
+        let mut out = Vec::new();
+        for (topic, _) in self.topology.repartition_topics() {
+            let writers = self.topology.writers_of(&topic);
+            for &s in &writers {
+                let Some(time) = self.executors[s].stream_time() else {
+                    continue;
+                };
+                let key = (topic.clone(), s);
+                if self.marked.get(&key).is_some_and(|&m| m >= time) {
+                    continue;
+                }
+                self.marked.insert(key, time);
+                let m = weir_core::StreamTimeMarker {
+                    time,
+                    writer: format!("{s}.0"),
+                    writers: writers.len() as u32,
+                };
+                out.push(m.to_record(&topic));
+            }
+        }
+        out
     }
 
     /// Appends an output to its topic's queue.
@@ -109,6 +138,7 @@ impl TopologyTestDriver {
                 dead_letter_topic,
                 wall_clock: 0,
                 late: 0,
+                marked: BTreeMap::new(),
                 queue: VecDeque::new(),
                 out: Vec::new(),
             })),
@@ -172,7 +202,18 @@ impl TopologyTestDriver {
         let mut queue = std::mem::take(&mut st.queue);
         let mut out = std::mem::take(&mut st.out);
         st.enqueue(record, &mut queue);
-        while let Some(record) = queue.pop_front() {
+        loop {
+            let Some(record) = queue.pop_front() else {
+                // Drained: upstream stream time reaches the downstream tasks.
+                let markers = st.markers();
+                if markers.is_empty() {
+                    break;
+                }
+                for m in markers {
+                    st.enqueue(m, &mut queue);
+                }
+                continue;
+            };
             let Some(sub) = st.topology.subtopology_of(&record.topic) else {
                 st.append(record);
                 continue;
