@@ -301,14 +301,8 @@ impl TaskSet {
             let Some(&end) = ends.get(&(topic.clone(), tp.1)) else {
                 continue; // still lagging as far as anyone knows
             };
-            let position = positions
-                .as_ref()
-                .and_then(|l| l.find_partition(topic, tp.1))
-                .and_then(|e| match e.offset() {
-                    rdkafka::Offset::Offset(o) => Some(o),
-                    _ => None,
-                })
-                .max(self.fetched.get(&tp).copied());
+            let position =
+                position_in(positions.as_ref(), topic, tp.1).max(self.fetched.get(&tp).copied());
             let lagging = position.is_none_or(|p| end > p);
             if let Some(task) = self.tasks.get_mut(&key) {
                 task.group.set_lagging(tp, lagging);
@@ -334,13 +328,7 @@ impl TaskSet {
             }
             for tp in t.group.partitions() {
                 let topic = &self.topics[tp.0];
-                let position = positions
-                    .as_ref()
-                    .and_then(|l| l.find_partition(topic, tp.1))
-                    .and_then(|e| match e.offset() {
-                        rdkafka::Offset::Offset(o) => Some(o),
-                        _ => None,
-                    })
+                let position = position_in(positions.as_ref(), topic, tp.1)
                     .or_else(|| self.positions.get(&tp).copied());
                 let end = ends.get(&(topic.clone(), tp.1)).copied();
                 view.insert(tp, position.zip(end));
@@ -863,6 +851,18 @@ pub(crate) struct Outgoing<'a> {
     pub value: Option<&'a [u8]>,
     pub headers: &'a weir_core::Headers,
     pub timestamp: Option<i64>,
+}
+
+/// The offset of `topic`/`partition` in the consumer's `positions`, if valid.
+fn position_in(
+    positions: Option<&rdkafka::TopicPartitionList>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    match positions?.find_partition(topic, partition)?.offset() {
+        rdkafka::Offset::Offset(o) => Some(o),
+        _ => None,
+    }
 }
 
 /// The partition ends, even after a panic while they were held.
