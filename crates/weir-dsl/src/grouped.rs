@@ -155,19 +155,7 @@ where
     /// Through `<name>-repartition` with `partitions` (default: as the
     /// runtime chooses); a missing codec is a build error naming `name`.
     fn repartition_through(&self, name: &str, partitions: Option<i32>) -> Stream<K, V> {
-        let (Some(kc), Some(vc)) = (self.key_codec.clone(), self.value_codec.clone()) else {
-            let part = if self.key_codec.is_none() {
-                "key"
-            } else {
-                "value"
-            };
-            self.graph
-                .borrow_mut()
-                .errors
-                .push(BuildError::MissingCodec {
-                    node: name.to_string(),
-                    part,
-                });
+        let Some((kc, vc)) = self.codecs_for(name) else {
             return self.clone();
         };
         let topic = format!("{name}-repartition");
@@ -177,6 +165,33 @@ where
             .insert(topic.clone(), partitions);
         self.to(topic.clone());
         add_source(&self.graph, topic, kc, vc)
+    }
+}
+
+impl<K, V> Stream<K, V> {
+    /// The stream's key and value codecs, or `None` after recording a
+    /// [`BuildError::MissingCodec`] that names `node`.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn codecs_for(
+        &self,
+        node: &str,
+    ) -> Option<(Arc<dyn weir_core::Codec<K>>, Arc<dyn weir_core::Codec<V>>)> {
+        if let (Some(kc), Some(vc)) = (self.key_codec.clone(), self.value_codec.clone()) {
+            return Some((kc, vc));
+        }
+        let part = if self.key_codec.is_none() {
+            "key"
+        } else {
+            "value"
+        };
+        self.graph
+            .borrow_mut()
+            .errors
+            .push(BuildError::MissingCodec {
+                node: node.to_string(),
+                part,
+            });
+        None
     }
 }
 

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use weir_core::{Codec, CodecError};
 
 use crate::builder::add_source;
-use crate::graph::BuildError;
 use crate::process::Store;
 use crate::{Stream, Table, TopologyBuilder};
 
@@ -152,19 +151,7 @@ where
     /// Needs the stream's key and value codecs.
     pub fn to_table(&self, store: impl Into<String>) -> Table<K, V> {
         let store = store.into();
-        let (Some(kc), Some(vc)) = (self.key_codec.clone(), self.value_codec.clone()) else {
-            let part = if self.key_codec.is_none() {
-                "key"
-            } else {
-                "value"
-            };
-            self.graph
-                .borrow_mut()
-                .errors
-                .push(BuildError::MissingCodec {
-                    node: store.clone(),
-                    part,
-                });
+        let Some((kc, vc)) = self.codecs_for(&store) else {
             return Table {
                 updates: self.clone(),
                 store: Store {
