@@ -27,6 +27,7 @@ mod graph;
 mod grouped;
 mod params;
 mod process;
+mod suppress;
 mod table;
 mod window;
 

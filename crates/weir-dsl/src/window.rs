@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_core::{Codec, CodecError, Headers, ProcessError, Timestamp};
+use weir_core::{Codec, CodecError, ProcessError, Timestamp};
 use weir_state::{StoreError, WindowStore};
 
 use crate::graph::BuildError;
@@ -170,7 +170,7 @@ impl TimeWindows {
 
     /// The smallest window start still open at `stream_time`: every window
     /// starting below it closed (end + grace <= stream time).
-    fn first_open_start(&self, stream_time: Timestamp) -> Timestamp {
+    pub(crate) fn first_open_start(&self, stream_time: Timestamp) -> Timestamp {
         let bound = stream_time
             .saturating_sub(self.grace)
             .saturating_sub(self.size)
@@ -283,7 +283,7 @@ fn encode_slot(max_ts: Timestamp, agg: &[u8]) -> Vec<u8> {
     v
 }
 
-fn decode_slot(v: &[u8]) -> Option<(Timestamp, &[u8])> {
+pub(crate) fn decode_slot(v: &[u8]) -> Option<(Timestamp, &[u8])> {
     let ts = Timestamp::from_be_bytes(v.get(..8)?.try_into().ok()?);
     Some((ts, &v[8..]))
 }
@@ -518,7 +518,7 @@ struct AggregateSpec<K, V, A> {
     suppressed: Arc<AtomicBool>,
 }
 
-fn store_err(node: &str, store: &str, e: StoreError) -> ProcessError {
+pub(crate) fn store_err(node: &str, store: &str, e: StoreError) -> ProcessError {
     ProcessError::Store {
         node: node.to_string(),
         store: store.to_string(),
@@ -527,7 +527,7 @@ fn store_err(node: &str, store: &str, e: StoreError) -> ProcessError {
 }
 
 /// A stored window that does not read back: not the record's fault.
-fn corrupt(node: &str, store: &str, message: impl Into<String>) -> ProcessError {
+pub(crate) fn corrupt(node: &str, store: &str, message: impl Into<String>) -> ProcessError {
     ProcessError::Store {
         node: node.to_string(),
         store: store.to_string(),
@@ -543,7 +543,7 @@ fn codec_err(node: &str, source: CodecError) -> ProcessError {
 }
 
 /// A task's window view of store `name`.
-fn windows_of<'c>(
+pub(crate) fn windows_of<'c>(
     state: &'c mut weir_state::TaskState,
     node: &str,
     name: &str,
@@ -554,7 +554,10 @@ fn windows_of<'c>(
 }
 
 /// The windows of `store`, checked (when a task starts).
-fn resolve<K, V>(store: &WindowedStore<K, V>, node: &str) -> Result<TimeWindows, ProcessError> {
+pub(crate) fn resolve<K, V>(
+    store: &WindowedStore<K, V>,
+    node: &str,
+) -> Result<TimeWindows, ProcessError> {
     let w = store.windows();
     match w.invalid() {
         None => Ok(w),
@@ -715,12 +718,12 @@ where
         self.suppressed.store(true, Ordering::Relaxed);
         let name = format!("{}-suppress", self.store.name);
         let store = self.store.clone();
-        let emitter = self
-            .updates
-            .process_with(name, &[&self.store], move || EmitFinal {
-                store: store.clone(),
-                windows: None,
-            });
+        let emitter =
+            self.updates
+                .process_with(name, &[&self.store], move || crate::suppress::EmitFinal {
+                    store: store.clone(),
+                    windows: None,
+                });
         set_kind(&emitter, "suppress");
         WindowedTable {
             updates: Stream {
@@ -750,109 +753,6 @@ where
             },
             suppressed: Arc::new(AtomicBool::new(false)),
         }
-    }
-}
-
-/// The metadata entry of the window store: windows starting below it were
-/// emitted (8 bytes, big-endian).
-const EMITTED_BELOW: &str = "emitted-below";
-
-/// Emit-final: each time stream time advances, forwards every window that
-/// closed since the last emission (read from the window store), records how
-/// far it got, and expires them.
-struct EmitFinal<K, V> {
-    store: WindowedStore<K, V>,
-    /// Resolved in `init`.
-    windows: Option<TimeWindows>,
-}
-
-impl<K, V> Processor<Windowed<K>, V, Windowed<K>, V> for EmitFinal<K, V>
-where
-    K: Clone + Send + 'static,
-    V: Clone + Send + 'static,
-{
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, V>) -> Result<(), ProcessError> {
-        self.windows = Some(resolve(&self.store, ctx.node())?);
-        Ok(())
-    }
-
-    fn process(
-        &mut self,
-        _ctx: &mut ProcessorContext<'_, Windowed<K>, V>,
-        _key: Windowed<K>,
-        _value: V,
-    ) -> Result<(), ProcessError> {
-        // Updates are in the store; results leave when their window closes.
-        Ok(())
-    }
-
-    fn wants_stream_time(&self) -> bool {
-        true
-    }
-
-    fn on_stream_time(
-        &mut self,
-        ctx: &mut ProcessorContext<'_, Windowed<K>, V>,
-    ) -> Result<(), ProcessError> {
-        let w = match self.windows {
-            Some(w) => w,
-            None => *self.windows.insert(resolve(&self.store, ctx.node())?),
-        };
-        let Some(stream_time) = ctx.stream_time() else {
-            return Ok(());
-        };
-        // Windows with end + grace <= stream time are closed.
-        let bound = w.first_open_start(stream_time);
-        let name = &*self.store.name;
-        let mut finals = Vec::new();
-        {
-            let (node, state) = ctx.raw();
-            let mut ws = windows_of(state, node, name, &w)?;
-            let emitted = ws
-                .meta(EMITTED_BELOW)
-                .map_err(|e| store_err(node, name, e))?
-                .and_then(|b| b.as_slice().try_into().ok().map(Timestamp::from_be_bytes));
-            let from = emitted.unwrap_or(Timestamp::MIN);
-            if bound <= from {
-                return Ok(());
-            }
-            let mut closed = ws
-                .starting_in(from, bound)
-                .map_err(|e| store_err(node, name, e))?;
-            closed.sort_by_key(|(_, start, _)| *start);
-            for (kb, start, slot) in closed {
-                let (ts, bytes) = decode_slot(&slot).ok_or_else(|| {
-                    corrupt(node, name, "a window value shorter than its timestamp")
-                })?;
-                let key = self.store.key_codec.decode(&kb).map_err(|e| {
-                    corrupt(
-                        node,
-                        name,
-                        format!("a stored window key does not decode: {e}"),
-                    )
-                })?;
-                let value = self.store.value_codec.decode(bytes).map_err(|e| {
-                    corrupt(
-                        node,
-                        name,
-                        format!("a stored window value does not decode: {e}"),
-                    )
-                })?;
-                let window = Window {
-                    start,
-                    end: start.saturating_add(w.size),
-                };
-                finals.push((Windowed { key, window }, value, ts));
-            }
-            ws.set_meta(EMITTED_BELOW, &bound.to_be_bytes())
-                .map_err(|e| store_err(node, name, e))?;
-            ws.expire_before(bound)
-                .map_err(|e| store_err(node, name, e))?;
-        }
-        for (k, v, ts) in finals {
-            ctx.forward_with(k, v, ts, Headers::new());
-        }
-        Ok(())
     }
 }
 

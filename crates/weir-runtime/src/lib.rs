@@ -50,6 +50,7 @@ pub mod failpoint;
 mod identity;
 mod instance;
 mod kafka;
+mod lag;
 mod markers;
 mod partition_group;
 mod purge;
