@@ -392,10 +392,21 @@ fn exact_after_a_crash_after_commit_before_checkpoint() {
 
 #[test]
 fn at_least_once_under_the_same_crash_is_caught_by_the_check() {
-    // Early, while events flow: the crashed interval is never empty.
-    let err = crash_at("before_commit", "at_least_once", 12)
-        .expect_err("at least once repeats the crashed interval's work");
-    eprintln!("at_least_once after a crash before the commit: {err}");
+    // Early, while events flow. At least once repeats the crashed
+    // interval's work whenever that interval carried a record (its
+    // changelog and repartition writes were flushed before the crash). An
+    // interval can hold only stream-time markers (nothing to repeat), so
+    // the crash is tried up to three times; exactly once never repeats.
+    for attempt in 1..=3 {
+        match crash_at("before_commit", "at_least_once", 12) {
+            Err(err) => {
+                eprintln!("at_least_once after a crash before the commit: {err}");
+                return;
+            }
+            Ok(()) => eprintln!("attempt {attempt}: the crashed interval repeated nothing"),
+        }
+    }
+    panic!("at least once never repeated the crashed interval's work in three crashes");
 }
 
 #[test]

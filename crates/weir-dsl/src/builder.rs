@@ -54,6 +54,8 @@ pub(crate) struct GraphBuilder {
     pub(crate) repartition_topics: BTreeMap<String, Option<i32>>,
     /// Stores of tables read from a topic, with the topic.
     pub(crate) table_sources: BTreeMap<String, String>,
+    /// The declared timer stores.
+    timer_stores: std::collections::BTreeSet<String>,
 }
 
 impl GraphBuilder {
@@ -233,6 +235,47 @@ impl TopologyBuilder {
         }
     }
 
+    /// Declares a timer store: durable timers for the one `process` node
+    /// that names it among its stores (see
+    /// [`crate::ProcessorContext::schedule_at`] and
+    /// [`crate::Processor::on_timer`]). Like a key-value store it is
+    /// changelogged and restored, so timers survive crashes and move with
+    /// their task on a rebalance.
+    ///
+    /// # Examples
+    /// ```
+    /// use weir_core::{ProcessError, Str};
+    /// use weir_dsl::{Clock, Processor, ProcessorContext, Timer, TopologyBuilder};
+    ///
+    /// /// Forwards each key once, a minute of stream time after it was last seen.
+    /// struct Quiet;
+    /// impl Processor<String, String, String, String> for Quiet {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, k: String, v: String)
+    ///         -> Result<(), ProcessError> {
+    ///         let at = ctx.timestamp() + 60_000;
+    ///         ctx.schedule_at(Clock::Stream, at, k.as_bytes(), v.as_bytes())
+    ///     }
+    ///     fn on_timer(&mut self, ctx: &mut ProcessorContext<'_, String, String>, t: Timer)
+    ///         -> Result<(), ProcessError> {
+    ///         let key = String::from_utf8_lossy(&t.key).into_owned();
+    ///         ctx.forward(key, String::from_utf8_lossy(&t.payload).into_owned());
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let b = TopologyBuilder::new();
+    /// let timers = b.timer_store("quiet-timers");
+    /// b.stream("in", Str, Str).process_with("quiet", &[&timers], || Quiet).to("out");
+    /// assert_eq!(b.build().unwrap().stores(), vec!["quiet-timers"]);
+    /// ```
+    pub fn timer_store(&self, name: impl Into<String>) -> crate::Timers {
+        let name = name.into();
+        let mut g = self.graph.borrow_mut();
+        g.declare_store(&name);
+        g.timer_stores.insert(name.clone());
+        crate::Timers { name: name.into() }
+    }
+
     /// Declares a typed parameter with a default and a help text; a
     /// deployment sets it in `[params]` or `WEIR_PARAMS__<NAME>`, and
     /// `describe` lists it. Capture the handle in the closures that need it.
@@ -297,6 +340,7 @@ impl TopologyBuilder {
         let subtopologies = assign_subtopologies(&mut g.nodes);
         let stores = stores_by_subtopology(&g.nodes, subtopologies, &g.stores)?;
         let names = subtopology_names(&g.nodes, &stores)?;
+        let timer_stores = crate::graph::timer_owners(&g.nodes, &g.timer_stores)?;
         Ok(Topology {
             inner: Arc::new(TopologyInner {
                 nodes: g.nodes,
@@ -308,6 +352,7 @@ impl TopologyBuilder {
                 params: g.params,
                 repartition_topics: g.repartition_topics,
                 table_sources: g.table_sources,
+                timer_stores,
             }),
         })
     }

@@ -2,11 +2,55 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use weir_core::{ProcessError, Record, Timestamp};
-use weir_state::TaskState;
+use weir_core::{Headers, ProcessError, Record, Timestamp};
+use weir_state::{Clock, TaskState, Timer, TimerStore};
 
 use crate::graph::{Item, Node, Op, Topology};
-use crate::process::ErasedProcessor;
+use crate::process::{clock_index, Call, ErasedProcessor, TimerEffects, Trigger};
+
+/// Timers read from the store per query while firing.
+const FIRE_BATCH: usize = 256;
+
+/// A node of the task that owns a timer store.
+#[derive(Debug)]
+struct TimerNode {
+    node: usize,
+    /// The timer store's id in the task's state.
+    store: usize,
+    /// The earliest deadline per clock (stream, wall) as far as known:
+    /// `None` is unknown (read from the store when needed); a value may be
+    /// too early (a scheduled timer rolled back), never too late.
+    next: [Option<Option<Timestamp>>; 2],
+}
+
+/// A punctuation registered by a node (see `ProcessorContext::schedule_every`).
+#[derive(Debug)]
+struct Punctuation {
+    node: usize,
+    clock: Clock,
+    interval: i64,
+    /// When it is due next (`None`: not yet placed on its clock).
+    next: Option<Timestamp>,
+}
+
+/// The first multiple of `interval` after `time`.
+fn grid_after(time: Timestamp, interval: i64) -> Timestamp {
+    time.div_euclid(interval)
+        .saturating_add(1)
+        .saturating_mul(interval)
+}
+
+/// What [`TaskExecutor::fire_timers`] did.
+#[derive(Debug, Default)]
+pub struct TimerRun {
+    /// Timers and punctuations that fired (failed ones included).
+    pub fired: usize,
+    /// Calls that failed, with the record to dead-letter (a timer's key and
+    /// payload, topic = its store's name, timestamp = its deadline) or
+    /// `None` for a punctuation (log it). Their writes and outputs were
+    /// dropped; a failed timer is removed all the same.
+    pub failed: Vec<(Option<Record>, ProcessError)>,
+}
 
 /// Runs the nodes of one task — one sub-topology for one partition number —
 /// on the records of its source partitions.
@@ -27,12 +71,19 @@ pub struct TaskExecutor {
     partition: i32,
     stream_time: Option<Timestamp>,
     committed_stream_time: Option<Timestamp>,
+    /// The stream time the `on_stream_time` hooks last heard of (stream
+    /// time may move ahead of them: see [`TaskExecutor::advance_stream_time`]).
+    notified: Option<Timestamp>,
     /// This task's instance of each `process` node, by node index.
     processors: Vec<Option<Box<dyn ErasedProcessor>>>,
     /// The nodes whose processors want to hear of stream time advancing.
     time_nodes: Vec<usize>,
     /// The repartition topics this task reads (where markers come).
     repartition_sources: Vec<String>,
+    /// The system clock as last set (see [`TaskExecutor::set_wall_clock`]).
+    wall_clock: Timestamp,
+    timer_nodes: Vec<TimerNode>,
+    punctuations: Vec<Punctuation>,
     initialized: bool,
 }
 
@@ -60,16 +111,265 @@ impl TaskExecutor {
             .filter(|(t, _)| topology.subtopology_of(t) == Some(subtopology))
             .map(|(t, _)| t)
             .collect();
+        let stores = topology.subtopology_stores(subtopology);
+        let timer_nodes = topology
+            .inner
+            .timer_stores
+            .iter()
+            .filter(|(_, &node)| topology.inner.nodes[node].subtopology == subtopology)
+            .filter_map(|(name, &node)| {
+                Some(TimerNode {
+                    node,
+                    store: stores.iter().position(|s| s == name)?,
+                    next: [None, None],
+                })
+            })
+            .collect();
         Self {
+            time_nodes: nodes_wanting_time(&processors),
             topology,
             subtopology,
             partition,
             stream_time: None,
             committed_stream_time: None,
-            time_nodes: nodes_wanting_time(&processors),
+            notified: None,
             repartition_sources,
             processors,
+            wall_clock: 0,
+            timer_nodes,
+            punctuations: Vec::new(),
             initialized: false,
+        }
+    }
+
+    /// Sets the system clock the task's wall-clock timers and punctuations
+    /// see (milliseconds since the epoch).
+    pub fn set_wall_clock(&mut self, now: Timestamp) {
+        self.wall_clock = now;
+    }
+
+    /// The time of `clock` now, if it has one yet.
+    fn clock_time(&self, clock: Clock) -> Option<Timestamp> {
+        match clock {
+            Clock::Stream => self.stream_time,
+            Clock::Wall => Some(self.wall_clock),
+        }
+    }
+
+    /// Whether a timer or punctuation may be due (cheap: from what is
+    /// known in memory; [`TaskExecutor::fire_timers`] reads the store).
+    pub fn has_due_timers(&self) -> bool {
+        let timers = self.timer_nodes.iter().any(|t| {
+            Clock::ALL.iter().any(|&c| {
+                let Some(now) = self.clock_time(c) else {
+                    return false;
+                };
+                match t.next[clock_index(c)] {
+                    None => true,
+                    Some(next) => next.is_some_and(|d| d <= now),
+                }
+            })
+        });
+        timers
+            || self.punctuations.iter().any(|p| {
+                self.clock_time(p.clock)
+                    .is_some_and(|now| p.next.is_none_or(|n| n <= now))
+            })
+    }
+
+    /// The earliest known wall-clock deadline of a timer or punctuation.
+    pub fn next_wall_deadline(&self) -> Option<Timestamp> {
+        let w = clock_index(Clock::Wall);
+        let timers = self.timer_nodes.iter().filter_map(|t| t.next[w].flatten());
+        let punct = self
+            .punctuations
+            .iter()
+            .filter(|p| p.clock == Clock::Wall)
+            .filter_map(|p| p.next);
+        timers.chain(punct).min()
+    }
+
+    /// Fires up to `budget` due timers and punctuations — stream-time
+    /// timers (deadline <= stream time), then wall-clock ones (deadline <=
+    /// the wall clock), each in deadline order, then punctuations — and
+    /// appends their outputs to `out`. Each timer is removed from its store
+    /// in the same pending writes as its call's effects, so it fires once
+    /// per committed transaction. Call after each record (stream time may
+    /// have moved) and between records (the wall clock moves); whether more
+    /// are due after a full budget, [`TaskExecutor::has_due_timers`] says.
+    ///
+    /// # Errors
+    /// A fatal [`ProcessError`] (a store failed, `init` failed); other
+    /// failures are in [`TimerRun::failed`].
+    pub fn fire_timers(
+        &mut self,
+        out: &mut Vec<Record>,
+        state: &mut TaskState,
+        budget: usize,
+    ) -> Result<TimerRun, ProcessError> {
+        let mut run = TimerRun::default();
+        if self.timer_nodes.is_empty() && self.punctuations.is_empty() {
+            return Ok(run);
+        }
+        if !self.initialized {
+            self.init(state)?;
+        }
+        for i in 0..self.timer_nodes.len() {
+            for clock in Clock::ALL {
+                let c = clock_index(clock);
+                let Some(now) = self.clock_time(clock) else {
+                    continue;
+                };
+                let (node, store) = (self.timer_nodes[i].node, self.timer_nodes[i].store);
+                let name = self.topology.inner.nodes[node].name.clone();
+                let store_name = self.topology.subtopology_stores(self.subtopology)[store].clone();
+                let store_err = |e: weir_state::StoreError| ProcessError::Store {
+                    node: name.clone(),
+                    store: store_name.clone(),
+                    message: e.to_string(),
+                };
+                while run.fired < budget {
+                    let next = match self.timer_nodes[i].next[c] {
+                        Some(n) => n,
+                        None => TimerStore::new(state.store(store))
+                            .next_deadline(clock)
+                            .map_err(store_err)?,
+                    };
+                    self.timer_nodes[i].next[c] = Some(next);
+                    if !next.is_some_and(|d| d <= now) {
+                        break;
+                    }
+                    let due = TimerStore::new(state.store(store))
+                        .due(clock, now, (budget - run.fired).min(FIRE_BATCH))
+                        .map_err(store_err)?;
+                    // Read again from the store next round (it may be too
+                    // early: a timer it counted was rolled back).
+                    self.timer_nodes[i].next[c] = None;
+                    if due.is_empty() {
+                        continue;
+                    }
+                    for timer in due {
+                        self.fire_one(node, store, timer, out, state, &mut run)?;
+                        run.fired += 1;
+                    }
+                }
+            }
+        }
+        let mut j = 0;
+        while j < self.punctuations.len() && run.fired < budget {
+            let p = &self.punctuations[j];
+            j += 1;
+            let Some(now) = self.clock_time(p.clock) else {
+                continue;
+            };
+            let (node, clock) = (p.node, p.clock);
+            let due = p.next.is_some_and(|n| n <= now);
+            if p.next.is_none_or(|n| n <= now) {
+                let interval = p.interval;
+                self.punctuations[j - 1].next = Some(grid_after(now, interval));
+            }
+            if due {
+                self.call_guarded(
+                    node,
+                    Trigger::Punctuate(clock, now),
+                    out,
+                    state,
+                    None,
+                    &mut run,
+                )?;
+                run.fired += 1;
+            }
+        }
+        Ok(run)
+    }
+
+    /// Fires `timer` of `node` (see [`TaskExecutor::fire_timers`]).
+    fn fire_one(
+        &mut self,
+        node: usize,
+        store: usize,
+        timer: Timer,
+        out: &mut Vec<Record>,
+        state: &mut TaskState,
+        run: &mut TimerRun,
+    ) -> Result<(), ProcessError> {
+        let store_name = self.topology.subtopology_stores(self.subtopology)[store].clone();
+        let store_err = |e: weir_state::StoreError| ProcessError::Store {
+            node: self.topology.inner.nodes[node].name.clone(),
+            store: store_name.clone(),
+            message: e.to_string(),
+        };
+        TimerStore::new(state.store(store))
+            .remove(&timer)
+            .map_err(store_err)?;
+        let record = Record {
+            topic: store_name.clone(),
+            partition: self.partition,
+            offset: -1,
+            key: Some(timer.key.clone()),
+            value: Some(timer.payload.clone()),
+            headers: Headers::new(),
+            timestamp: timer.deadline,
+        };
+        self.call_guarded(node, Trigger::Timer(timer), out, state, Some(record), run)
+    }
+
+    /// Runs one call of `node` outside any record — a timer or a
+    /// punctuation — in its own savepoint: on failure its writes and
+    /// outputs are dropped and the failure goes to `run` (a fatal one is
+    /// returned).
+    fn call_guarded(
+        &mut self,
+        node: usize,
+        trigger: Trigger,
+        out: &mut Vec<Record>,
+        state: &mut TaskState,
+        record: Option<Record>,
+        run: &mut TimerRun,
+    ) -> Result<(), ProcessError> {
+        let mark = out.len();
+        state.savepoint();
+        let nodes = &self.topology.inner.nodes;
+        let mut env = Env {
+            processors: &mut self.processors,
+            state,
+            stream_time: self.stream_time,
+            wall_clock: self.wall_clock,
+            timer_nodes: &mut self.timer_nodes,
+            punctuations: &mut self.punctuations,
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let mut forwarded = Vec::new();
+            call_node(nodes, node, trigger, &mut forwarded, &mut env)?;
+            for it in forwarded {
+                forward(nodes, &nodes[node], it, out, &mut env)?;
+            }
+            Ok(())
+        }));
+        let result = match result {
+            Ok(r) => r,
+            Err(payload) => Err(panic_error(nodes, payload)),
+        };
+        match result {
+            Ok(()) => {
+                env.state.release_savepoint();
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(mark);
+                env.state.rollback_to_savepoint();
+                let panicked = matches!(e, ProcessError::Panic { .. });
+                if panicked {
+                    self.replace_panicked(state)?;
+                }
+                if e.class() == weir_core::ErrorClass::Fatal {
+                    return Err(e);
+                }
+                // A failed timer stays removed (its removal is outside
+                // the savepoint): it must not fail forever.
+                run.failed.push((record, e));
+                Ok(())
+            }
         }
     }
 
@@ -98,9 +398,14 @@ impl TaskExecutor {
     pub fn set_stream_time(&mut self, t: Option<Timestamp>) {
         self.stream_time = t;
         self.committed_stream_time = t;
+        self.notified = t;
     }
 
-    /// Moves stream time forward to `time` (never back).
+    /// Moves stream time forward to `time` (never back). The runtime does
+    /// this with a record's timestamp before processing it, so that the
+    /// stream-time timers due by then fire first
+    /// ([`TaskExecutor::fire_timers`]); the `on_stream_time` hooks hear of
+    /// the advance with the next record.
     pub fn advance_stream_time(&mut self, time: Timestamp) {
         self.stream_time = Some(self.stream_time.map_or(time, |t| t.max(time)));
     }
@@ -123,13 +428,23 @@ impl TaskExecutor {
     /// Runs `init` of the `process` nodes among `ids`.
     fn init_nodes(&mut self, ids: &[usize], state: &mut TaskState) -> Result<(), ProcessError> {
         let nodes = &self.topology.inner.nodes;
-        let stream_time = self.stream_time;
+        let mut env = Env {
+            processors: &mut self.processors,
+            state,
+            stream_time: self.stream_time,
+            wall_clock: self.wall_clock,
+            timer_nodes: &mut self.timer_nodes,
+            punctuations: &mut self.punctuations,
+        };
         for &id in ids {
-            let Some(p) = self.processors[id].as_mut() else {
+            if env.processors[id].is_none() {
                 continue;
-            };
+            }
             let name = &nodes[id].name;
-            let r = catch_unwind(AssertUnwindSafe(|| p.init(name, state, stream_time)));
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                // What init forwards goes nowhere (no record is being processed).
+                call_node(nodes, id, Trigger::Init, &mut Vec::new(), &mut env)
+            }));
             let message = match r {
                 Ok(Ok(())) => continue,
                 Ok(Err(e)) => e.to_string(),
@@ -158,6 +473,13 @@ impl TaskExecutor {
         self.processors = make_processors(&self.topology, self.subtopology);
         self.time_nodes = nodes_wanting_time(&self.processors);
         self.stream_time = self.committed_stream_time;
+        self.notified = self.committed_stream_time;
+        // Timers are read again from the (rolled back) stores; punctuations
+        // are registered again by the fresh instances' `init`.
+        for t in &mut self.timer_nodes {
+            t.next = [None, None];
+        }
+        self.punctuations.clear();
     }
 
     /// Runs every `process` node's `close`.
@@ -198,7 +520,7 @@ impl TaskExecutor {
         let Op::Source { decode, .. } = &node.op else {
             unreachable!("sources map to source nodes");
         };
-        let before = self.stream_time;
+        let before = self.notified;
         // A stream-time marker from an upstream task (behind a repartition
         // topic) carries only its time, which moves this task's as a record
         // of that time would (see weir_core::StreamTimeMarker).
@@ -210,6 +532,7 @@ impl TaskExecutor {
                 .map_or(record.timestamp, |t| t.max(record.timestamp)),
         );
         let advanced = self.stream_time != before;
+        self.notified = self.stream_time;
         // A marker that wakes no processor is done.
         if marker && (!advanced || self.time_nodes.is_empty()) {
             return Ok(());
@@ -232,6 +555,9 @@ impl TaskExecutor {
             processors: &mut self.processors,
             state,
             stream_time: self.stream_time,
+            wall_clock: self.wall_clock,
+            timer_nodes: &mut self.timer_nodes,
+            punctuations: &mut self.punctuations,
         };
         // User code includes codecs: a panic while decoding is dead-lettered too.
         let result =
@@ -265,25 +591,29 @@ impl TaskExecutor {
         } else if stateful {
             env.state.release_savepoint();
         }
-        // A processor whose call panicked was taken out of its slot: make a
-        // fresh one (the old one's fields may be half-updated).
-        // Only a panic leaves a processor slot empty.
-        let panicked = matches!(result, Err(ProcessError::Panic { .. }));
-        let emptied: Vec<usize> = if !panicked {
-            Vec::new()
-        } else {
-            self.processors
-                .iter()
-                .zip(&inner.nodes)
-                .enumerate()
-                .filter(|(_, (p, n))| {
-                    p.is_none()
-                        && matches!(n.op, Op::Process { .. })
-                        && n.subtopology == self.subtopology
-                })
-                .map(|(id, _)| id)
-                .collect()
-        };
+        if matches!(result, Err(ProcessError::Panic { .. })) {
+            self.replace_panicked(state)?;
+        }
+        result
+    }
+
+    /// A processor whose call panicked was taken out of its slot (only a
+    /// panic leaves a slot empty): makes and initialises a fresh one (the
+    /// old one's fields may be half-updated).
+    fn replace_panicked(&mut self, state: &mut TaskState) -> Result<(), ProcessError> {
+        let inner = &self.topology.inner;
+        let emptied: Vec<usize> = self
+            .processors
+            .iter()
+            .zip(&inner.nodes)
+            .enumerate()
+            .filter(|(_, (p, n))| {
+                p.is_none()
+                    && matches!(n.op, Op::Process { .. })
+                    && n.subtopology == self.subtopology
+            })
+            .map(|(id, _)| id)
+            .collect();
         if !emptied.is_empty() {
             let fresh = make_processors(&self.topology, self.subtopology);
             for (id, new) in fresh.into_iter().enumerate() {
@@ -295,7 +625,7 @@ impl TaskExecutor {
             // Only the replaced instances are initialised again.
             self.init_nodes(&emptied, state)?;
         }
-        result
+        Ok(())
     }
 }
 
@@ -332,26 +662,67 @@ fn stream_time_advanced(
     env: &mut Env<'_>,
 ) -> Result<(), ProcessError> {
     for &id in ids {
-        let node = &nodes[id];
-        CURRENT_NODE.with(|c| c.set(id));
-        let mut p = env.processors[id]
-            .take()
-            .expect("a task has an instance of each of its process nodes");
         let mut forwarded = Vec::new();
-        let r = p.on_stream_time(
-            &node.name,
-            env.state,
-            env.stream_time,
-            timestamp,
+        call_node(
+            nodes,
+            id,
+            Trigger::StreamTime(timestamp),
             &mut forwarded,
-        );
-        env.processors[id] = Some(p);
-        r?;
+            env,
+        )?;
         for it in forwarded {
-            forward(nodes, node, it, out, env)?;
+            forward(nodes, &nodes[id], it, out, env)?;
         }
     }
     Ok(())
+}
+
+/// Calls `process` node `id` for `trigger`, collecting what it forwards,
+/// and keeps what it did to timers.
+fn call_node(
+    nodes: &[Node],
+    id: usize,
+    trigger: Trigger,
+    forwarded: &mut Vec<Item>,
+    env: &mut Env<'_>,
+) -> Result<(), ProcessError> {
+    CURRENT_NODE.with(|c| c.set(id));
+    // Taken out of its slot while it runs, so what it forwards can reach
+    // other processors of the task; put back afterwards (not after a panic).
+    let mut p = env.processors[id]
+        .take()
+        .expect("a task has an instance of each of its process nodes");
+    let timer = env.timer_nodes.iter().position(|t| t.node == id);
+    let mut effects = TimerEffects::default();
+    let call = Call {
+        node: &nodes[id].name,
+        state: env.state,
+        stream_time: env.stream_time,
+        wall_clock: env.wall_clock,
+        timers: timer.map(|t| env.timer_nodes[t].store),
+        effects: &mut effects,
+    };
+    let r = p.call(call, trigger, forwarded);
+    env.processors[id] = Some(p);
+    if let Some(t) = timer {
+        let next = &mut env.timer_nodes[t].next;
+        for (slot, scheduled) in next.iter_mut().zip(effects.earliest) {
+            if let (Some(known), Some(d)) = (slot.as_mut(), scheduled) {
+                *known = Some(known.map_or(d, |k| k.min(d)));
+            }
+        }
+    }
+    for (clock, interval) in effects.punctuations {
+        env.punctuations
+            .retain(|p| !(p.node == id && p.clock == clock));
+        env.punctuations.push(Punctuation {
+            node: id,
+            clock,
+            interval,
+            next: None,
+        });
+    }
+    r
 }
 
 /// What processing one record needs besides the graph.
@@ -359,6 +730,9 @@ struct Env<'a> {
     processors: &'a mut Vec<Option<Box<dyn ErasedProcessor>>>,
     state: &'a mut TaskState,
     stream_time: Option<Timestamp>,
+    wall_clock: Timestamp,
+    timer_nodes: &'a mut [TimerNode],
+    punctuations: &'a mut Vec<Punctuation>,
 }
 
 thread_local! {
@@ -454,15 +828,8 @@ fn push(
         Op::Pass | Op::Source { .. } => forward(nodes, node, item, out, env),
         Op::Sink { .. } | Op::DynamicSink { .. } => write(node, &item, out),
         Op::Process { .. } => {
-            // Taken out of its slot while it runs, so what it forwards can
-            // reach other processors of the task; put back afterwards.
-            let mut p = env.processors[id]
-                .take()
-                .expect("a task has an instance of each of its process nodes");
             let mut forwarded = Vec::new();
-            let r = p.process(&node.name, env.state, env.stream_time, item, &mut forwarded);
-            env.processors[id] = Some(p);
-            r?;
+            call_node(nodes, id, Trigger::Record(item), &mut forwarded, env)?;
             for it in forwarded {
                 forward(nodes, node, it, out, env)?;
             }

@@ -176,6 +176,14 @@ pub enum BuildError {
         /// What is wrong.
         message: String,
     },
+    /// A timer store is named by more than one node, or a node names two.
+    #[error("timer store {store}: {message}")]
+    TimerStoreUse {
+        /// The timer store.
+        store: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A node uses a store the builder never declared.
     #[error("node {node} uses store {store}, which was not declared with key_value_store")]
     UndeclaredStore {
@@ -212,6 +220,8 @@ pub(crate) struct TopologyInner {
     /// Stores of tables read from a topic (`table()`), with that topic:
     /// their changelog.
     pub table_sources: BTreeMap<String, String>,
+    /// The node owning each timer store (by node index).
+    pub timer_stores: BTreeMap<String, usize>,
 }
 
 impl Topology {
@@ -415,6 +425,7 @@ impl Topology {
                     .iter()
                     .map(|(s, t)| (s.clone(), map(t)))
                     .collect(),
+                timer_stores: self.inner.timer_stores.clone(),
             }),
         }
     }
@@ -526,4 +537,43 @@ pub(crate) fn subtopology_names(
         names.push(name);
     }
     Ok(names)
+}
+
+/// The node owning each timer store: exactly one per store, at most one
+/// timer store per node.
+pub(crate) fn timer_owners(
+    nodes: &[Node],
+    timer_stores: &std::collections::BTreeSet<String>,
+) -> Result<BTreeMap<String, usize>, BuildError> {
+    let mut owners = BTreeMap::new();
+    for (id, node) in nodes.iter().enumerate() {
+        let Op::Process { stores, .. } = &node.op else {
+            continue;
+        };
+        let mine: Vec<&String> = stores
+            .iter()
+            .filter(|s| timer_stores.contains(*s))
+            .collect();
+        if let [first, second, ..] = mine.as_slice() {
+            return Err(BuildError::TimerStoreUse {
+                store: (*second).clone(),
+                message: format!(
+                    "node {} already names timer store {first}; a node has at most one",
+                    node.name
+                ),
+            });
+        }
+        for store in mine {
+            if let Some(other) = owners.insert(store.clone(), id) {
+                return Err(BuildError::TimerStoreUse {
+                    store: store.clone(),
+                    message: format!(
+                        "named by nodes {} and {}; a timer store belongs to one node",
+                        nodes[other].name, node.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(owners)
 }

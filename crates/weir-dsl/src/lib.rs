@@ -37,7 +37,8 @@ pub use executor::TaskExecutor;
 pub use graph::{BuildError, Topology};
 pub use grouped::{Grouped, Table};
 pub use params::{Param, ParamDescription, ParamValue};
-pub use process::{Processor, ProcessorContext, Store, StoreName, TypedStore};
+pub use process::{Processor, ProcessorContext, Store, StoreName, Timers, TypedStore};
+pub use weir_state::{Clock, Timer};
 pub use window::{
     hopping, tumbling, Suppressed, TimeWindows, Window, Windowed, WindowedCodec, WindowedGrouped,
     WindowedStore, WindowedTable,

@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use weir_core::{Codec, Headers, ProcessError, Timestamp};
-use weir_state::{KeyRange, TaskState};
+use weir_state::{Clock, KeyRange, TaskState, Timer, TimerStore};
 
 use crate::graph::{boxed, take, Item};
 
@@ -87,6 +87,28 @@ impl<K, V> StoreName for Store<K, V> {
     }
 }
 
+/// A timer store declared with [`crate::TopologyBuilder::timer_store`]:
+/// name it among the stores of the one `process` node that sets timers
+/// there ([`ProcessorContext::schedule_at`]) and hears them fire
+/// ([`Processor::on_timer`]).
+#[derive(Clone, Debug)]
+pub struct Timers {
+    pub(crate) name: Arc<str>,
+}
+
+impl Timers {
+    /// The store's name (it names the changelog topic too).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl StoreName for Timers {
+    fn store_name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// A per-task stateful node: made by a factory when the task is created,
 /// then `init`, `process` per record, `close` when the task closes. After an
 /// aborted transaction the instance is closed and a fresh one made, so
@@ -139,6 +161,40 @@ pub trait Processor<K, V, K2, V2>: Send + 'static {
         Ok(())
     }
 
+    /// A timer this node set with [`ProcessorContext::schedule_at`] is due:
+    /// its deadline passed on its clock. It is removed before the call (set
+    /// it again to repeat). `ctx.timestamp()` is the deadline, which
+    /// `forward` gives the outputs. Runs in the open transaction: its store
+    /// writes, outputs and the timer's removal commit together.
+    ///
+    /// # Errors
+    /// A [`ProcessError`]: the call's writes and outputs are dropped and
+    /// the timer is dead-lettered (key and payload, topic = the timer
+    /// store's name); a store failure stops the task instead.
+    fn on_timer(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_, K2, V2>,
+        _timer: Timer,
+    ) -> Result<(), ProcessError> {
+        Ok(())
+    }
+
+    /// A punctuation registered with [`ProcessorContext::schedule_every`]
+    /// is due: `time` is the clock's time now (stream time or the system
+    /// clock), also the timestamp `forward` gives the outputs.
+    ///
+    /// # Errors
+    /// As [`Processor::on_timer`] (nothing is dead-lettered: the error is
+    /// logged and the call's writes and outputs are dropped).
+    fn punctuate(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_, K2, V2>,
+        _clock: Clock,
+        _time: Timestamp,
+    ) -> Result<(), ProcessError> {
+        Ok(())
+    }
+
     /// Called when the task closes (revoked, aborted, shut down).
     fn close(&mut self) {}
 }
@@ -168,6 +224,9 @@ pub struct ProcessorContext<'a, K2, V2> {
     node: &'a str,
     state: &'a mut TaskState,
     stream_time: Option<Timestamp>,
+    wall_clock: Timestamp,
+    timers: Option<usize>,
+    effects: &'a mut TimerEffects,
     timestamp: Timestamp,
     headers: &'a mut Headers,
     forwarded: &'a mut Vec<Item>,
@@ -214,6 +273,82 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
     /// The name of this node.
     pub fn node(&self) -> &str {
         self.node
+    }
+
+    /// The system clock as the task sees it (milliseconds since the epoch;
+    /// the test driver's mock clock under the `TopologyTestDriver`).
+    pub fn wall_clock(&self) -> Timestamp {
+        self.wall_clock
+    }
+
+    /// Sets timer `key` of `clock` to fire at `deadline` with `payload`
+    /// (see [`Processor::on_timer`]), replacing that key's timer if set.
+    /// The timer is state: it commits with the transaction, survives
+    /// crashes and rebalances, and fires once. A stream-time timer fires
+    /// once the task's stream time reaches its deadline; a wall-clock one
+    /// once the system clock does, inputs idle or not.
+    ///
+    /// # Errors
+    /// [`ProcessError::Store`] when this node names no timer store (see
+    /// [`crate::TopologyBuilder::timer_store`]) or the store failed.
+    pub fn schedule_at(
+        &mut self,
+        clock: Clock,
+        deadline: Timestamp,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<(), ProcessError> {
+        let id = self.timer_store()?;
+        TimerStore::new(self.state.store(id))
+            .schedule(clock, deadline, key, payload)
+            .map_err(|e| timer_error(self.node, e))?;
+        self.effects.scheduled(clock, deadline);
+        Ok(())
+    }
+
+    /// Removes timer `key` of `clock`; whether it was set.
+    ///
+    /// # Errors
+    /// As [`ProcessorContext::schedule_at`].
+    pub fn cancel_timer(&mut self, clock: Clock, key: &[u8]) -> Result<bool, ProcessError> {
+        let id = self.timer_store()?;
+        TimerStore::new(self.state.store(id))
+            .cancel(clock, key)
+            .map_err(|e| timer_error(self.node, e))
+    }
+
+    /// The deadline and payload of timer `key` of `clock`, if set.
+    ///
+    /// # Errors
+    /// As [`ProcessorContext::schedule_at`].
+    pub fn timer(
+        &mut self,
+        clock: Clock,
+        key: &[u8],
+    ) -> Result<Option<(Timestamp, Vec<u8>)>, ProcessError> {
+        let id = self.timer_store()?;
+        TimerStore::new(self.state.store(id))
+            .get(clock, key)
+            .map_err(|e| timer_error(self.node, e))
+    }
+
+    /// Registers a punctuation: [`Processor::punctuate`] is called each
+    /// time `clock` crosses a multiple of `interval_ms` (epoch-aligned),
+    /// once however many it crossed. Not state: register it in `init`,
+    /// which runs again for every new instance. Intervals below 1 ms are
+    /// taken as 1 ms.
+    pub fn schedule_every(&mut self, clock: Clock, interval_ms: i64) {
+        self.effects.punctuations.push((clock, interval_ms.max(1)));
+    }
+
+    fn timer_store(&self) -> Result<usize, ProcessError> {
+        self.timers.ok_or_else(|| ProcessError::Store {
+            node: self.node.to_string(),
+            store: String::new(),
+            message: "this node names no timer store (declare one with \
+                      TopologyBuilder::timer_store and list it in the node's stores)"
+                .into(),
+        })
     }
 
     /// The node's name and the task's state, for typed views other than
@@ -397,31 +532,69 @@ impl<K: 'static, V: 'static> TypedStore<'_, K, V> {
     }
 }
 
+/// What a processor call needs of its task, besides the record.
+pub(crate) struct Call<'a> {
+    pub node: &'a str,
+    pub state: &'a mut TaskState,
+    pub stream_time: Option<Timestamp>,
+    pub wall_clock: Timestamp,
+    /// The node's timer store, if it names one.
+    pub timers: Option<usize>,
+    pub effects: &'a mut TimerEffects,
+}
+
+/// What a call did to timers that the executor keeps in memory.
+#[derive(Debug, Default)]
+pub(crate) struct TimerEffects {
+    /// The earliest deadline scheduled, per clock (stream, wall).
+    pub earliest: [Option<Timestamp>; 2],
+    /// Punctuations registered: clock and interval.
+    pub punctuations: Vec<(Clock, i64)>,
+}
+
+impl TimerEffects {
+    fn scheduled(&mut self, clock: Clock, deadline: Timestamp) {
+        let slot = &mut self.earliest[clock_index(clock)];
+        *slot = Some(slot.map_or(deadline, |d| d.min(deadline)));
+    }
+}
+
+/// The slot of `clock` in per-clock arrays.
+pub(crate) fn clock_index(clock: Clock) -> usize {
+    match clock {
+        Clock::Stream => 0,
+        Clock::Wall => 1,
+    }
+}
+
+fn timer_error(node: &str, e: weir_state::StoreError) -> ProcessError {
+    ProcessError::Store {
+        node: node.to_string(),
+        store: String::new(),
+        message: format!("timer store: {e}"),
+    }
+}
+
+/// What a call is about: a record, a timer, a punctuation, or nothing.
+pub(crate) enum Trigger {
+    Init,
+    Record(Item),
+    StreamTime(Timestamp),
+    Timer(Timer),
+    Punctuate(Clock, Timestamp),
+}
+
 /// A processor instance behind `Any` types, as a task holds it.
 pub(crate) trait ErasedProcessor: Send {
-    fn init(
+    /// Runs the call `trigger` names; what the processor forwards is
+    /// appended to `forwarded`.
+    fn call(
         &mut self,
-        node: &str,
-        state: &mut TaskState,
-        stream_time: Option<Timestamp>,
-    ) -> Result<(), ProcessError>;
-    fn process(
-        &mut self,
-        node: &str,
-        state: &mut TaskState,
-        stream_time: Option<Timestamp>,
-        item: Item,
+        env: Call<'_>,
+        trigger: Trigger,
         forwarded: &mut Vec<Item>,
     ) -> Result<(), ProcessError>;
     fn wants_stream_time(&self) -> bool;
-    fn on_stream_time(
-        &mut self,
-        node: &str,
-        state: &mut TaskState,
-        stream_time: Option<Timestamp>,
-        timestamp: Timestamp,
-        forwarded: &mut Vec<Item>,
-    ) -> Result<(), ProcessError>;
     fn close(&mut self);
 }
 
@@ -441,75 +614,50 @@ where
     K2: Send + 'static,
     V2: Send + 'static,
 {
-    fn init(
+    fn call(
         &mut self,
-        node: &str,
-        state: &mut TaskState,
-        stream_time: Option<Timestamp>,
-    ) -> Result<(), ProcessError> {
-        let mut headers = Headers::new();
-        let mut forwarded = Vec::new();
-        let mut ctx = ProcessorContext {
-            node,
-            state,
-            stream_time,
-            timestamp: 0,
-            headers: &mut headers,
-            forwarded: &mut forwarded,
-            _out: PhantomData,
-        };
-        self.processor.init(&mut ctx)
-    }
-
-    fn process(
-        &mut self,
-        node: &str,
-        state: &mut TaskState,
-        stream_time: Option<Timestamp>,
-        mut item: Item,
+        env: Call<'_>,
+        trigger: Trigger,
         forwarded: &mut Vec<Item>,
     ) -> Result<(), ProcessError> {
-        let key = take::<K>(&mut item.key);
-        let value = take::<V>(&mut item.value);
-        let mut ctx = ProcessorContext {
-            node,
-            state,
-            stream_time,
-            timestamp: item.timestamp,
-            headers: &mut item.headers,
-            forwarded,
-            _out: PhantomData,
-        };
-        self.processor
-            .process(&mut ctx, key, value)
-            .map_err(|e| name_node(e, node))
-    }
-
-    fn wants_stream_time(&self) -> bool {
-        self.processor.wants_stream_time()
-    }
-
-    fn on_stream_time(
-        &mut self,
-        node: &str,
-        state: &mut TaskState,
-        stream_time: Option<Timestamp>,
-        timestamp: Timestamp,
-        forwarded: &mut Vec<Item>,
-    ) -> Result<(), ProcessError> {
+        let node = env.node;
         let mut headers = Headers::new();
+        let timestamp = match &trigger {
+            Trigger::Init => 0,
+            Trigger::Record(it) => it.timestamp,
+            Trigger::StreamTime(t) | Trigger::Punctuate(_, t) => *t,
+            Trigger::Timer(t) => t.deadline,
+        };
         let mut ctx = ProcessorContext {
             node,
-            state,
-            stream_time,
+            state: env.state,
+            stream_time: env.stream_time,
+            wall_clock: env.wall_clock,
+            timers: env.timers,
+            effects: env.effects,
             timestamp,
             headers: &mut headers,
             forwarded,
             _out: PhantomData,
         };
-        self.processor
-            .on_stream_time(&mut ctx)
-            .map_err(|e| name_node(e, node))
+        let p = &mut self.processor;
+        let r = match trigger {
+            Trigger::Init => p.init(&mut ctx),
+            Trigger::Record(mut item) => {
+                let key = take::<K>(&mut item.key);
+                let value = take::<V>(&mut item.value);
+                *ctx.headers = item.headers;
+                p.process(&mut ctx, key, value)
+            }
+            Trigger::StreamTime(_) => p.on_stream_time(&mut ctx),
+            Trigger::Timer(timer) => p.on_timer(&mut ctx, timer),
+            Trigger::Punctuate(clock, time) => p.punctuate(&mut ctx, clock, time),
+        };
+        r.map_err(|e| name_node(e, node))
+    }
+
+    fn wants_stream_time(&self) -> bool {
+        self.processor.wants_stream_time()
     }
 
     fn close(&mut self) {

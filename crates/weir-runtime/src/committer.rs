@@ -21,7 +21,7 @@ use weir_core::ErrorClass;
 use weir_state::StoreId;
 
 use crate::changelog::checkpoint_meta;
-use crate::delivery::{lock_vec, same_txn, CHANGELOG_FLAG};
+use crate::delivery::{lock_vec, same_txn, CHANGELOG_FLAG, TIMER_SOURCE};
 use crate::error::Error;
 use crate::kafka::{classify, flush_quickly, is_per_record};
 use crate::rebalance::ThreadContext;
@@ -244,6 +244,7 @@ impl TaskSet {
             task.executor.committed();
             task.marked = task.marking.max(task.marked);
             task.marking = None;
+            task.timers_fired = 0;
         }
         phase(self, 3);
         if let Some(e) = store_failure {
@@ -320,6 +321,14 @@ impl TaskSet {
                     // every commit from now on.
                     let store = self.store_of_slot(source & !CHANGELOG_FLAG);
                     self.fail(undeliverable_changelog(store, code));
+                }
+            } else if source == TIMER_SOURCE {
+                if is_per_record(code) {
+                    // Fired again after the abort, it would fail again.
+                    self.fail(Error::Task {
+                        task: "?".into(),
+                        message: format!("an output of a timer or punctuation can never be delivered ({code}); a value too large for its topic?"),
+                    });
                 }
             } else if let Some(&src) = self.sources.get(source) {
                 if is_per_record(code) {

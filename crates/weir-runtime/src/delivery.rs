@@ -26,6 +26,11 @@ pub(crate) const CHANGELOG_FLAG: usize = 1 << (SOURCE_BITS - 1);
 /// delivery aborts the transaction, like any other).
 pub(crate) const MARKER_SOURCE: usize = CHANGELOG_FLAG - 1;
 
+/// The source index of timers' and punctuations' outputs: no source record
+/// (a failed delivery aborts the transaction; one that can never succeed
+/// stops the thread, see `TaskSet::abort`).
+pub(crate) const TIMER_SOURCE: usize = CHANGELOG_FLAG - 2;
+
 /// Packs a transaction sequence number and a source index into an opaque.
 pub(crate) fn opaque(txn: u64, source: usize) -> usize {
     let txn = (txn & ((1 << (usize::BITS - SOURCE_BITS)) - 1)) as usize;

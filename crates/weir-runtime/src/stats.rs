@@ -15,6 +15,8 @@ pub struct RuntimeStats {
     /// Input records that arrived after their windows closed (dropped or,
     /// when so configured, dead-lettered too).
     pub late: AtomicU64,
+    /// Timers and punctuations fired (in transactions that may still abort).
+    pub timers_fired: AtomicU64,
     /// Commits (transactions committed, or offset commits at least once).
     pub commits: AtomicU64,
     /// Transactions aborted.
@@ -44,11 +46,11 @@ impl RuntimeStats {
 
     /// `consumed=… produced=… dead_lettered=… commits=… aborts=… rejoins=…
     /// restored=… restore_total=… stores_wiped=… commit_ms=…
-    /// commit_phases_ms=<flush>/<offsets>/<commit>/<stores> flush_backlog=… late=…`
+    /// commit_phases_ms=<flush>/<offsets>/<commit>/<stores> flush_backlog=… late=… timers_fired=…`
     pub fn summary(&self) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "consumed={} produced={} dead_lettered={} commits={} aborts={} rejoins={} restored={} restore_total={} stores_wiped={} commit_ms={} commit_phases_ms={} flush_backlog={} late={}",
+            "consumed={} produced={} dead_lettered={} commits={} aborts={} rejoins={} restored={} restore_total={} stores_wiped={} commit_ms={} commit_phases_ms={} flush_backlog={} late={} timers_fired={}",
             g(&self.consumed),
             g(&self.produced),
             g(&self.dead_lettered),
@@ -65,7 +67,8 @@ impl RuntimeStats {
                 .collect::<Vec<_>>()
                 .join("/"),
             g(&self.flush_backlog),
-            g(&self.late)
+            g(&self.late),
+            g(&self.timers_fired)
         )
     }
 }

@@ -191,9 +191,16 @@ fn run_generation(
             if s.has_ready_work(Instant::now()) || s.restoring() {
                 Duration::ZERO
             } else {
-                interval
+                let wait = interval
                     .saturating_sub(s.last_commit.elapsed())
-                    .clamp(Duration::from_millis(1), Duration::from_millis(100))
+                    .clamp(Duration::from_millis(1), Duration::from_millis(100));
+                // No later than the next wall-clock timer.
+                match s.next_wall_deadline() {
+                    Some(d) => wait.min(Duration::from_millis(
+                        (d - crate::task_set::now_ms()).clamp(0, 100) as u64,
+                    )),
+                    None => wait,
+                }
             }
         };
         // Take what is already fetched in one go (up to a batch) into the
@@ -225,7 +232,7 @@ fn run_generation(
         }
         // Every transaction carries every assigned partition's position.
         if s.dirty
-            && (s.last_commit.elapsed() >= interval || s.buffers_full())
+            && (s.last_commit.elapsed() >= interval || s.buffers_full() || s.timer_backlog)
             && !s.fenced
             && !s.unknown_positions
         {

@@ -77,6 +77,8 @@ pub(crate) struct Task {
     /// those sent in the open transaction (see [`crate::markers`]).
     pub marked: Option<i64>,
     pub marking: Option<i64>,
+    /// Timers and punctuations fired in the open transaction.
+    pub timers_fired: usize,
 }
 
 impl Task {
@@ -102,6 +104,7 @@ impl Task {
             queries,
             marked: None,
             marking: None,
+            timers_fired: 0,
         }
     }
 
@@ -167,6 +170,7 @@ impl Task {
         self.executor.reset();
         self.group.clear();
         self.marking = None;
+        self.timers_fired = 0;
     }
 
     /// Closes the processors and the stores (RocksDB is closed when this

@@ -14,7 +14,7 @@ use rdkafka::{Message, TopicPartitionList};
 use weir_core::{DeadLetter, ErrorClass, Record};
 
 use crate::changelog::ChangelogWrites;
-use crate::delivery::{opaque, Ack, DeliveryContext, Failure};
+use crate::delivery::{opaque, Ack, DeliveryContext, Failure, TIMER_SOURCE};
 use crate::error::Error;
 use crate::kafka::{is_per_record, to_owned_headers, to_record};
 use crate::purge::Purger;
@@ -28,6 +28,10 @@ use crate::task::{Task, TaskKey, TaskPhase, Tp};
 const PAUSE_ABOVE: usize = 10_000;
 /// Pending state bytes of a thread above which it commits early.
 const PENDING_BYTES_LIMIT: usize = 64 << 20;
+/// Timers (and punctuations) a task fires per transaction at most: the
+/// rest fire after a commit, which comes at once (see
+/// [`TaskSet::timer_backlog`]).
+pub(crate) const TIMER_CHUNK: usize = 10_000;
 
 /// The tasks of one stream thread and the bookkeeping of its open
 /// transaction.
@@ -93,6 +97,9 @@ pub(crate) struct TaskSet {
     /// tasks send stream-time markers, see [`crate::markers`]).
     pub marker_targets: Vec<Vec<(String, crate::topics::RepartitionTopic)>>,
     out: Vec<Record>,
+    /// A task has more due timers than its chunk of this transaction:
+    /// commit now, so they fire in the next one.
+    pub timer_backlog: bool,
     pub last_commit: Instant,
     /// Records consumed and produced since the counters were last published.
     pub consumed: u64,
@@ -170,6 +177,7 @@ impl TaskSet {
             restorer: ChangelogRestorer::default(),
             purger,
             out: Vec::new(),
+            timer_backlog: false,
             last_commit: Instant::now(),
             consumed: 0,
             produced: 0,
@@ -248,12 +256,128 @@ impl TaskSet {
     /// Whether some running task has a record it would release now (not
     /// while waiting for a lagging input: the next poll brings it).
     pub fn has_ready_work(&self, now: Instant) -> bool {
+        let timers = self
+            .tasks
+            .values()
+            .any(|t| t.phase == TaskPhase::Running && timers_ready(t));
+        if timers {
+            return true;
+        }
         if self.held_for_lag {
             return false;
         }
         self.tasks
             .values()
             .any(|t| t.phase == TaskPhase::Running && t.group.ready(now))
+    }
+
+    /// The earliest wall-clock deadline of a running task's timers, as
+    /// far as known (the poll sleeps no longer).
+    pub fn next_wall_deadline(&self) -> Option<i64> {
+        self.tasks
+            .values()
+            .filter(|t| t.phase == TaskPhase::Running)
+            .filter_map(|t| t.executor.next_wall_deadline())
+            .min()
+    }
+
+    /// Fires the due timers of task `key` within its chunk of this
+    /// transaction, and sends their outputs (see [`TIMER_CHUNK`]).
+    fn fire_timers(&mut self, key: TaskKey) {
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return;
+        };
+        if task.phase != TaskPhase::Running || !task.executor.has_due_timers() {
+            return;
+        }
+        let budget = TIMER_CHUNK.saturating_sub(task.timers_fired);
+        if budget == 0 {
+            self.timer_backlog = true;
+            return;
+        }
+        let state = task
+            .state
+            .as_mut()
+            .expect("a running task has its stores open");
+        self.out.clear();
+        let run = match task.executor.fire_timers(&mut self.out, state, budget) {
+            Ok(run) => run,
+            Err(e) => {
+                let task = task.id.clone();
+                self.fail(Error::Task {
+                    task,
+                    message: e.to_string(),
+                });
+                return;
+            }
+        };
+        task.timers_fired += run.fired;
+        if task.timers_fired >= TIMER_CHUNK && task.executor.has_due_timers() {
+            self.timer_backlog = true;
+        }
+        let task_id = task.id.clone();
+        for (record, e) in run.failed {
+            if e.class() == ErrorClass::Fatal {
+                self.fail(Error::Task {
+                    task: task_id,
+                    message: e.to_string(),
+                });
+                return;
+            }
+            match record {
+                Some(r) => {
+                    tracing::warn!(task = %task_id, store = %r.topic, deadline = r.timestamp, node = e.node(), error = %e, "dead-lettering a timer");
+                    self.out.push(DeadLetter::from(&e).to_record(
+                        &self.spec.dead_letter_topic,
+                        &r,
+                        now_ms(),
+                    ));
+                    RuntimeStats::add(&self.spec.stats.dead_lettered, 1);
+                }
+                None => {
+                    tracing::warn!(task = %task_id, node = e.node(), error = %e, "a punctuation failed; its writes and outputs were dropped");
+                }
+            }
+        }
+        if run.fired == 0 && self.out.is_empty() {
+            return;
+        }
+        RuntimeStats::add(&self.spec.stats.timers_fired, run.fired as u64);
+        self.dirty = true;
+        let out = std::mem::take(&mut self.out);
+        for o in &out {
+            let sent = send_raw(
+                &self.producer,
+                Outgoing {
+                    topic: &o.topic,
+                    partition: None,
+                    key: o.key.as_deref(),
+                    value: o.value.as_deref(),
+                    headers: &o.headers,
+                    timestamp: Some(o.timestamp),
+                },
+                opaque(self.txn, TIMER_SOURCE),
+            );
+            match sent {
+                Ok(()) => self.produced += 1,
+                Err(e) if e.rdkafka_error_code().is_some_and(is_per_record) => {
+                    self.fail(Error::Task {
+                        task: task_id.clone(),
+                        message: format!(
+                            "an output of a timer to {} can never be delivered: {e}",
+                            o.topic
+                        ),
+                    });
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %o.topic, error = %e, "send failed; rewinding to the last commit");
+                    self.rewind_requested = true;
+                    break;
+                }
+            }
+        }
+        self.out = out;
     }
 
     /// Whether some task is opening or restoring its stores.
@@ -289,6 +413,21 @@ impl TaskSet {
     pub fn process_ready(&mut self, now: Instant, consumer: &BaseConsumer<ThreadContext>) {
         let interval = Duration::from_millis(self.spec.cfg.commit_interval_ms);
         let mut processed = 0usize;
+        // Timers first: those due on the wall clock (inputs idle or not),
+        // and stream-time ones left over from the last transaction's chunk.
+        let wall = now_ms();
+        self.timer_backlog = false;
+        let due: Vec<TaskKey> = self
+            .tasks
+            .iter_mut()
+            .filter_map(|(k, t)| {
+                t.executor.set_wall_clock(wall);
+                (t.phase == TaskPhase::Running && t.executor.has_due_timers()).then_some(*k)
+            })
+            .collect();
+        for key in due {
+            self.fire_timers(key);
+        }
         let upstream = self.marker_targets.iter().any(|m| !m.is_empty());
         let view = if upstream {
             self.upstream_lag_view(consumer)
@@ -324,6 +463,11 @@ impl TaskSet {
                     self.held_for_lag = true;
                     continue;
                 }
+                // Due timers fire before the task's next record: one
+                // whose chunk is spent waits for the commit.
+                if t.timers_fired >= TIMER_CHUNK && t.executor.has_due_timers() {
+                    continue;
+                }
                 let Some(ts) = t.group.head_timestamp() else {
                     continue;
                 };
@@ -331,14 +475,30 @@ impl TaskSet {
                     earliest = Some((ts, *key));
                 }
             }
-            let Some((_, key)) = earliest else {
+            let Some((ts, key)) = earliest else {
                 return;
             };
+            // The stream-time timers due by the record's time fire before
+            // it; if its chunk is spent first, the record waits for the
+            // commit.
+            if let Some(t) = self.tasks.get_mut(&key) {
+                t.executor.advance_stream_time(ts);
+            }
+            self.fire_timers(key);
+            if self
+                .tasks
+                .get(&key)
+                .is_some_and(|t| t.timers_fired >= TIMER_CHUNK && t.executor.has_due_timers())
+            {
+                continue;
+            }
             let Some((tp, record)) = self.tasks.get_mut(&key).and_then(|t| t.group.next(now))
             else {
                 return;
             };
             self.process_record(key, tp, record);
+            // Timers it set in the past fire at once.
+            self.fire_timers(key);
         }
     }
 
@@ -809,4 +969,9 @@ fn describe(tpl: &TopicPartitionList) -> String {
         .map(|(t, ps)| format!("{t}{ps:?}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Whether task `t` has timers to fire in this transaction.
+fn timers_ready(t: &Task) -> bool {
+    t.timers_fired < TIMER_CHUNK && t.executor.has_due_timers()
 }

@@ -36,6 +36,7 @@ mod pending;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 mod task_state;
+mod timer;
 mod window;
 
 pub use backend::{StateBackend, StoreReader, WriteSet};
@@ -46,6 +47,7 @@ pub use pending::PendingWrites;
 #[cfg(feature = "rocksdb")]
 pub use rocks::{RocksDbBackend, StateBudget};
 pub use task_state::{StoreId, TaskState, TaskStore};
+pub use timer::{Clock, Timer, TimerStore};
 pub use window::{decode_window_key, window_key, WindowEntry, WindowStore};
 
 /// The version of Weir's on-disk state layout. A backend written with a

@@ -110,6 +110,104 @@ impl DriverState {
     }
 }
 
+impl DriverState {
+    /// Fires the due timers of every task, then processes the queued
+    /// records and what they lead to (timers included) to completion, and
+    /// commits: every step of the driver is its own transaction.
+    fn run(&mut self) {
+        // Reused buffers: the driver's own cost per record stays small.
+        let mut queue = std::mem::take(&mut self.queue);
+        let mut out = std::mem::take(&mut self.out);
+        for sub in 0..self.executors.len() {
+            self.fire(sub, &mut out, &mut queue);
+        }
+        loop {
+            let Some(record) = queue.pop_front() else {
+                // Drained: upstream stream time reaches the downstream tasks.
+                let markers = self.markers();
+                if markers.is_empty() {
+                    break;
+                }
+                for m in markers {
+                    self.enqueue(m, &mut queue);
+                }
+                continue;
+            };
+            let Some(sub) = self.topology.subtopology_of(&record.topic) else {
+                self.append(record);
+                continue;
+            };
+            // Stream-time timers due by the record's time fire before it.
+            self.executors[sub].advance_stream_time(record.timestamp);
+            self.fire(sub, &mut out, &mut queue);
+            if let Err(e) = self.executors[sub].process(&record, &mut out, &mut self.states[sub]) {
+                assert!(
+                    e.class() != ErrorClass::Fatal,
+                    "TopologyTestDriver: the task cannot go on: {e}"
+                );
+                self.late += u64::from(e.is_late());
+                if !e.is_dropped_late() {
+                    let dl = DeadLetter::from(&e).to_record(
+                        &self.dead_letter_topic,
+                        &record,
+                        self.wall_clock,
+                    );
+                    out.push(dl);
+                }
+            }
+            self.route(&mut out, &mut queue);
+            // Timers the record set in the past fire at once.
+            self.fire(sub, &mut out, &mut queue);
+        }
+        self.queue = queue;
+        self.out = out;
+        // Every piped record is its own commit: stores show its effects.
+        for (exec, state) in self.executors.iter_mut().zip(&mut self.states) {
+            state
+                .commit(Vec::new())
+                .expect("in-memory stores do not fail");
+            exec.committed();
+        }
+    }
+
+    /// Fires the due timers of task `sub`: their outputs and dead letters
+    /// go to `out`'s topics (and back into `queue` for topics it reads).
+    fn fire(&mut self, sub: usize, out: &mut Vec<Record>, queue: &mut VecDeque<Record>) {
+        while self.executors[sub].has_due_timers() {
+            let run = self.executors[sub]
+                .fire_timers(out, &mut self.states[sub], usize::MAX)
+                .unwrap_or_else(|e| panic!("TopologyTestDriver: the task cannot go on: {e}"));
+            for (record, e) in run.failed {
+                match record {
+                    Some(r) => {
+                        let dl = DeadLetter::from(&e).to_record(
+                            &self.dead_letter_topic,
+                            &r,
+                            self.wall_clock,
+                        );
+                        out.push(dl);
+                    }
+                    None => eprintln!("TopologyTestDriver: a punctuation failed: {e}"),
+                }
+            }
+            self.route(out, queue);
+            if run.fired == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Appends outputs to their topics, and queues those a source reads.
+    fn route(&mut self, out: &mut Vec<Record>, queue: &mut VecDeque<Record>) {
+        for o in out.drain(..) {
+            if self.topology.subtopology_of(&o.topic).is_some() {
+                self.enqueue(o.clone(), queue);
+            }
+            self.append(o);
+        }
+    }
+}
+
 impl TopologyTestDriver {
     /// A driver for `topology`; dead letters go to the topology's DLQ topic,
     /// or `test-dlq` when it names none.
@@ -156,11 +254,6 @@ impl TopologyTestDriver {
         self.state.borrow().late
     }
 
-    /// Sets the wall-clock time written in `weir.failed_at`.
-    pub fn set_wall_clock(&self, now: Timestamp) {
-        self.state.borrow_mut().wall_clock = now;
-    }
-
     /// A typed handle for piping records into `topic`.
     pub fn input_topic<K, V>(
         &self,
@@ -194,61 +287,39 @@ impl TopologyTestDriver {
     }
 
     /// Pipes one serialized record into its topic (which a source must read)
-    /// and processes it, and anything it feeds back, to completion.
+    /// and processes it, and anything it feeds back, to completion — due
+    /// timers included (after each record, as the runtime fires them).
     pub fn pipe_raw(&self, record: Record) {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
-        // Reused buffers: the driver's own cost per record stays small.
         let mut queue = std::mem::take(&mut st.queue);
-        let mut out = std::mem::take(&mut st.out);
         st.enqueue(record, &mut queue);
-        loop {
-            let Some(record) = queue.pop_front() else {
-                // Drained: upstream stream time reaches the downstream tasks.
-                let markers = st.markers();
-                if markers.is_empty() {
-                    break;
-                }
-                for m in markers {
-                    st.enqueue(m, &mut queue);
-                }
-                continue;
-            };
-            let Some(sub) = st.topology.subtopology_of(&record.topic) else {
-                st.append(record);
-                continue;
-            };
-            if let Err(e) = st.executors[sub].process(&record, &mut out, &mut st.states[sub]) {
-                assert!(
-                    e.class() != ErrorClass::Fatal,
-                    "TopologyTestDriver: the task cannot go on: {e}"
-                );
-                st.late += u64::from(e.is_late());
-                if !e.is_dropped_late() {
-                    let dl = DeadLetter::from(&e).to_record(
-                        &st.dead_letter_topic,
-                        &record,
-                        st.wall_clock,
-                    );
-                    out.push(dl);
-                }
-            }
-            for o in out.drain(..) {
-                if st.topology.subtopology_of(&o.topic).is_some() {
-                    st.enqueue(o.clone(), &mut queue);
-                }
-                st.append(o);
-            }
-        }
         st.queue = queue;
-        st.out = out;
-        // Every piped record is its own commit: stores show its effects.
-        for (exec, state) in st.executors.iter_mut().zip(&mut st.states) {
-            state
-                .commit(Vec::new())
-                .expect("in-memory stores do not fail");
-            exec.committed();
+        st.run();
+    }
+
+    /// Sets the system clock the tasks see (wall-clock timers and
+    /// punctuations, `ProcessorContext::wall_clock`, and the time written
+    /// in `weir.failed_at`), then fires what became due.
+    pub fn set_wall_clock(&self, now: Timestamp) {
+        let mut st = self.state.borrow_mut();
+        st.wall_clock = now;
+        for e in &mut st.executors {
+            e.set_wall_clock(now);
         }
+        st.run();
+    }
+
+    /// Moves the system clock the tasks see forward by `ms` (see
+    /// [`TopologyTestDriver::set_wall_clock`]).
+    pub fn advance_wall_clock(&self, ms: i64) {
+        let now = self.state.borrow().wall_clock + ms;
+        self.set_wall_clock(now);
+    }
+
+    /// The system clock the tasks see.
+    pub fn wall_clock(&self) -> Timestamp {
+        self.state.borrow().wall_clock
     }
 
     /// The value of `key` in `store`, if any.
@@ -310,9 +381,12 @@ impl TopologyTestDriver {
     /// Moves every task's stream time forward to `time` (never back), as
     /// if records up to `time` had been processed.
     pub fn advance_stream_time(&self, time: Timestamp) {
-        for e in &mut self.state.borrow_mut().executors {
+        let mut st = self.state.borrow_mut();
+        for e in &mut st.executors {
             e.advance_stream_time(time);
         }
+        // Stream-time timers due by then fire.
+        st.run();
     }
 
     /// The stream time of the task that reads `topic`.
