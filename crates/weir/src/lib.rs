@@ -37,7 +37,7 @@ pub use weir_runtime as runtime;
 pub use weir_state as state;
 
 pub use weir_core::{Bincode, Bytes, Codec, Json, Record, Str};
-pub use weir_dsl::{Processor, ProcessorContext, Store};
+pub use weir_dsl::{Clock, Processor, ProcessorContext, Store, Timer, Timers};
 pub use weir_dsl::{Stream, Topology, TopologyBuilder};
 pub use weir_runtime::{
     Config, ConfigValue, Error, LocalStores, ProcessingGuarantee, QueryError, Result,
@@ -49,5 +49,7 @@ pub mod prelude {
     pub use crate::App;
     pub use weir_core::ProcessError;
     pub use weir_core::{Bincode, Bytes, Codec, Json, Str};
-    pub use weir_dsl::{Processor, ProcessorContext, Store, Stream, Topology, TopologyBuilder};
+    pub use weir_dsl::{
+        Clock, Processor, ProcessorContext, Store, Stream, Timer, Timers, Topology, TopologyBuilder,
+    };
 }
