@@ -21,6 +21,10 @@ struct TimerNode {
     /// `None` is unknown (read from the store when needed); a value may be
     /// too early (a scheduled timer rolled back), never too late.
     next: [Option<Option<Timestamp>>; 2],
+    /// Per clock, a deadline no timer is earlier than, when known: reads
+    /// seek there, past the timers already fired (whose deletions RocksDB
+    /// keeps as tombstones until compaction).
+    floor: [Option<Timestamp>; 2],
 }
 
 /// A punctuation registered by a node (see `ProcessorContext::schedule_every`).
@@ -122,6 +126,7 @@ impl TaskExecutor {
                     node,
                     store: stores.iter().position(|s| s == name)?,
                     next: [None, None],
+                    floor: [None, None],
                 })
             })
             .collect();
@@ -229,18 +234,23 @@ impl TaskExecutor {
                     message: e.to_string(),
                 };
                 while run.fired < budget {
+                    let from = self.timer_nodes[i].floor[c].unwrap_or(i64::MIN);
                     let next = match self.timer_nodes[i].next[c] {
                         Some(n) => n,
                         None => TimerStore::new(state.store(store))
-                            .next_deadline(clock)
+                            .next_deadline_from(clock, from)
                             .map_err(store_err)?,
                     };
-                    self.timer_nodes[i].next[c] = Some(next);
+                    let t = &mut self.timer_nodes[i];
+                    t.next[c] = Some(next);
+                    // Nothing earlier is left (nothing at all: any new
+                    // timer lowers the floor to its deadline).
+                    t.floor[c] = Some(next.unwrap_or(i64::MAX).max(from));
                     if !next.is_some_and(|d| d <= now) {
                         break;
                     }
                     let due = TimerStore::new(state.store(store))
-                        .due(clock, now, (budget - run.fired).min(FIRE_BATCH))
+                        .due_from(clock, from, now, (budget - run.fired).min(FIRE_BATCH))
                         .map_err(store_err)?;
                     // Read again from the store next round (it may be too
                     // early: a timer it counted was rolled back).
@@ -478,6 +488,7 @@ impl TaskExecutor {
         // are registered again by the fresh instances' `init`.
         for t in &mut self.timer_nodes {
             t.next = [None, None];
+            t.floor = [None, None];
         }
         self.punctuations.clear();
     }
@@ -705,10 +716,16 @@ fn call_node(
     let r = p.call(call, trigger, forwarded);
     env.processors[id] = Some(p);
     if let Some(t) = timer {
-        let next = &mut env.timer_nodes[t].next;
-        for (slot, scheduled) in next.iter_mut().zip(effects.earliest) {
-            if let (Some(known), Some(d)) = (slot.as_mut(), scheduled) {
+        let t = &mut env.timer_nodes[t];
+        for (c, scheduled) in effects.earliest.into_iter().enumerate() {
+            let Some(d) = scheduled else {
+                continue;
+            };
+            if let Some(known) = t.next[c].as_mut() {
                 *known = Some(known.map_or(d, |k| k.min(d)));
+            }
+            if let Some(f) = t.floor[c].as_mut() {
+                *f = (*f).min(d);
             }
         }
     }

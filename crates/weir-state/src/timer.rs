@@ -172,9 +172,22 @@ impl<S: KeyValueStore> TimerStore<S> {
     /// # Errors
     /// [`StoreError`] when the store fails.
     pub fn next_deadline(&self, clock: Clock) -> Result<Option<i64>, StoreError> {
-        let prefix = [INDEX, clock.tag()];
-        match self.store.range(KeyRange::prefix(&prefix))?.next() {
-            Some(entry) => Ok(unord(&entry?.0[2..10])),
+        self.next_deadline_from(clock, i64::MIN)
+    }
+
+    /// The earliest deadline of `clock` at or after `from`: a caller that
+    /// knows no timer is earlier seeks past the deleted ones (tombstones
+    /// until compaction) instead of stepping over them.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    pub fn next_deadline_from(&self, clock: Clock, from: i64) -> Result<Option<i64>, StoreError> {
+        let range = KeyRange {
+            from: std::ops::Bound::Included(index_key(clock, from, &[])),
+            to: KeyRange::prefix(&[INDEX, clock.tag()]).to,
+        };
+        match self.store.range(range)?.next() {
+            Some(entry) => Ok(entry?.0.get(2..10).and_then(unord)),
             None => Ok(None),
         }
     }
@@ -185,10 +198,28 @@ impl<S: KeyValueStore> TimerStore<S> {
     /// # Errors
     /// [`StoreError`] when the store fails.
     pub fn due(&self, clock: Clock, up_to: i64, limit: usize) -> Result<Vec<Timer>, StoreError> {
-        let from = [INDEX, clock.tag()];
+        self.due_from(clock, i64::MIN, up_to, limit)
+    }
+
+    /// As [`TimerStore::due`], for a caller that knows no timer of `clock`
+    /// is earlier than `from` (see [`TimerStore::next_deadline_from`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    pub fn due_from(
+        &self,
+        clock: Clock,
+        from: i64,
+        up_to: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StoreError> {
+        let start = index_key(clock, from, &[]);
         let range = match up_to.checked_add(1) {
-            Some(end) => KeyRange::between(&from, &index_key(clock, end, &[])),
-            None => KeyRange::prefix(&from),
+            Some(end) => KeyRange::between(&start, &index_key(clock, end, &[])),
+            None => KeyRange {
+                from: std::ops::Bound::Included(start),
+                to: KeyRange::prefix(&[INDEX, clock.tag()]).to,
+            },
         };
         let mut due = Vec::new();
         for entry in self.store.range(range)?.take(limit) {
@@ -211,15 +242,11 @@ impl<S: KeyValueStore> TimerStore<S> {
     /// # Errors
     /// [`StoreError`] when the store fails.
     pub fn remove(&mut self, timer: &Timer) -> Result<(), StoreError> {
+        // A timer's by-key entry always names the deadline of its one
+        // index entry (scheduling moves both): delete both, no read.
         self.store
             .delete(&index_key(timer.clock, timer.deadline, &timer.key))?;
-        let bk = by_key(timer.clock, &timer.key);
-        // Only if the by-key entry still points at this deadline (it always
-        // does for a timer just read from the index).
-        if self.store.get(&bk)?.as_deref().and_then(unord) == Some(timer.deadline) {
-            self.store.delete(&bk)?;
-        }
-        Ok(())
+        self.store.delete(&by_key(timer.clock, &timer.key))
     }
 }
 
