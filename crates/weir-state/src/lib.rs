@@ -35,6 +35,7 @@ mod memory;
 mod pending;
 #[cfg(feature = "rocksdb")]
 mod rocks;
+mod session;
 mod task_state;
 mod timer;
 mod window;
@@ -46,6 +47,7 @@ pub use memory::InMemoryBackend;
 pub use pending::PendingWrites;
 #[cfg(feature = "rocksdb")]
 pub use rocks::{RocksDbBackend, StateBudget};
+pub use session::{SessionEntry, SessionStore};
 pub use task_state::{StoreId, TaskState, TaskStore};
 pub use timer::{Clock, Timer, TimerStore};
 pub use window::{decode_window_key, window_key, WindowEntry, WindowStore};
