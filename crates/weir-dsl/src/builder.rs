@@ -77,6 +77,12 @@ impl GraphBuilder {
         }
     }
 
+    /// Declares timer store `name` (see [`TopologyBuilder::timer_store`]).
+    pub(crate) fn declare_timer_store(&mut self, name: &str) {
+        self.declare_store(name);
+        self.timer_stores.insert(name.to_string());
+    }
+
     pub(crate) fn add(
         &mut self,
         kind: &'static str,
@@ -270,9 +276,7 @@ impl TopologyBuilder {
     /// ```
     pub fn timer_store(&self, name: impl Into<String>) -> crate::Timers {
         let name = name.into();
-        let mut g = self.graph.borrow_mut();
-        g.declare_store(&name);
-        g.timer_stores.insert(name.clone());
+        self.graph.borrow_mut().declare_timer_store(&name);
         crate::Timers { name: name.into() }
     }
 

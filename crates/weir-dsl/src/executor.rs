@@ -347,6 +347,7 @@ impl TaskExecutor {
             wall_clock: self.wall_clock,
             timer_nodes: &mut self.timer_nodes,
             punctuations: &mut self.punctuations,
+            position: None,
         };
         let result = catch_unwind(AssertUnwindSafe(|| {
             let mut forwarded = Vec::new();
@@ -445,6 +446,7 @@ impl TaskExecutor {
             wall_clock: self.wall_clock,
             timer_nodes: &mut self.timer_nodes,
             punctuations: &mut self.punctuations,
+            position: None,
         };
         for &id in ids {
             if env.processors[id].is_none() {
@@ -569,6 +571,7 @@ impl TaskExecutor {
             wall_clock: self.wall_clock,
             timer_nodes: &mut self.timer_nodes,
             punctuations: &mut self.punctuations,
+            position: Some((record.partition, record.offset)),
         };
         // User code includes codecs: a panic while decoding is dead-lettered too.
         let result =
@@ -712,6 +715,7 @@ fn call_node(
         wall_clock: env.wall_clock,
         timers: timer.map(|t| env.timer_nodes[t].store),
         effects: &mut effects,
+        position: env.position,
     };
     let r = p.call(call, trigger, forwarded);
     env.processors[id] = Some(p);
@@ -750,6 +754,8 @@ struct Env<'a> {
     wall_clock: Timestamp,
     timer_nodes: &'a mut [TimerNode],
     punctuations: &'a mut Vec<Punctuation>,
+    /// The input record's partition and offset, while one is processed.
+    position: Option<(i32, i64)>,
 }
 
 thread_local! {

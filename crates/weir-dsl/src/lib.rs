@@ -29,6 +29,7 @@ mod params;
 mod process;
 mod suppress;
 mod table;
+mod wait;
 mod window;
 
 pub use builder::{BranchBuilder, Stream, TopologyBuilder};
@@ -38,6 +39,7 @@ pub use graph::{BuildError, Topology};
 pub use grouped::{Grouped, Table};
 pub use params::{Param, ParamDescription, ParamValue};
 pub use process::{Processor, ProcessorContext, Store, StoreName, Timers, TypedStore};
+pub use wait::{Outcome, Pending, PendingCodec, Wait};
 pub use weir_state::{Clock, Timer};
 pub use window::{
     hopping, tumbling, Suppressed, TimeWindows, Window, Windowed, WindowedCodec, WindowedGrouped,

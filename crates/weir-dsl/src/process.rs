@@ -227,6 +227,7 @@ pub struct ProcessorContext<'a, K2, V2> {
     wall_clock: Timestamp,
     timers: Option<usize>,
     effects: &'a mut TimerEffects,
+    position: Option<(i32, i64)>,
     timestamp: Timestamp,
     headers: &'a mut Headers,
     forwarded: &'a mut Vec<Item>,
@@ -273,6 +274,14 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
     /// The name of this node.
     pub fn node(&self) -> &str {
         self.node
+    }
+
+    /// The partition and offset of the input record being processed (of
+    /// the topic this task read it from: a repartition topic behind a key
+    /// change); `None` outside a record (`init`, timers, punctuations).
+    /// Unique per record within a task's inputs of one topic.
+    pub fn position(&self) -> Option<(i32, i64)> {
+        self.position
     }
 
     /// The system clock as the task sees it (milliseconds since the epoch;
@@ -541,6 +550,8 @@ pub(crate) struct Call<'a> {
     /// The node's timer store, if it names one.
     pub timers: Option<usize>,
     pub effects: &'a mut TimerEffects,
+    /// The input record's partition and offset, when a record is processed.
+    pub position: Option<(i32, i64)>,
 }
 
 /// What a call did to timers that the executor keeps in memory.
@@ -635,6 +646,7 @@ where
             wall_clock: env.wall_clock,
             timers: env.timers,
             effects: env.effects,
+            position: env.position,
             timestamp,
             headers: &mut headers,
             forwarded,

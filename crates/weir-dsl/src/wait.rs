@@ -1,0 +1,631 @@
+//! Workflow waits: [`Stream::await_event`] — each record of one stream (an
+//! "A") waits for a matching record of another (a "B") until a timeout on
+//! stream time, and resolves exactly once as [`Outcome::Matched`] or
+//! [`Outcome::TimedOut`].
+//!
+//! Both streams meet in one task, partitioned by the correlation key (the
+//! record key, or — with [`Wait::correlate`] — a key taken from each value,
+//! through a repartition topic per stream). The task keeps three stores,
+//! all changelogged:
+//! - `<name>-waits`: per correlation key, its pending waits (each with its
+//!   A's timestamp, source partition and offset — two waits of one key
+//!   never overwrite each other), queryable by correlation key;
+//! - `<name>-early`: per correlation key, the Bs that came before any wait
+//!   they match;
+//! - `<name>-timers`: a timer per wait and per early B, on stream time.
+//!
+//! Matching follows timestamps, not processing order: a B matches a wait
+//! iff `a.ts <= b.ts <= a.ts + timeout` and the condition holds, even when
+//! the wait's deadline is due but has not fired. A B resolves the oldest
+//! matching wait (by A's timestamp, then partition and offset), or every
+//! one with [`Wait::resolve_all`]. A wait times out once the task's stream
+//! time passes `a.ts + timeout + grace`; its outcome is stamped `a.ts +
+//! timeout`, a match with the B's timestamp. A B that matches no pending
+//! wait is kept until stream time passes `b.ts + timeout + grace` — an A
+//! arriving meanwhile with `a.ts <= b.ts <= a.ts + timeout` takes the
+//! earliest such B at once — and then dropped (a B past that time already
+//! is dropped at once and counted as late); [`Wait::ignore_early`] drops
+//! them without keeping them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_core::{Codec, CodecError, Headers, ProcessError, Timestamp};
+use weir_state::{Clock, Timer};
+
+use crate::builder::Stream;
+use crate::process::{Processor, ProcessorContext, Store, Timers};
+
+/// How a wait resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome<A, B> {
+    /// A B matched the wait in time.
+    Matched(A, B),
+    /// No B matched before the timeout (and grace) passed.
+    TimedOut(A),
+}
+
+type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+type DurationFn = Arc<dyn Fn() -> Duration + Send + Sync>;
+
+/// The settings of an [`Stream::await_event`].
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use weir_core::{Json, Str};
+/// use weir_dsl::{Outcome, TopologyBuilder, Wait};
+///
+/// let b = TopologyBuilder::new();
+/// let orders = b.stream("orders", Str, Json::<f64>::new());
+/// let payments = b.stream("payments", Str, Json::<f64>::new());
+/// orders
+///     .await_event(
+///         &payments,
+///         Wait::named("payment")
+///             .when(|order: &f64, paid: &f64| order == paid)
+///             .timeout(Duration::from_secs(900)),
+///     )
+///     .map_values(|o| match o {
+///         Outcome::Matched(..) => "confirmed".to_string(),
+///         Outcome::TimedOut(_) => "expired".to_string(),
+///     })
+///     .with_value_codec(Str)
+///     .to("outcomes");
+/// let t = b.build().unwrap();
+/// assert_eq!(t.stores(), vec!["payment-early", "payment-timers", "payment-waits"]);
+/// ```
+pub struct Wait<K, A, B> {
+    name: String,
+    correlate: Option<(KeyFn<A, K>, KeyFn<B, K>)>,
+    when: Arc<dyn Fn(&A, &B) -> bool + Send + Sync>,
+    timeout: DurationFn,
+    grace: DurationFn,
+    resolve_all: bool,
+    keep_early: bool,
+}
+
+impl<K, A, B> Wait<K, A, B> {
+    /// A wait named `name` (it names its stores and topics): correlated by
+    /// record key, any B matches, timeout zero, grace zero.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            correlate: None,
+            when: Arc::new(|_, _| true),
+            timeout: Arc::new(|| Duration::ZERO),
+            grace: Arc::new(|| Duration::ZERO),
+            resolve_all: false,
+            keep_early: true,
+        }
+    }
+
+    /// Correlates by a key taken from each value instead of the record
+    /// key: both streams go through a repartition topic
+    /// (`<name>-a-repartition`, `<name>-b-repartition`) keyed by it.
+    pub fn correlate(
+        mut self,
+        a: impl Fn(&A) -> K + Send + Sync + 'static,
+        b: impl Fn(&B) -> K + Send + Sync + 'static,
+    ) -> Self {
+        self.correlate = Some((Arc::new(a), Arc::new(b)));
+        self
+    }
+
+    /// The condition a B must meet to match a wait (besides the key and
+    /// the time).
+    pub fn when(mut self, f: impl Fn(&A, &B) -> bool + Send + Sync + 'static) -> Self {
+        self.when = Arc::new(f);
+        self
+    }
+
+    /// How long after its A's timestamp a B may come.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Arc::new(move || d);
+        self
+    }
+
+    /// The timeout, read when a task starts (e.g. from a parameter).
+    pub fn timeout_with(mut self, f: impl Fn() -> Duration + Send + Sync + 'static) -> Self {
+        self.timeout = Arc::new(f);
+        self
+    }
+
+    /// How much longer (on stream time) a wait stays open for Bs that are
+    /// in time but arrive late — skew between the two inputs.
+    pub fn grace(mut self, d: Duration) -> Self {
+        self.grace = Arc::new(move || d);
+        self
+    }
+
+    /// The grace, read when a task starts.
+    pub fn grace_with(mut self, f: impl Fn() -> Duration + Send + Sync + 'static) -> Self {
+        self.grace = Arc::new(f);
+        self
+    }
+
+    /// A B resolves every wait it matches, not only the oldest.
+    pub fn resolve_all(mut self) -> Self {
+        self.resolve_all = true;
+        self
+    }
+
+    /// A B matching no pending wait is dropped, not kept for a later A.
+    pub fn ignore_early(mut self) -> Self {
+        self.keep_early = false;
+        self
+    }
+}
+
+/// A pending wait (or an early B) as stored: the record's timestamp,
+/// source partition and offset, and value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending<T> {
+    pub timestamp: Timestamp,
+    pub partition: i32,
+    pub offset: i64,
+    pub value: T,
+}
+
+impl<T> Pending<T> {
+    fn id(&self) -> (Timestamp, i32, i64) {
+        (self.timestamp, self.partition, self.offset)
+    }
+}
+
+/// A list of [`Pending`] records, each value in its own codec:
+/// `count (4) | (timestamp (8) | partition (4) | offset (8) | length (4) | value)*`.
+pub struct PendingCodec<T>(Arc<dyn Codec<T>>);
+
+impl<T> PendingCodec<T> {
+    /// Values encoded with `inner`.
+    pub fn new(inner: Arc<dyn Codec<T>>) -> Self {
+        Self(inner)
+    }
+}
+
+fn bad(message: impl Into<String>) -> CodecError {
+    CodecError::Decode {
+        codec: "pending-list",
+        message: message.into(),
+    }
+}
+
+impl<T: 'static> Codec<Vec<Pending<T>>> for PendingCodec<T> {
+    fn name(&self) -> &'static str {
+        "pending-list"
+    }
+
+    fn encode(&self, list: &Vec<Pending<T>>) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(4 + list.len() * 32);
+        out.extend_from_slice(&(list.len() as u32).to_be_bytes());
+        for p in list {
+            let v = self.0.encode(&p.value)?;
+            out.extend_from_slice(&p.timestamp.to_be_bytes());
+            out.extend_from_slice(&p.partition.to_be_bytes());
+            out.extend_from_slice(&p.offset.to_be_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            out.extend_from_slice(&v);
+        }
+        Ok(out)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<Pending<T>>, CodecError> {
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<&[u8], CodecError> {
+            let s = bytes
+                .get(at..at + n)
+                .ok_or_else(|| bad(format!("truncated at byte {at}")))?;
+            at += n;
+            Ok(s)
+        };
+        let n = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+        let mut list = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let timestamp = i64::from_be_bytes(take(8)?.try_into().expect("8 bytes"));
+            let partition = i32::from_be_bytes(take(4)?.try_into().expect("4 bytes"));
+            let offset = i64::from_be_bytes(take(8)?.try_into().expect("8 bytes"));
+            let len = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+            let value = self.0.decode(take(len)?)?;
+            list.push(Pending {
+                timestamp,
+                partition,
+                offset,
+                value,
+            });
+        }
+        if at != bytes.len() {
+            return Err(bad(format!("{} bytes after the list", bytes.len() - at)));
+        }
+        Ok(list)
+    }
+}
+
+/// A codec that is not there (the build already failed with a
+/// `MissingCodec` error, so it is never used).
+struct Unavailable;
+
+impl<T: 'static> Codec<T> for Unavailable {
+    fn name(&self) -> &'static str {
+        "unavailable"
+    }
+    fn encode(&self, _: &T) -> Result<Vec<u8>, CodecError> {
+        Err(CodecError::Encode {
+            codec: "unavailable",
+            message: "no codec was given".into(),
+        })
+    }
+    fn decode(&self, _: &[u8]) -> Result<T, CodecError> {
+        Err(bad("no codec was given"))
+    }
+}
+
+/// The two inputs of the wait node.
+#[derive(Clone)]
+enum Side<A, B> {
+    A(A),
+    B(B),
+}
+
+const WAIT: u8 = b'a';
+const EARLY: u8 = b'b';
+
+/// A timer's key: kind, the record's timestamp, partition and offset, then
+/// the correlation key.
+fn timer_key(kind: u8, id: (Timestamp, i32, i64), key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(21 + key.len());
+    k.push(kind);
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k.extend_from_slice(&id.1.to_be_bytes());
+    k.extend_from_slice(&id.2.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+type TimerId<'a> = (u8, (Timestamp, i32, i64), &'a [u8]);
+
+fn parse_timer_key(k: &[u8]) -> Option<TimerId<'_>> {
+    let kind = *k.first()?;
+    let ts = i64::from_be_bytes(k.get(1..9)?.try_into().ok()?);
+    let p = i32::from_be_bytes(k.get(9..13)?.try_into().ok()?);
+    let o = i64::from_be_bytes(k.get(13..21)?.try_into().ok()?);
+    Some((kind, (ts, p, o), &k[21..]))
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+struct Shared<K, A, B> {
+    waits: Store<K, Vec<Pending<A>>>,
+    early: Store<K, Vec<Pending<B>>>,
+    when: Arc<dyn Fn(&A, &B) -> bool + Send + Sync>,
+    timeout: DurationFn,
+    grace: DurationFn,
+    resolve_all: bool,
+    keep_early: bool,
+}
+
+/// The wait node of one task.
+struct WaitNode<K, A, B> {
+    shared: Arc<Shared<K, A, B>>,
+    timeout: i64,
+    grace: i64,
+}
+
+/// Inserts `p` into `list`, kept ordered by (timestamp, partition, offset).
+fn insert<T>(list: &mut Vec<Pending<T>>, p: Pending<T>) {
+    let at = list.partition_point(|q| q.id() <= p.id());
+    list.insert(at, p);
+}
+
+impl<K, A, B> WaitNode<K, A, B>
+where
+    K: Clone + Send + 'static,
+    A: Clone + Send + 'static,
+    B: Clone + Send + 'static,
+{
+    fn matches(&self, a: &Pending<A>, b_ts: Timestamp, b: &B) -> bool {
+        a.timestamp <= b_ts
+            && b_ts <= a.timestamp.saturating_add(self.timeout)
+            && (self.shared.when)(&a.value, b)
+    }
+
+    fn save<T: 'static>(
+        ctx: &mut ProcessorContext<'_, K, Outcome<A, B>>,
+        store: &Store<K, Vec<Pending<T>>>,
+        key: &K,
+        list: &Vec<Pending<T>>,
+    ) -> Result<(), ProcessError> {
+        let mut s = ctx.store(store)?;
+        if list.is_empty() {
+            s.delete(key)
+        } else {
+            s.put(key, list)
+        }
+    }
+
+    fn on_a(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Outcome<A, B>>,
+        key: K,
+        ck: &[u8],
+        a: Pending<A>,
+    ) -> Result<(), ProcessError> {
+        let shared = self.shared.clone();
+        if shared.keep_early {
+            let mut early = ctx.store(&shared.early)?.get(&key)?.unwrap_or_default();
+            // The earliest kept B this A matches is taken at once.
+            if let Some(i) = early
+                .iter()
+                .position(|b| self.matches(&a, b.timestamp, &b.value))
+            {
+                let b = early.remove(i);
+                Self::save(ctx, &shared.early, &key, &early)?;
+                ctx.cancel_timer(Clock::Stream, &timer_key(EARLY, b.id(), ck))?;
+                let headers = ctx.headers().clone();
+                ctx.forward_with(
+                    key,
+                    Outcome::Matched(a.value, b.value),
+                    b.timestamp,
+                    headers,
+                );
+                return Ok(());
+            }
+        }
+        let deadline = a
+            .timestamp
+            .saturating_add(self.timeout)
+            .saturating_add(self.grace)
+            .saturating_add(1);
+        ctx.schedule_at(Clock::Stream, deadline, &timer_key(WAIT, a.id(), ck), &[])?;
+        let mut waits = ctx.store(&shared.waits)?.get(&key)?.unwrap_or_default();
+        insert(&mut waits, a);
+        Self::save(ctx, &shared.waits, &key, &waits)
+    }
+
+    fn on_b(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Outcome<A, B>>,
+        key: K,
+        ck: &[u8],
+        b: Pending<B>,
+    ) -> Result<(), ProcessError> {
+        let shared = self.shared.clone();
+        let mut waits = ctx.store(&shared.waits)?.get(&key)?.unwrap_or_default();
+        let matching: Vec<usize> = waits
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| self.matches(a, b.timestamp, &b.value))
+            .map(|(i, _)| i)
+            .take(if shared.resolve_all { usize::MAX } else { 1 })
+            .collect();
+        if matching.is_empty() {
+            if !shared.keep_early {
+                return Ok(());
+            }
+            let expiry = b
+                .timestamp
+                .saturating_add(self.timeout)
+                .saturating_add(self.grace);
+            if ctx.stream_time().is_some_and(|t| t > expiry) {
+                return Err(ProcessError::Late {
+                    node: ctx.node().to_string(),
+                    message: format!(
+                        "no pending wait matches, and stream time passed its keeping time {expiry}"
+                    ),
+                    dead_letter: false,
+                });
+            }
+            ctx.schedule_at(
+                Clock::Stream,
+                expiry.saturating_add(1),
+                &timer_key(EARLY, b.id(), ck),
+                &[],
+            )?;
+            let mut early = ctx.store(&shared.early)?.get(&key)?.unwrap_or_default();
+            insert(&mut early, b);
+            return Self::save(ctx, &shared.early, &key, &early);
+        }
+        let headers = ctx.headers().clone();
+        let mut resolved = Vec::with_capacity(matching.len());
+        for &i in matching.iter().rev() {
+            resolved.push(waits.remove(i));
+        }
+        Self::save(ctx, &shared.waits, &key, &waits)?;
+        for a in resolved.into_iter().rev() {
+            ctx.cancel_timer(Clock::Stream, &timer_key(WAIT, a.id(), ck))?;
+            ctx.forward_with(
+                key.clone(),
+                Outcome::Matched(a.value, b.value.clone()),
+                b.timestamp,
+                headers.clone(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl<K, A, B> Processor<K, Side<A, B>, K, Outcome<A, B>> for WaitNode<K, A, B>
+where
+    K: Clone + Send + 'static,
+    A: Clone + Send + 'static,
+    B: Clone + Send + 'static,
+{
+    fn init(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_, K, Outcome<A, B>>,
+    ) -> Result<(), ProcessError> {
+        self.timeout = ms((self.shared.timeout)());
+        self.grace = ms((self.shared.grace)());
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Outcome<A, B>>,
+        key: K,
+        value: Side<A, B>,
+    ) -> Result<(), ProcessError> {
+        let ck = self
+            .shared
+            .waits
+            .encode_key(&key)
+            .map_err(|source| ProcessError::Codec {
+                node: ctx.node().to_string(),
+                source,
+            })?;
+        let (partition, offset) = ctx.position().unwrap_or((-1, -1));
+        let timestamp = ctx.timestamp();
+        match value {
+            Side::A(a) => {
+                let a = Pending {
+                    timestamp,
+                    partition,
+                    offset,
+                    value: a,
+                };
+                self.on_a(ctx, key, &ck, a)
+            }
+            Side::B(b) => {
+                let b = Pending {
+                    timestamp,
+                    partition,
+                    offset,
+                    value: b,
+                };
+                self.on_b(ctx, key, &ck, b)
+            }
+        }
+    }
+
+    fn on_timer(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Outcome<A, B>>,
+        timer: Timer,
+    ) -> Result<(), ProcessError> {
+        let node = ctx.node().to_string();
+        let Some((kind, id, ck)) = parse_timer_key(&timer.key) else {
+            return Err(ProcessError::operator(format!(
+                "timer key of {} bytes is not a wait's",
+                timer.key.len()
+            )));
+        };
+        let shared = self.shared.clone();
+        let key = shared
+            .waits
+            .decode_key(ck)
+            .map_err(|source| ProcessError::Codec { node, source })?;
+        if kind == WAIT {
+            let mut waits = ctx.store(&shared.waits)?.get(&key)?.unwrap_or_default();
+            let Some(i) = waits.iter().position(|a| a.id() == id) else {
+                return Ok(()); // resolved in this same transaction
+            };
+            let a = waits.remove(i);
+            Self::save(ctx, &shared.waits, &key, &waits)?;
+            let at = a.timestamp.saturating_add(self.timeout);
+            ctx.forward_with(key, Outcome::TimedOut(a.value), at, Headers::new());
+        } else {
+            let mut early = ctx.store(&shared.early)?.get(&key)?.unwrap_or_default();
+            if let Some(i) = early.iter().position(|b| b.id() == id) {
+                early.remove(i);
+                Self::save(ctx, &shared.early, &key, &early)?;
+                tracing::debug!(
+                    node = ctx.node(),
+                    "a kept B matched no wait in time: dropped"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K, A> Stream<K, A>
+where
+    K: Clone + Send + 'static,
+    A: Clone + Send + 'static,
+{
+    /// Each record of this stream waits for a matching record of `other`
+    /// (see [`Wait`] and the module docs): the result has one
+    /// [`Outcome`] per record of this stream, keyed by the correlation
+    /// key, exactly once. Needs both streams' codecs (their records are
+    /// kept in stores).
+    pub fn await_event<B>(
+        &self,
+        other: &Stream<K, B>,
+        wait: Wait<K, A, B>,
+    ) -> Stream<K, Outcome<A, B>>
+    where
+        B: Clone + Send + 'static,
+    {
+        let name = wait.name.clone();
+        let (a, b) = match &wait.correlate {
+            None => (self.clone(), other.clone()),
+            Some((fa, fb)) => {
+                let (fa, fb) = (fa.clone(), fb.clone());
+                let kc = self.key_codec.clone().or_else(|| other.key_codec.clone());
+                let mut a = self.map(move |_, v: A| (fa(&v), v));
+                a.key_codec = kc.clone();
+                a.value_codec = self.value_codec.clone();
+                let mut b = other.map(move |_, v: B| (fb(&v), v));
+                b.key_codec = kc;
+                b.value_codec = other.value_codec.clone();
+                (
+                    a.repartition(format!("{name}-a")),
+                    b.repartition(format!("{name}-b")),
+                )
+            }
+        };
+        let (kc, ac): (Arc<dyn Codec<K>>, Arc<dyn Codec<A>>) = a
+            .codecs_for(&name)
+            .unwrap_or_else(|| (Arc::new(Unavailable), Arc::new(Unavailable)));
+        let bc: Arc<dyn Codec<B>> = b
+            .codecs_for(&name)
+            .map_or_else(|| Arc::new(Unavailable) as Arc<dyn Codec<B>>, |(_, c)| c);
+        let (waits_name, early_name, timers_name) = (
+            format!("{name}-waits"),
+            format!("{name}-early"),
+            format!("{name}-timers"),
+        );
+        let timers: Timers = {
+            let mut g = self.graph.borrow_mut();
+            g.declare_store(&waits_name);
+            g.declare_store(&early_name);
+            g.declare_timer_store(&timers_name);
+            Timers {
+                name: timers_name.into(),
+            }
+        };
+        let waits = Store {
+            name: waits_name.into(),
+            key_codec: kc.clone(),
+            value_codec: Arc::new(PendingCodec::new(ac)),
+        };
+        let early = Store {
+            name: early_name.into(),
+            key_codec: kc.clone(),
+            value_codec: Arc::new(PendingCodec::new(bc)),
+        };
+        let shared = Arc::new(Shared {
+            waits: waits.clone(),
+            early: early.clone(),
+            when: wait.when,
+            timeout: wait.timeout,
+            grace: wait.grace,
+            resolve_all: wait.resolve_all,
+            keep_early: wait.keep_early,
+        });
+        let mut sa = a.map_values(Side::<A, B>::A);
+        sa.key_codec = Some(kc.clone());
+        let sb = b.map_values(Side::<A, B>::B);
+        let merged = sa.merge(&sb);
+        let mut out = merged.process_with(name, &[&waits, &early, &timers], move || WaitNode {
+            shared: shared.clone(),
+            timeout: 0,
+            grace: 0,
+        });
+        out.key_codec = Some(kc);
+        out.value_codec = None;
+        out
+    }
+}

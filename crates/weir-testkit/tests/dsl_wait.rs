@@ -1,0 +1,314 @@
+//! `await_event` through the TopologyTestDriver: a property test over
+//! random interleavings of As and Bs (duplicate keys, B before A, late Bs,
+//! failed conditions, time jumps) against a naive model of the timestamp
+//! rule — every wait resolves exactly once, matched iff the model finds
+//! its B — and examples of each rule.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use weir_core::{Json, Str};
+use weir_dsl::{Outcome, Topology, TopologyBuilder, Wait};
+use weir_testkit::TopologyTestDriver;
+
+const TIMEOUT: i64 = 100;
+const GRACE: i64 = 20;
+
+/// A record of either side: its id (its position in the input) and an
+/// amount the condition compares.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Rec {
+    id: usize,
+    amount: i64,
+}
+
+/// What the topology writes per resolution: the A, and the B if matched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Resolved {
+    a: usize,
+    b: Option<usize>,
+}
+
+fn topology(resolve_all: bool, keep_early: bool) -> Topology {
+    let b = TopologyBuilder::new();
+    let a_stream = b.stream("a", Str, Json::<Rec>::new());
+    let b_stream = b.stream("b", Str, Json::<Rec>::new());
+    let mut wait = Wait::named("w")
+        .when(|a: &Rec, b: &Rec| a.amount == b.amount)
+        .timeout(Duration::from_millis(TIMEOUT as u64))
+        .grace(Duration::from_millis(GRACE as u64));
+    if resolve_all {
+        wait = wait.resolve_all();
+    }
+    if !keep_early {
+        wait = wait.ignore_early();
+    }
+    a_stream
+        .await_event(&b_stream, wait)
+        .map_values(|o| match o {
+            Outcome::Matched(a, b) => Resolved {
+                a: a.id,
+                b: Some(b.id),
+            },
+            Outcome::TimedOut(a) => Resolved { a: a.id, b: None },
+        })
+        .with_value_codec(Json::<Resolved>::new())
+        .to("out");
+    b.build().unwrap()
+}
+
+/// One input: side, key, timestamp, amount.
+#[derive(Clone, Debug)]
+struct Input {
+    is_a: bool,
+    key: String,
+    ts: i64,
+    amount: i64,
+}
+
+/// The model: processes the inputs in order with the rule of the module
+/// docs of `await_event`; returns each A's resolution (the matching B's id,
+/// or `None` for a timeout) and the B ids it matched.
+fn model(inputs: &[Input], resolve_all: bool, keep_early: bool) -> BTreeMap<usize, Option<usize>> {
+    struct P {
+        id: usize,
+        key: String,
+        ts: i64,
+        amount: i64,
+    }
+    let (mut waits, mut early): (Vec<P>, Vec<P>) = (Vec::new(), Vec::new());
+    let mut resolved = BTreeMap::new();
+    let mut stream: Option<i64> = None;
+    let expire = |waits: &mut Vec<P>,
+                  early: &mut Vec<P>,
+                  resolved: &mut BTreeMap<usize, Option<usize>>,
+                  st: i64| {
+        waits.retain(|a| {
+            let due = a.ts + TIMEOUT + GRACE < st;
+            if due {
+                resolved.insert(a.id, None);
+            }
+            !due
+        });
+        early.retain(|b| b.ts + TIMEOUT + GRACE >= st);
+    };
+    let in_time = |a_ts: i64, b_ts: i64| a_ts <= b_ts && b_ts <= a_ts + TIMEOUT;
+    for (id, r) in inputs.iter().enumerate() {
+        let st = stream.map_or(r.ts, |s| s.max(r.ts));
+        stream = Some(st);
+        expire(&mut waits, &mut early, &mut resolved, st);
+        let p = P {
+            id,
+            key: r.key.clone(),
+            ts: r.ts,
+            amount: r.amount,
+        };
+        if r.is_a {
+            let taken = early
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.key == p.key && in_time(p.ts, b.ts) && b.amount == p.amount)
+                .min_by_key(|(_, b)| (b.ts, b.id))
+                .map(|(i, _)| i);
+            match taken {
+                Some(i) if keep_early => {
+                    let b = early.remove(i);
+                    resolved.insert(p.id, Some(b.id));
+                }
+                _ => waits.push(p),
+            }
+        } else {
+            let mut matching: Vec<usize> = waits
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.key == p.key && in_time(a.ts, p.ts) && a.amount == p.amount)
+                .map(|(i, _)| i)
+                .collect();
+            matching.sort_by_key(|&i| (waits[i].ts, waits[i].id));
+            if !resolve_all {
+                matching.truncate(1);
+            }
+            if matching.is_empty() {
+                if keep_early && p.ts + TIMEOUT + GRACE >= st {
+                    early.push(p);
+                }
+            } else {
+                matching.sort_unstable_by(|x, y| y.cmp(x));
+                for i in matching {
+                    let a = waits.remove(i);
+                    resolved.insert(a.id, Some(p.id));
+                }
+            }
+        }
+        // Timers set in the past fire at once.
+        expire(&mut waits, &mut early, &mut resolved, st);
+    }
+    for a in waits {
+        resolved.insert(a.id, None);
+    }
+    resolved
+}
+
+fn run(inputs: &[Input], resolve_all: bool, keep_early: bool) -> Vec<Resolved> {
+    let d = TopologyTestDriver::new(topology(resolve_all, keep_early));
+    let a = d.input_topic("a", Str, Json::<Rec>::new());
+    let b = d.input_topic("b", Str, Json::<Rec>::new());
+    for (id, r) in inputs.iter().enumerate() {
+        let topic = if r.is_a { &a } else { &b };
+        topic.pipe_input_at(
+            r.key.clone(),
+            Rec {
+                id,
+                amount: r.amount,
+            },
+            r.ts,
+        );
+    }
+    d.advance_stream_time(i64::MAX / 2);
+    d.output_topic("out", Str, Json::<Resolved>::new())
+        .read_values_to_list()
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    (
+        any::<bool>(),
+        prop_oneof![Just("k1"), Just("k2"), Just("k3")],
+        0i64..400,
+        0i64..3,
+    )
+        .prop_map(|(is_a, key, ts, amount)| Input {
+            is_a,
+            key: key.to_string(),
+            ts,
+            amount,
+        })
+}
+
+fn check(inputs: &[Input], resolve_all: bool, keep_early: bool) -> Result<(), TestCaseError> {
+    let got = run(inputs, resolve_all, keep_early);
+    let mut by_a: BTreeMap<usize, Option<usize>> = BTreeMap::new();
+    for r in &got {
+        prop_assert!(
+            by_a.insert(r.a, r.b).is_none(),
+            "wait {} resolved twice: {:?}",
+            r.a,
+            got
+        );
+    }
+    let want = model(inputs, resolve_all, keep_early);
+    prop_assert_eq!(by_a, want);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn every_wait_resolves_once_as_the_timestamp_rule_says(
+        inputs in proptest::collection::vec(input(), 1..60),
+    ) {
+        check(&inputs, false, true)?;
+    }
+
+    #[test]
+    fn resolve_all_and_ignore_early_follow_the_model(
+        inputs in proptest::collection::vec(input(), 1..60),
+        resolve_all in any::<bool>(),
+        keep_early in any::<bool>(),
+    ) {
+        check(&inputs, resolve_all, keep_early)?;
+    }
+}
+
+fn rec(is_a: bool, key: &str, ts: i64, amount: i64) -> Input {
+    Input {
+        is_a,
+        key: key.into(),
+        ts,
+        amount,
+    }
+}
+
+#[test]
+fn a_b_at_the_timeout_matches_even_once_the_deadline_is_due() {
+    // Stream time reaches exactly a.ts + timeout with the B itself.
+    let got = run(
+        &[rec(true, "k", 0, 1), rec(false, "k", TIMEOUT, 1)],
+        false,
+        true,
+    );
+    assert_eq!(got, vec![Resolved { a: 0, b: Some(1) }]);
+}
+
+#[test]
+fn the_oldest_matching_wait_is_resolved_first() {
+    let got = run(
+        &[
+            rec(true, "k", 10, 1),
+            rec(true, "k", 5, 1),
+            rec(false, "k", 50, 1),
+            rec(false, "k", 60, 1),
+        ],
+        false,
+        true,
+    );
+    assert_eq!(
+        got,
+        vec![Resolved { a: 1, b: Some(2) }, Resolved { a: 0, b: Some(3) }]
+    );
+}
+
+#[test]
+fn a_b_before_its_a_is_kept_and_a_late_b_is_not() {
+    let got = run(
+        &[
+            rec(false, "k", 100, 1),
+            rec(true, "k", 50, 1),
+            rec(true, "x", 1_000, 1),
+            rec(false, "j", 100, 1), // stream time 1_000: past 100 + timeout + grace
+            rec(true, "j", 90, 1),
+        ],
+        false,
+        true,
+    );
+    assert_eq!(
+        got,
+        vec![
+            Resolved { a: 1, b: Some(0) },
+            Resolved { a: 4, b: None },
+            Resolved { a: 2, b: None }
+        ]
+    );
+}
+
+#[test]
+fn outcomes_carry_the_b_timestamp_or_the_deadline() {
+    let d = TopologyTestDriver::new(topology(false, true));
+    let a = d.input_topic("a", Str, Json::<Rec>::new());
+    let b = d.input_topic("b", Str, Json::<Rec>::new());
+    a.pipe_input_at("m".into(), Rec { id: 0, amount: 1 }, 1_000);
+    a.pipe_input_at("t".into(), Rec { id: 1, amount: 1 }, 1_000);
+    b.pipe_input_at("m".into(), Rec { id: 2, amount: 1 }, 1_030);
+    b.pipe_input_at(
+        "z".into(),
+        Rec { id: 3, amount: 1 },
+        1_000 + TIMEOUT + GRACE + 1,
+    );
+    let out = d.read_raw("out");
+    let stamps: Vec<(String, i64)> = out
+        .iter()
+        .map(|r| {
+            (
+                String::from_utf8(r.key.clone().unwrap()).unwrap(),
+                r.timestamp,
+            )
+        })
+        .collect();
+    assert_eq!(
+        stamps,
+        vec![("m".to_string(), 1_030), ("t".to_string(), 1_000 + TIMEOUT)]
+    );
+    assert_eq!(d.stream_time("a"), Some(1_000 + TIMEOUT + GRACE + 1));
+}
