@@ -25,6 +25,7 @@ mod describe;
 mod executor;
 mod graph;
 mod grouped;
+mod join;
 mod params;
 mod process;
 mod suppress;
@@ -37,6 +38,7 @@ pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription}
 pub use executor::TaskExecutor;
 pub use graph::{BuildError, Topology};
 pub use grouped::{Grouped, Table};
+pub use join::JoinWindows;
 pub use params::{Param, ParamDescription, ParamValue};
 pub use process::{Processor, ProcessorContext, Store, StoreName, Timers, TypedStore};
 pub use wait::{Outcome, Pending, PendingCodec, Wait};

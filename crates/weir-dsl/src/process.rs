@@ -87,6 +87,15 @@ impl<K, V> StoreName for Store<K, V> {
     }
 }
 
+/// A store named by its name only (the DSL's own stateful nodes).
+pub(crate) struct StoreRef(pub String);
+
+impl StoreName for StoreRef {
+    fn store_name(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A timer store declared with [`crate::TopologyBuilder::timer_store`]:
 /// name it among the stores of the one `process` node that sets timers
 /// there ([`ProcessorContext::schedule_at`]) and hears them fire

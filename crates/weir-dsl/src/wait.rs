@@ -243,7 +243,7 @@ impl<T: 'static> Codec<Vec<Pending<T>>> for PendingCodec<T> {
 
 /// A codec that is not there (the build already failed with a
 /// `MissingCodec` error, so it is never used).
-struct Unavailable;
+pub(crate) struct Unavailable;
 
 impl<T: 'static> Codec<T> for Unavailable {
     fn name(&self) -> &'static str {

@@ -1,0 +1,517 @@
+//! Windowed stream-stream joins: [`Stream::join_windowed`],
+//! [`Stream::left_join_windowed`], [`Stream::outer_join_windowed`].
+//!
+//! Records of the two streams with the same key join when their timestamps
+//! are close: a left record at `l` joins every right record at
+//! `r ∈ [l - before, l + after]` ([`JoinWindows`]), whichever comes first.
+//! Both streams must be co-partitioned (same key, same partition count).
+//! A record is late — dropped and counted (`late=`), never joined — when
+//! it arrives after its own window closed: stream time past `l + after +
+//! grace` (a left record) or `r + before + grace` (a right one). One task
+//! keeps each side's records in a changelogged store (`<name>-left`,
+//! `<name>-right`, key = record key, then timestamp, partition, offset) for
+//! as long as a record of the other side that is not late may still pair
+//! with them — until stream time passes `ts + before + after + grace` — and
+//! removes them then with a timer each (`<name>-timers`), so expiry reads
+//! only what expires. So every pair of records that are not late and are
+//! within the window joins exactly once, whatever the processing order.
+//!
+//! A joined result is emitted when its second record arrives, stamped with
+//! the later of the two timestamps. A left (outer) join also emits each
+//! left (and right) record that joined nothing, once, when it expires —
+//! stamped with its own timestamp — when no record can join it any more:
+//! never a "no match" that a later record would contradict.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_core::{Codec, CodecError, ProcessError, Timestamp};
+use weir_state::{Clock, KeyValueStore as _, Timer};
+
+use crate::wait::Unavailable;
+
+use crate::builder::Stream;
+use crate::process::{Processor, ProcessorContext, Timers};
+
+/// How close in time two records must be to join, and how long after that
+/// (on stream time) records may still arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinWindows {
+    /// How far a right record may be before a left one, ms.
+    pub before: i64,
+    /// How far a right record may be after a left one, ms.
+    pub after: i64,
+    /// How long after a window ends records may still arrive, ms.
+    pub grace: i64,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl JoinWindows {
+    /// Right records up to `d` before or after a left one, no grace.
+    pub fn of(d: Duration) -> Self {
+        Self::before_after(d, d)
+    }
+
+    /// Right records up to `before` before and `after` after a left one,
+    /// no grace.
+    pub fn before_after(before: Duration, after: Duration) -> Self {
+        Self {
+            before: ms(before),
+            after: ms(after),
+            grace: 0,
+        }
+    }
+
+    /// Records may arrive up to `d` of stream time after their window
+    /// ended and still join.
+    pub fn grace(mut self, d: Duration) -> Self {
+        self.grace = ms(d);
+        self
+    }
+}
+
+/// Which results a join emits besides matched pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Inner,
+    Left,
+    Outer,
+}
+
+type Joiner<L, R, VR> = Arc<dyn Fn(Option<&L>, Option<&R>) -> VR + Send + Sync>;
+
+/// A side's record as stored: whether it joined, then its value.
+struct Kept<T> {
+    joined: bool,
+    value: T,
+}
+
+struct KeptCodec<T>(Arc<dyn Codec<T>>);
+
+impl<T: 'static> Codec<Kept<T>> for KeptCodec<T> {
+    fn name(&self) -> &'static str {
+        "join-record"
+    }
+
+    fn encode(&self, k: &Kept<T>) -> Result<Vec<u8>, CodecError> {
+        let mut out = vec![u8::from(k.joined)];
+        out.extend(self.0.encode(&k.value)?);
+        Ok(out)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Kept<T>, CodecError> {
+        let (&flag, rest) = bytes.split_first().ok_or_else(|| CodecError::Decode {
+            codec: "join-record",
+            message: "empty".into(),
+        })?;
+        Ok(Kept {
+            joined: flag != 0,
+            value: self.0.decode(rest)?,
+        })
+    }
+}
+
+const LEFT: u8 = b'l';
+const RIGHT: u8 = b'r';
+
+fn ord(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// A stored record's key: key length, key, timestamp, partition, offset —
+/// a key's records in time order.
+fn store_key(key: &[u8], id: (Timestamp, i32, i64)) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.len() + 20);
+    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    k.extend_from_slice(key);
+    k.extend_from_slice(&ord(id.0));
+    k.extend_from_slice(&id.1.to_be_bytes());
+    k.extend_from_slice(&id.2.to_be_bytes());
+    k
+}
+
+fn time_prefix(key: &[u8], t: Timestamp) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.len() + 8);
+    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    k.extend_from_slice(key);
+    k.extend_from_slice(&ord(t));
+    k
+}
+
+struct Shared<K, L, R, VR> {
+    names: [String; 2],
+    key: Arc<dyn Codec<K>>,
+    left: Arc<dyn Codec<L>>,
+    right: Arc<dyn Codec<R>>,
+    joiner: Joiner<L, R, VR>,
+    windows: JoinWindows,
+    kind: Kind,
+}
+
+struct JoinNode<K, L, R, VR> {
+    shared: Arc<Shared<K, L, R, VR>>,
+}
+
+#[derive(Clone)]
+enum Side<L, R> {
+    L(L),
+    R(R),
+}
+
+fn codec_err(node: &str, source: CodecError) -> ProcessError {
+    ProcessError::Codec {
+        node: node.to_string(),
+        source,
+    }
+}
+
+fn store_err(node: &str, store: &str, e: weir_state::StoreError) -> ProcessError {
+    ProcessError::Store {
+        node: node.to_string(),
+        store: store.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn store_id(state: &weir_state::TaskState, node: &str, name: &str) -> Result<usize, ProcessError> {
+    state.store_id(name).map_err(|e| store_err(node, name, e))
+}
+
+impl<K, L, R, VR> Processor<K, Side<L, R>, K, VR> for JoinNode<K, L, R, VR>
+where
+    K: Clone + Send + 'static,
+    L: Clone + Send + 'static,
+    R: Clone + Send + 'static,
+    VR: Clone + Send + 'static,
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, VR>,
+        key: K,
+        value: Side<L, R>,
+    ) -> Result<(), ProcessError> {
+        let s = self.shared.clone();
+        let w = s.windows;
+        let node = ctx.node().to_string();
+        let ts = ctx.timestamp();
+        let (partition, offset) = ctx.position().unwrap_or((-1, -1));
+        let is_left = matches!(value, Side::L(_));
+        // When its own window closes (later, it is late), and where the
+        // other side's candidates are.
+        let (keep, from, to) = if is_left {
+            (
+                w.after,
+                ts.saturating_sub(w.before),
+                ts.saturating_add(w.after),
+            )
+        } else {
+            (
+                w.before,
+                ts.saturating_sub(w.after),
+                ts.saturating_add(w.before),
+            )
+        };
+        let closes = ts.saturating_add(keep).saturating_add(w.grace);
+        if ctx.stream_time().is_some_and(|t| t > closes) {
+            return Err(ProcessError::Late {
+                node,
+                message: format!("its join window closed at {closes} of stream time"),
+                dead_letter: false,
+            });
+        }
+        // Kept while a record of the other side that is not late itself
+        // may still pair with it.
+        let expiry = ts
+            .saturating_add(w.before)
+            .saturating_add(w.after)
+            .saturating_add(w.grace);
+        let kb = s.key.encode(&key).map_err(|e| codec_err(&node, e))?;
+        let (mine, other) = if is_left { (0, 1) } else { (1, 0) };
+        // The other side's records in the window, in time order.
+        let range = weir_state::KeyRange::between(
+            &time_prefix(&kb, from),
+            &time_prefix(&kb, to.saturating_add(1)),
+        );
+        let (_, state) = ctx.raw();
+        let ids = [
+            store_id(state, &node, &s.names[0])?,
+            store_id(state, &node, &s.names[1])?,
+        ];
+        let found: Vec<(Vec<u8>, Vec<u8>)> = state
+            .range(ids[other], range)
+            .map_err(|e| store_err(&node, &s.names[other], e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| store_err(&node, &s.names[other], e))?;
+        let mut outputs = Vec::with_capacity(found.len());
+        for (k, v) in &found {
+            let other_ts = {
+                let at = 4 + kb.len();
+                let b: [u8; 8] = k[at..at + 8].try_into().expect("8 bytes");
+                (u64::from_be_bytes(b) ^ (1 << 63)) as i64
+            };
+            let out = match &value {
+                Side::L(l) => {
+                    let mut r = KeptCodec(s.right.clone())
+                        .decode(v)
+                        .map_err(|e| codec_err(&node, e))?;
+                    let joined = (s.joiner)(Some(l), Some(&r.value));
+                    if !r.joined {
+                        r.joined = true;
+                        let bytes = KeptCodec(s.right.clone())
+                            .encode(&r)
+                            .map_err(|e| codec_err(&node, e))?;
+                        let (_, state) = ctx.raw();
+                        state
+                            .store(ids[other])
+                            .put(k, &bytes)
+                            .map_err(|e| store_err(&node, &s.names[other], e))?;
+                    }
+                    joined
+                }
+                Side::R(r) => {
+                    let mut l = KeptCodec(s.left.clone())
+                        .decode(v)
+                        .map_err(|e| codec_err(&node, e))?;
+                    let joined = (s.joiner)(Some(&l.value), Some(r));
+                    if !l.joined {
+                        l.joined = true;
+                        let bytes = KeptCodec(s.left.clone())
+                            .encode(&l)
+                            .map_err(|e| codec_err(&node, e))?;
+                        let (_, state) = ctx.raw();
+                        state
+                            .store(ids[other])
+                            .put(k, &bytes)
+                            .map_err(|e| store_err(&node, &s.names[other], e))?;
+                    }
+                    joined
+                }
+            };
+            outputs.push((out, ts.max(other_ts)));
+        }
+        let joined = !outputs.is_empty();
+        let bytes = match &value {
+            Side::L(l) => KeptCodec(s.left.clone()).encode(&Kept {
+                joined,
+                value: l.clone(),
+            }),
+            Side::R(r) => KeptCodec(s.right.clone()).encode(&Kept {
+                joined,
+                value: r.clone(),
+            }),
+        }
+        .map_err(|e| codec_err(&node, e))?;
+        let id = (ts, partition, offset);
+        let sk = store_key(&kb, id);
+        {
+            let (_, state) = ctx.raw();
+            state
+                .store(ids[mine])
+                .put(&sk, &bytes)
+                .map_err(|e| store_err(&node, &s.names[mine], e))?;
+        }
+        let mut timer = vec![if is_left { LEFT } else { RIGHT }];
+        timer.extend_from_slice(&sk);
+        ctx.schedule_at(Clock::Stream, expiry.saturating_add(1), &timer, &[])?;
+        let headers = ctx.headers().clone();
+        for (out, at) in outputs {
+            ctx.forward_with(key.clone(), out, at, headers.clone());
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, VR>,
+        timer: Timer,
+    ) -> Result<(), ProcessError> {
+        let s = self.shared.clone();
+        let node = ctx.node().to_string();
+        let Some((&side, sk)) = timer.key.split_first() else {
+            return Ok(());
+        };
+        let i = usize::from(side == RIGHT);
+        let (_, state) = ctx.raw();
+        let id = store_id(state, &node, &s.names[i])?;
+        let Some(bytes) = state
+            .get(id, sk)
+            .map_err(|e| store_err(&node, &s.names[i], e))?
+        else {
+            return Ok(());
+        };
+        state
+            .store(id)
+            .delete(sk)
+            .map_err(|e| store_err(&node, &s.names[i], e))?;
+        let emit_unjoined = match s.kind {
+            Kind::Inner => false,
+            Kind::Left => side == LEFT,
+            Kind::Outer => true,
+        };
+        if !emit_unjoined {
+            return Ok(());
+        }
+        let key_len = u32::from_be_bytes(sk[..4].try_into().expect("4 bytes")) as usize;
+        let key_bytes = &sk[4..4 + key_len];
+        let ts_bytes: [u8; 8] = sk[4 + key_len..12 + key_len].try_into().expect("8 bytes");
+        let ts = (u64::from_be_bytes(ts_bytes) ^ (1 << 63)) as i64;
+        let out = if side == LEFT {
+            let l = KeptCodec(s.left.clone())
+                .decode(&bytes)
+                .map_err(|e| codec_err(&node, e))?;
+            if l.joined {
+                return Ok(());
+            }
+            (s.joiner)(Some(&l.value), None)
+        } else {
+            let r = KeptCodec(s.right.clone())
+                .decode(&bytes)
+                .map_err(|e| codec_err(&node, e))?;
+            if r.joined {
+                return Ok(());
+            }
+            (s.joiner)(None, Some(&r.value))
+        };
+        let key = s.key.decode(key_bytes).map_err(|e| codec_err(&node, e))?;
+        ctx.forward_with(key, out, ts, Default::default());
+        Ok(())
+    }
+}
+
+impl<K, L> Stream<K, L>
+where
+    K: Clone + Send + 'static,
+    L: Clone + Send + 'static,
+{
+    /// An inner windowed join with `other` (see the module docs): one
+    /// `joiner(l, r)` per pair of records with the same key within
+    /// `windows`. `name` names its stores (`<name>-left`, `<name>-right`,
+    /// `<name>-timers`). Needs both streams' codecs.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_core::{Json, Str};
+    /// use weir_dsl::{JoinWindows, TopologyBuilder};
+    ///
+    /// let b = TopologyBuilder::new();
+    /// let clicks = b.stream("clicks", Str, Str);
+    /// let views = b.stream("views", Str, Str);
+    /// clicks
+    ///     .join_windowed(&views, "click-view", JoinWindows::of(Duration::from_secs(60)),
+    ///         |c: &String, v: &String| format!("{c} after {v}"))
+    ///     .with_value_codec(Str)
+    ///     .to("clicks-with-views");
+    /// assert_eq!(b.build().unwrap().stores(),
+    ///     vec!["click-view-left", "click-view-right", "click-view-timers"]);
+    /// ```
+    pub fn join_windowed<R, VR>(
+        &self,
+        other: &Stream<K, R>,
+        name: impl Into<String>,
+        windows: JoinWindows,
+        joiner: impl Fn(&L, &R) -> VR + Send + Sync + 'static,
+    ) -> Stream<K, VR>
+    where
+        R: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        let joiner: Joiner<L, R, VR> = Arc::new(move |l, r| {
+            joiner(
+                l.expect("an inner join pairs records"),
+                r.expect("an inner join pairs records"),
+            )
+        });
+        self.windowed_join(other, name.into(), windows, Kind::Inner, joiner)
+    }
+
+    /// As [`Stream::join_windowed`], and each left record that joined
+    /// nothing is emitted once with `None` when its window closes.
+    pub fn left_join_windowed<R, VR>(
+        &self,
+        other: &Stream<K, R>,
+        name: impl Into<String>,
+        windows: JoinWindows,
+        joiner: impl Fn(&L, Option<&R>) -> VR + Send + Sync + 'static,
+    ) -> Stream<K, VR>
+    where
+        R: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        let joiner: Joiner<L, R, VR> =
+            Arc::new(move |l, r| joiner(l.expect("a left join has its left record"), r));
+        self.windowed_join(other, name.into(), windows, Kind::Left, joiner)
+    }
+
+    /// As [`Stream::left_join_windowed`], for the records of both sides.
+    pub fn outer_join_windowed<R, VR>(
+        &self,
+        other: &Stream<K, R>,
+        name: impl Into<String>,
+        windows: JoinWindows,
+        joiner: impl Fn(Option<&L>, Option<&R>) -> VR + Send + Sync + 'static,
+    ) -> Stream<K, VR>
+    where
+        R: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        self.windowed_join(other, name.into(), windows, Kind::Outer, Arc::new(joiner))
+    }
+
+    fn windowed_join<R, VR>(
+        &self,
+        other: &Stream<K, R>,
+        name: String,
+        windows: JoinWindows,
+        kind: Kind,
+        joiner: Joiner<L, R, VR>,
+    ) -> Stream<K, VR>
+    where
+        R: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        let (key, left): (Arc<dyn Codec<K>>, Arc<dyn Codec<L>>) = self
+            .codecs_for(&name)
+            .unwrap_or_else(|| (Arc::new(Unavailable), Arc::new(Unavailable)));
+        let right: Arc<dyn Codec<R>> = other
+            .codecs_for(&name)
+            .map_or_else(|| Arc::new(Unavailable) as Arc<dyn Codec<R>>, |(_, c)| c);
+        let names = [format!("{name}-left"), format!("{name}-right")];
+        let timers_name = format!("{name}-timers");
+        let timers = {
+            let mut g = self.graph.borrow_mut();
+            g.declare_store(&names[0]);
+            g.declare_store(&names[1]);
+            g.declare_timer_store(&timers_name);
+            Timers {
+                name: timers_name.into(),
+            }
+        };
+        let stores = [
+            crate::process::StoreRef(names[0].clone()),
+            crate::process::StoreRef(names[1].clone()),
+        ];
+        let shared = Arc::new(Shared {
+            names,
+            key: key.clone(),
+            left,
+            right,
+            joiner,
+            windows,
+            kind,
+        });
+        let sl = self.map_values(Side::<L, R>::L);
+        let sr = other.map_values(Side::<L, R>::R);
+        let mut out =
+            sl.merge(&sr)
+                .process_with(name, &[&stores[0], &stores[1], &timers], move || JoinNode {
+                    shared: shared.clone(),
+                });
+        out.key_codec = Some(key);
+        out.value_codec = None;
+        out
+    }
+}
