@@ -28,6 +28,7 @@ mod grouped;
 mod join;
 mod params;
 mod process;
+mod session;
 mod suppress;
 mod table;
 mod wait;
@@ -41,6 +42,7 @@ pub use grouped::{Grouped, Table};
 pub use join::JoinWindows;
 pub use params::{Param, ParamDescription, ParamValue};
 pub use process::{Processor, ProcessorContext, Store, StoreName, Timers, TypedStore};
+pub use session::{session, SessionGrouped, SessionTable, SessionWindows};
 pub use wait::{Outcome, Pending, PendingCodec, Wait};
 pub use weir_state::{Clock, Timer};
 pub use window::{

@@ -292,6 +292,13 @@ pub(crate) fn decode_slot(v: &[u8]) -> Option<(Timestamp, &[u8])> {
 /// window's start and end (8 bytes each, big-endian).
 pub struct WindowedCodec<K>(Arc<dyn Codec<K>>);
 
+impl<K> WindowedCodec<K> {
+    /// Windowed keys whose key is encoded with `key`.
+    pub fn new(key: Arc<dyn Codec<K>>) -> Self {
+        Self(key)
+    }
+}
+
 impl<K: 'static> Codec<Windowed<K>> for WindowedCodec<K> {
     fn name(&self) -> &'static str {
         "windowed"

@@ -168,16 +168,25 @@ impl<S: KeyValueStore> SessionStore<S> {
         self.find(key, i64::MIN, i64::MAX)
     }
 
-    /// Removes every session that ended before `bound` (retention on
-    /// stream time); how many. Reads only those.
+    /// Every session that ended before `bound`, with its key, in end
+    /// order (then key, start). Reads only those (and their values).
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
-    pub fn expire_before(&mut self, bound: i64) -> Result<usize, StoreError> {
+    pub fn ended_before(&self, bound: i64) -> Result<Vec<(Vec<u8>, SessionEntry)>, StoreError> {
+        let mut found = Vec::new();
+        for (key, start, end) in self.ids_ended_before(bound)? {
+            if let Some(value) = self.get(&key, start, end)? {
+                found.push((key, SessionEntry { start, end, value }));
+            }
+        }
+        Ok(found)
+    }
+
+    fn ids_ended_before(&self, bound: i64) -> Result<Vec<(Vec<u8>, i64, i64)>, StoreError> {
         let mut to = vec![BY_END];
         to.extend_from_slice(&ord(bound));
-        let expired: Vec<(Vec<u8>, i64, i64)> = self
-            .store
+        self.store
             .range(KeyRange::between(&[BY_END], &to))?
             .filter_map(|entry| {
                 let (k, _) = match entry {
@@ -190,7 +199,16 @@ impl<S: KeyValueStore> SessionStore<S> {
                 let start = unord(k.get(13 + len..)?)?;
                 Some(Ok((key, start, end)))
             })
-            .collect::<Result<_, _>>()?;
+            .collect()
+    }
+
+    /// Removes every session that ended before `bound` (retention on
+    /// stream time); how many. Reads only those.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    pub fn expire_before(&mut self, bound: i64) -> Result<usize, StoreError> {
+        let expired = self.ids_ended_before(bound)?;
         for (key, start, end) in &expired {
             self.remove(key, *start, *end)?;
         }
@@ -262,6 +280,19 @@ mod tests {
                         prop_assert_eq!(got, want);
                     }
                     Op::Expire(bound) => {
+                        let ended: Vec<(Vec<u8>, i64, i64)> = sessions
+                            .ended_before(bound)
+                            .unwrap()
+                            .into_iter()
+                            .map(|(k, e)| (k, e.start, e.end))
+                            .collect();
+                        let mut want: Vec<(Vec<u8>, i64, i64)> = model
+                            .keys()
+                            .filter(|(_, _, e)| *e < bound)
+                            .cloned()
+                            .collect();
+                        want.sort_by(|a, b| (a.2, &a.0, a.1).cmp(&(b.2, &b.0, b.1)));
+                        prop_assert_eq!(ended, want);
                         let n = sessions.expire_before(bound).unwrap();
                         let before = model.len();
                         model.retain(|(_, _, e), _| *e >= bound);
