@@ -312,3 +312,47 @@ fn outcomes_carry_the_b_timestamp_or_the_deadline() {
     );
     assert_eq!(d.stream_time("a"), Some(1_000 + TIMEOUT + GRACE + 1));
 }
+
+#[test]
+fn correlate_takes_the_key_from_each_value_through_repartition_topics() {
+    let b = TopologyBuilder::new();
+    let orders = b.stream("orders", Str, Json::<serde_json::Value>::new());
+    let payments = b.stream("payments", Str, Json::<serde_json::Value>::new());
+    orders
+        .await_event(
+            &payments,
+            Wait::named("pay")
+                .correlate(
+                    |o: &serde_json::Value| o["id"].as_str().unwrap_or("").to_string(),
+                    |p: &serde_json::Value| p["order"].as_str().unwrap_or("").to_string(),
+                )
+                .timeout(Duration::from_millis(100)),
+        )
+        .map_values(|o| match o {
+            Outcome::Matched(..) => "matched".to_string(),
+            Outcome::TimedOut(_) => "timed out".to_string(),
+        })
+        .with_value_codec(Str)
+        .to("out");
+    let t = b.build().unwrap();
+    let mut topics: Vec<String> = t.repartition_topics().into_iter().map(|(t, _)| t).collect();
+    topics.sort();
+    assert_eq!(topics, vec!["pay-a-repartition", "pay-b-repartition"]);
+    let d = TopologyTestDriver::new(t);
+    let o = d.input_topic("orders", Str, Json::<serde_json::Value>::new());
+    let p = d.input_topic("payments", Str, Json::<serde_json::Value>::new());
+    // Record keys say nothing: the values carry the correlation key.
+    o.pipe_input_at("x".into(), serde_json::json!({"id": "o1"}), 1_000);
+    o.pipe_input_at("y".into(), serde_json::json!({"id": "o2"}), 1_000);
+    p.pipe_input_at("z".into(), serde_json::json!({"order": "o1"}), 1_050);
+    p.pipe_input_at("z".into(), serde_json::json!({"order": "o3"}), 1_500);
+    let mut got = d.output_topic("out", Str, Str).read_key_values_to_list();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("o1".to_string(), "matched".to_string()),
+            ("o2".to_string(), "timed out".to_string())
+        ]
+    );
+}
