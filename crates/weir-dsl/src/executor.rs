@@ -246,7 +246,7 @@ impl TaskExecutor {
                     // Nothing earlier is left (nothing at all: any new
                     // timer lowers the floor to its deadline).
                     t.floor[c] = Some(next.unwrap_or(i64::MAX).max(from));
-                    if !next.is_some_and(|d| d <= now) {
+                    if next.is_none_or(|d| d > now) {
                         break;
                     }
                     let due = TimerStore::new(state.store(store))

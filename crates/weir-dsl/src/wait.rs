@@ -47,6 +47,7 @@ pub enum Outcome<A, B> {
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 type DurationFn = Arc<dyn Fn() -> Duration + Send + Sync>;
+type Condition<A, B> = Arc<dyn Fn(&A, &B) -> bool + Send + Sync>;
 
 /// The settings of an [`Stream::await_event`].
 ///
@@ -78,7 +79,7 @@ type DurationFn = Arc<dyn Fn() -> Duration + Send + Sync>;
 pub struct Wait<K, A, B> {
     name: String,
     correlate: Option<(KeyFn<A, K>, KeyFn<B, K>)>,
-    when: Arc<dyn Fn(&A, &B) -> bool + Send + Sync>,
+    when: Condition<A, B>,
     timeout: DurationFn,
     grace: DurationFn,
     resolve_all: bool,
@@ -299,7 +300,7 @@ fn ms(d: Duration) -> i64 {
 struct Shared<K, A, B> {
     waits: Store<K, Vec<Pending<A>>>,
     early: Store<K, Vec<Pending<B>>>,
-    when: Arc<dyn Fn(&A, &B) -> bool + Send + Sync>,
+    when: Condition<A, B>,
     timeout: DurationFn,
     grace: DurationFn,
     resolve_all: bool,

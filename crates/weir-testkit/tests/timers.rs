@@ -258,7 +258,9 @@ fn a_timer_store_belongs_to_one_node() {
     s.process_with("two", &[&timers], || Delay)
         .with_codecs(Str, Json::<i64>::new())
         .to("b");
-    let err = b.build().err().expect("refused");
+    let Err(err) = b.build() else {
+        panic!("a timer store named by two nodes is refused");
+    };
     assert!(err.to_string().contains("one node"), "{err}");
 }
 
