@@ -38,20 +38,13 @@ impl Processor<String, i64, String, i64> for SetTimer {
     }
 }
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn kib(field: &str) -> u64 {
     weir_benches::status_kib(std::process::id(), field)
 }
 
 fn main() {
-    let n = env("WEIR_BENCH_TIMERS", 1_000_000);
-    let due = env("WEIR_BENCH_DUE", 100_000).min(n);
+    let n = weir_benches::bench_var("WEIR_BENCH_TIMERS", 1_000_000);
+    let due = weir_benches::bench_var("WEIR_BENCH_DUE", 100_000).min(n);
     let b = Topology::builder();
     let timers = b.timer_store("bench-timers");
     b.stream("in", Str, Json::<i64>::new())

@@ -17,13 +17,6 @@ use weir::state::{RocksDbBackend, StateBudget, TaskState};
 /// benchmark moves stream time past it.
 const TIMEOUT_MS: i64 = 1_000_000_000;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn record(topic: &str, i: usize, ts: i64) -> Record {
     Record {
         topic: topic.into(),
@@ -37,8 +30,8 @@ fn record(topic: &str, i: usize, ts: i64) -> Record {
 }
 
 fn main() {
-    let n = env("WEIR_BENCH_WAITS", 1_000_000);
-    let due = env("WEIR_BENCH_DUE", 100_000).min(n / 2);
+    let n = weir_benches::bench_var("WEIR_BENCH_WAITS", 1_000_000);
+    let due = weir_benches::bench_var("WEIR_BENCH_DUE", 100_000).min(n / 2);
     let b = Topology::builder();
     let orders = b.stream("a", Str, Json::<i64>::new());
     let payments = b.stream("b", Str, Json::<i64>::new());

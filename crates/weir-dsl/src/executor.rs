@@ -56,6 +56,22 @@ pub struct TimerRun {
     pub failed: Vec<(Option<Record>, ProcessError)>,
 }
 
+/// The [`Env`] of a call, borrowing the executor's fields one by one (a
+/// macro, so the borrows stay disjoint from other fields in use).
+macro_rules! env {
+    ($exec:ident, $state:expr, $position:expr) => {
+        Env {
+            processors: &mut $exec.processors,
+            state: $state,
+            stream_time: $exec.stream_time,
+            wall_clock: $exec.wall_clock,
+            timer_nodes: &mut $exec.timer_nodes,
+            punctuations: &mut $exec.punctuations,
+            position: $position,
+        }
+    };
+}
+
 /// Runs the nodes of one task — one sub-topology for one partition number —
 /// on the records of its source partitions.
 ///
@@ -340,15 +356,7 @@ impl TaskExecutor {
         let mark = out.len();
         state.savepoint();
         let nodes = &self.topology.inner.nodes;
-        let mut env = Env {
-            processors: &mut self.processors,
-            state,
-            stream_time: self.stream_time,
-            wall_clock: self.wall_clock,
-            timer_nodes: &mut self.timer_nodes,
-            punctuations: &mut self.punctuations,
-            position: None,
-        };
+        let mut env = env!(self, state, None);
         let result = catch_unwind(AssertUnwindSafe(|| {
             let mut forwarded = Vec::new();
             call_node(nodes, node, trigger, &mut forwarded, &mut env)?;
@@ -439,15 +447,7 @@ impl TaskExecutor {
     /// Runs `init` of the `process` nodes among `ids`.
     fn init_nodes(&mut self, ids: &[usize], state: &mut TaskState) -> Result<(), ProcessError> {
         let nodes = &self.topology.inner.nodes;
-        let mut env = Env {
-            processors: &mut self.processors,
-            state,
-            stream_time: self.stream_time,
-            wall_clock: self.wall_clock,
-            timer_nodes: &mut self.timer_nodes,
-            punctuations: &mut self.punctuations,
-            position: None,
-        };
+        let mut env = env!(self, state, None);
         for &id in ids {
             if env.processors[id].is_none() {
                 continue;
@@ -564,15 +564,7 @@ impl TaskExecutor {
         if stateful {
             state.savepoint();
         }
-        let mut env = Env {
-            processors: &mut self.processors,
-            state,
-            stream_time: self.stream_time,
-            wall_clock: self.wall_clock,
-            timer_nodes: &mut self.timer_nodes,
-            punctuations: &mut self.punctuations,
-            position: Some((record.partition, record.offset)),
-        };
+        let mut env = env!(self, state, Some((record.partition, record.offset)));
         // User code includes codecs: a panic while decoding is dead-lettered too.
         let result =
             catch_unwind(AssertUnwindSafe(|| {

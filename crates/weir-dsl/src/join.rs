@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_core::{Codec, CodecError, ProcessError, Timestamp};
-use weir_state::{Clock, KeyValueStore as _, Timer};
+use weir_state::{from_time_key, time_key as ord, Clock, KeyValueStore as _, Timer};
 
 use crate::wait::Unavailable;
 
@@ -116,10 +116,6 @@ impl<T: 'static> Codec<Kept<T>> for KeptCodec<T> {
 
 const LEFT: u8 = b'l';
 const RIGHT: u8 = b'r';
-
-fn ord(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
 
 /// A stored record's key: key length, key, timestamp, partition, offset —
 /// a key's records in time order.
@@ -247,49 +243,31 @@ where
             .map_err(|e| store_err(&node, &s.names[other], e))?;
         let mut outputs = Vec::with_capacity(found.len());
         for (k, v) in &found {
-            let other_ts = {
-                let at = 4 + kb.len();
-                let b: [u8; 8] = k[at..at + 8].try_into().expect("8 bytes");
-                (u64::from_be_bytes(b) ^ (1 << 63)) as i64
-            };
+            let at = 4 + kb.len();
+            let other_ts = k.get(at..at + 8).and_then(from_time_key).unwrap_or(ts);
+            let (flag, stored) = v
+                .split_first()
+                .ok_or_else(|| crate::window::corrupt(&node, &s.names[other], "an empty record"))?;
             let out = match &value {
                 Side::L(l) => {
-                    let mut r = KeptCodec(s.right.clone())
-                        .decode(v)
-                        .map_err(|e| codec_err(&node, e))?;
-                    let joined = (s.joiner)(Some(l), Some(&r.value));
-                    if !r.joined {
-                        r.joined = true;
-                        let bytes = KeptCodec(s.right.clone())
-                            .encode(&r)
-                            .map_err(|e| codec_err(&node, e))?;
-                        let (_, state) = ctx.raw();
-                        state
-                            .store(ids[other])
-                            .put(k, &bytes)
-                            .map_err(|e| store_err(&node, &s.names[other], e))?;
-                    }
-                    joined
+                    let r = s.right.decode(stored).map_err(|e| codec_err(&node, e))?;
+                    (s.joiner)(Some(l), Some(&r))
                 }
                 Side::R(r) => {
-                    let mut l = KeptCodec(s.left.clone())
-                        .decode(v)
-                        .map_err(|e| codec_err(&node, e))?;
-                    let joined = (s.joiner)(Some(&l.value), Some(r));
-                    if !l.joined {
-                        l.joined = true;
-                        let bytes = KeptCodec(s.left.clone())
-                            .encode(&l)
-                            .map_err(|e| codec_err(&node, e))?;
-                        let (_, state) = ctx.raw();
-                        state
-                            .store(ids[other])
-                            .put(k, &bytes)
-                            .map_err(|e| store_err(&node, &s.names[other], e))?;
-                    }
-                    joined
+                    let l = s.left.decode(stored).map_err(|e| codec_err(&node, e))?;
+                    (s.joiner)(Some(&l), Some(r))
                 }
             };
+            if *flag == 0 {
+                // It joined now: no "unjoined" result for it at expiry.
+                let mut marked = v.clone();
+                marked[0] = 1;
+                let (_, state) = ctx.raw();
+                state
+                    .store(ids[other])
+                    .put(k, &marked)
+                    .map_err(|e| store_err(&node, &s.names[other], e))?;
+            }
             outputs.push((out, ts.max(other_ts)));
         }
         let joined = !outputs.is_empty();
@@ -356,8 +334,10 @@ where
         }
         let key_len = u32::from_be_bytes(sk[..4].try_into().expect("4 bytes")) as usize;
         let key_bytes = &sk[4..4 + key_len];
-        let ts_bytes: [u8; 8] = sk[4 + key_len..12 + key_len].try_into().expect("8 bytes");
-        let ts = (u64::from_be_bytes(ts_bytes) ^ (1 << 63)) as i64;
+        let ts = sk
+            .get(4 + key_len..12 + key_len)
+            .and_then(from_time_key)
+            .unwrap_or(timer.deadline);
         let out = if side == LEFT {
             let l = KeptCodec(s.left.clone())
                 .decode(&bytes)

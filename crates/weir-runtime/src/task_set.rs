@@ -346,20 +346,8 @@ impl TaskSet {
         self.dirty = true;
         let out = std::mem::take(&mut self.out);
         for o in &out {
-            let sent = send_raw(
-                &self.producer,
-                Outgoing {
-                    topic: &o.topic,
-                    partition: None,
-                    key: o.key.as_deref(),
-                    value: o.value.as_deref(),
-                    headers: &o.headers,
-                    timestamp: Some(o.timestamp),
-                },
-                opaque(self.txn, TIMER_SOURCE),
-            );
-            match sent {
-                Ok(()) => self.produced += 1,
+            match self.send_output(o, TIMER_SOURCE) {
+                Ok(()) => {}
                 Err(e) if e.rdkafka_error_code().is_some_and(is_per_record) => {
                     self.fail(Error::Task {
                         task: task_id.clone(),
@@ -576,8 +564,9 @@ impl TaskSet {
         self.markers_after_record(key);
     }
 
-    fn send(&mut self, o: &Record, source: usize, tp: Tp, offset: i64) {
-        let result = send_raw(
+    /// Sends output `o` in the open transaction, tagged with `source`.
+    fn send_output(&mut self, o: &Record, source: usize) -> Result<(), KafkaError> {
+        send_raw(
             &self.producer,
             Outgoing {
                 topic: &o.topic,
@@ -588,9 +577,14 @@ impl TaskSet {
                 timestamp: Some(o.timestamp),
             },
             opaque(self.txn, source),
-        );
-        match result {
-            Ok(()) => self.produced += 1,
+        )?;
+        self.produced += 1;
+        Ok(())
+    }
+
+    fn send(&mut self, o: &Record, source: usize, tp: Tp, offset: i64) {
+        match self.send_output(o, source) {
+            Ok(()) => {}
             Err(e) => {
                 let code = e.rdkafka_error_code();
                 if code.is_some_and(is_per_record) {

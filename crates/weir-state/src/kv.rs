@@ -133,6 +133,18 @@ pub trait KeyValueStore {
     fn approximate_len(&self) -> Result<u64, StoreError>;
 }
 
+/// A timestamp (any `i64`) as 8 bytes whose byte order is its numeric
+/// order (big-endian, sign bit flipped): the time part of ordered keys.
+pub fn time_key(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The timestamp of [`time_key`] bytes; `None` unless exactly 8 bytes.
+pub fn from_time_key(b: &[u8]) -> Option<i64> {
+    let a: [u8; 8] = b.try_into().ok()?;
+    Some((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

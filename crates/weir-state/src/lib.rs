@@ -42,7 +42,7 @@ mod window;
 
 pub use backend::{StateBackend, StoreReader, WriteSet};
 pub use error::StoreError;
-pub use kv::{KeyRange, KeyValueStore, KvIter, KvPair};
+pub use kv::{from_time_key, time_key, KeyRange, KeyValueStore, KvIter, KvPair};
 pub use memory::InMemoryBackend;
 pub use pending::PendingWrites;
 #[cfg(feature = "rocksdb")]

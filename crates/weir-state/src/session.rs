@@ -18,19 +18,11 @@
 //! back. Both entries are ordinary writes of the store: pending until the
 //! transaction commits, changelogged, restored like any other key.
 
+use crate::kv::{from_time_key as unord, time_key as ord};
 use crate::{KeyRange, KeyValueStore, StoreError};
 
 const BY_KEY: u8 = 0x01;
 const BY_END: u8 = 0x02;
-
-fn ord(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn unord(b: &[u8]) -> Option<i64> {
-    let a: [u8; 8] = b.try_into().ok()?;
-    Some((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
-}
 
 fn key_prefix(key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(5 + key.len() + 16);

@@ -16,6 +16,7 @@
 //! are ordinary writes of the store: pending until the transaction commits,
 //! changelogged, restored like any other key.
 
+use crate::kv::{from_time_key as unord, time_key as ord};
 use crate::{KeyRange, KeyValueStore, StoreError};
 
 const INDEX: u8 = 0x01;
@@ -60,15 +61,6 @@ pub struct Timer {
     pub deadline: i64,
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
-}
-
-fn ord(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn unord(b: &[u8]) -> Option<i64> {
-    let a: [u8; 8] = b.try_into().ok()?;
-    Some((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
 }
 
 fn index_key(clock: Clock, deadline: i64, key: &[u8]) -> Vec<u8> {

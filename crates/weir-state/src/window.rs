@@ -23,21 +23,11 @@
 //! Because the layout depends on `segment_ms`, a store must keep it: the
 //! DSL derives it from the window's size and grace.
 
+use crate::kv::{from_time_key, time_key as ord};
 use crate::{KeyRange, KeyValueStore, StoreError};
 
 const META: u8 = 0x00;
 const WINDOW: u8 = 0x01;
-
-/// Order-preserving encoding of an `i64` as 8 bytes.
-fn ord(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn unord(b: &[u8]) -> i64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(b);
-    (u64::from_be_bytes(a) ^ (1 << 63)) as i64
-}
 
 /// A window's entry key (see the module docs).
 pub fn window_key(segment_ms: i64, key: &[u8], start: i64) -> Vec<u8> {
@@ -60,7 +50,7 @@ pub fn decode_window_key(k: &[u8]) -> Option<(&[u8], i64)> {
     if k.len() != 21 + len {
         return None;
     }
-    Some((&k[13..13 + len], unord(&k[13 + len..])))
+    Some((&k[13..13 + len], from_time_key(&k[13 + len..])?))
 }
 
 fn segment_prefix(segment: i64) -> Vec<u8> {
@@ -169,7 +159,7 @@ impl<S: KeyValueStore> WindowStore<S> {
         }
         let range = KeyRange::between(&segment_prefix(from), &segments_after(last));
         match self.store.range(range)?.next() {
-            Some(entry) => Ok(Some(unord(&entry?.0[1..9]))),
+            Some(entry) => Ok(entry?.0.get(1..9).and_then(from_time_key)),
             None => Ok(None),
         }
     }
