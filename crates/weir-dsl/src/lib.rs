@@ -36,7 +36,7 @@ mod window;
 
 pub use builder::{BranchBuilder, Stream, TopologyBuilder};
 pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription};
-pub use executor::TaskExecutor;
+pub use executor::{TaskExecutor, TimerRun};
 pub use graph::{BuildError, Topology};
 pub use grouped::{Grouped, Table};
 pub use join::JoinWindows;

@@ -61,6 +61,7 @@ mod stats;
 mod stream_thread;
 mod task;
 mod task_set;
+mod timers;
 mod topics;
 mod watchdog;
 

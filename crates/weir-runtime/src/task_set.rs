@@ -14,7 +14,7 @@ use rdkafka::{Message, TopicPartitionList};
 use weir_core::{DeadLetter, ErrorClass, Record};
 
 use crate::changelog::ChangelogWrites;
-use crate::delivery::{opaque, Ack, DeliveryContext, Failure, TIMER_SOURCE};
+use crate::delivery::{opaque, Ack, DeliveryContext, Failure};
 use crate::error::Error;
 use crate::kafka::{is_per_record, to_owned_headers, to_record};
 use crate::purge::Purger;
@@ -23,15 +23,12 @@ use crate::restore::ChangelogRestorer;
 use crate::stats::RuntimeStats;
 use crate::stream_thread::ThreadSpec;
 use crate::task::{Task, TaskKey, TaskPhase, Tp};
+use crate::timers::{timers_ready, TIMER_CHUNK};
 
 /// Buffered records of one partition above which it is paused.
 const PAUSE_ABOVE: usize = 10_000;
 /// Pending state bytes of a thread above which it commits early.
 const PENDING_BYTES_LIMIT: usize = 64 << 20;
-/// Timers (and punctuations) a task fires per transaction at most: the
-/// rest fire after a commit, which comes at once (see
-/// [`TaskSet::timer_backlog`]).
-pub(crate) const TIMER_CHUNK: usize = 10_000;
 
 /// The tasks of one stream thread and the bookkeeping of its open
 /// transaction.
@@ -96,7 +93,7 @@ pub(crate) struct TaskSet {
     /// Per sub-topology: the repartition topics it writes (where its
     /// tasks send stream-time markers, see [`crate::markers`]).
     pub marker_targets: Vec<Vec<(String, crate::topics::RepartitionTopic)>>,
-    out: Vec<Record>,
+    pub(crate) out: Vec<Record>,
     /// A task has more due timers than its chunk of this transaction:
     /// commit now, so they fire in the next one.
     pub timer_backlog: bool,
@@ -269,103 +266,6 @@ impl TaskSet {
         self.tasks
             .values()
             .any(|t| t.phase == TaskPhase::Running && t.group.ready(now))
-    }
-
-    /// The earliest wall-clock deadline of a running task's timers, as
-    /// far as known (the poll sleeps no longer).
-    pub fn next_wall_deadline(&self) -> Option<i64> {
-        self.tasks
-            .values()
-            .filter(|t| t.phase == TaskPhase::Running)
-            .filter_map(|t| t.executor.next_wall_deadline())
-            .min()
-    }
-
-    /// Fires the due timers of task `key` within its chunk of this
-    /// transaction, and sends their outputs (see [`TIMER_CHUNK`]).
-    fn fire_timers(&mut self, key: TaskKey) {
-        let Some(task) = self.tasks.get_mut(&key) else {
-            return;
-        };
-        if task.phase != TaskPhase::Running || !task.executor.has_due_timers() {
-            return;
-        }
-        let budget = TIMER_CHUNK.saturating_sub(task.timers_fired);
-        if budget == 0 {
-            self.timer_backlog = true;
-            return;
-        }
-        let state = task
-            .state
-            .as_mut()
-            .expect("a running task has its stores open");
-        self.out.clear();
-        let run = match task.executor.fire_timers(&mut self.out, state, budget) {
-            Ok(run) => run,
-            Err(e) => {
-                let task = task.id.clone();
-                self.fail(Error::Task {
-                    task,
-                    message: e.to_string(),
-                });
-                return;
-            }
-        };
-        task.timers_fired += run.fired;
-        if task.timers_fired >= TIMER_CHUNK && task.executor.has_due_timers() {
-            self.timer_backlog = true;
-        }
-        let task_id = task.id.clone();
-        for (record, e) in run.failed {
-            if e.class() == ErrorClass::Fatal {
-                self.fail(Error::Task {
-                    task: task_id,
-                    message: e.to_string(),
-                });
-                return;
-            }
-            match record {
-                Some(r) => {
-                    tracing::warn!(task = %task_id, store = %r.topic, deadline = r.timestamp, node = e.node(), error = %e, "dead-lettering a timer");
-                    self.out.push(DeadLetter::from(&e).to_record(
-                        &self.spec.dead_letter_topic,
-                        &r,
-                        now_ms(),
-                    ));
-                    RuntimeStats::add(&self.spec.stats.dead_lettered, 1);
-                }
-                None => {
-                    tracing::warn!(task = %task_id, node = e.node(), error = %e, "a punctuation failed; its writes and outputs were dropped");
-                }
-            }
-        }
-        if run.fired == 0 && self.out.is_empty() {
-            return;
-        }
-        RuntimeStats::add(&self.spec.stats.timers_fired, run.fired as u64);
-        self.dirty = true;
-        let out = std::mem::take(&mut self.out);
-        for o in &out {
-            match self.send_output(o, TIMER_SOURCE) {
-                Ok(()) => {}
-                Err(e) if e.rdkafka_error_code().is_some_and(is_per_record) => {
-                    self.fail(Error::Task {
-                        task: task_id.clone(),
-                        message: format!(
-                            "an output of a timer to {} can never be delivered: {e}",
-                            o.topic
-                        ),
-                    });
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(topic = %o.topic, error = %e, "send failed; rewinding to the last commit");
-                    self.rewind_requested = true;
-                    break;
-                }
-            }
-        }
-        self.out = out;
     }
 
     /// Whether some task is opening or restoring its stores.
@@ -565,7 +465,7 @@ impl TaskSet {
     }
 
     /// Sends output `o` in the open transaction, tagged with `source`.
-    fn send_output(&mut self, o: &Record, source: usize) -> Result<(), KafkaError> {
+    pub(crate) fn send_output(&mut self, o: &Record, source: usize) -> Result<(), KafkaError> {
         send_raw(
             &self.producer,
             Outgoing {
@@ -963,9 +863,4 @@ fn describe(tpl: &TopicPartitionList) -> String {
         .map(|(t, ps)| format!("{t}{ps:?}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Whether task `t` has timers to fire in this transaction.
-fn timers_ready(t: &Task) -> bool {
-    t.timers_fired < TIMER_CHUNK && t.executor.has_due_timers()
 }
