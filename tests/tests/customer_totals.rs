@@ -247,9 +247,20 @@ fn exact_after_a_crash_after_commit_before_checkpoint() {
 
 #[test]
 fn at_least_once_under_the_same_crash_is_caught_by_the_check() {
-    let err = crash_at("before_commit", "at_least_once")
-        .expect_err("at least once repeats the crashed interval's updates");
-    eprintln!("at_least_once after a crash before the commit: {err}");
+    // At least once repeats the crashed interval's updates whenever that
+    // interval carried a purchase; it can hold only stream-time markers
+    // (nothing to repeat), so the crash is tried up to three times.
+    // Exactly once never repeats, in every run.
+    for attempt in 1..=3 {
+        match crash_at("before_commit", "at_least_once") {
+            Err(err) => {
+                eprintln!("at_least_once after a crash before the commit: {err}");
+                return;
+            }
+            Ok(()) => eprintln!("attempt {attempt}: the crashed interval repeated nothing"),
+        }
+    }
+    panic!("at least once never repeated the crashed interval's updates in three crashes");
 }
 
 #[test]
