@@ -29,6 +29,7 @@ mod join;
 mod params;
 mod process;
 mod session;
+mod sliding;
 mod suppress;
 mod table;
 mod wait;
@@ -43,6 +44,7 @@ pub use join::JoinWindows;
 pub use params::{Param, ParamDescription, ParamValue};
 pub use process::{Processor, ProcessorContext, Store, StoreName, Timers, TypedStore};
 pub use session::{session, SessionGrouped, SessionTable, SessionWindows};
+pub use sliding::{sliding, SlidingGrouped, SlidingWindows};
 pub use wait::{Outcome, Pending, PendingCodec, Wait};
 pub use weir_state::{Clock, Timer};
 pub use window::{

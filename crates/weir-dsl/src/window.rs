@@ -97,6 +97,16 @@ pub fn hopping(size: Duration, advance: Duration) -> TimeWindows {
 }
 
 impl TimeWindows {
+    /// Windows of `size` every `advance` with `grace` (other window kinds
+    /// that store like time windows).
+    pub(crate) fn fixed(size: i64, advance: i64, grace: i64) -> Self {
+        Self {
+            size,
+            advance,
+            grace,
+        }
+    }
+
     /// How long after its end a window still takes records (on stream
     /// time).
     pub fn grace(self, grace: Duration) -> Self {
@@ -276,7 +286,7 @@ impl<K: 'static, V: 'static> WindowedStore<K, V> {
 
 /// A window's stored value: the largest input timestamp, then the
 /// aggregate's encoding.
-fn encode_slot(max_ts: Timestamp, agg: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_slot(max_ts: Timestamp, agg: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(8 + agg.len());
     v.extend_from_slice(&max_ts.to_be_bytes());
     v.extend_from_slice(agg);
@@ -510,7 +520,7 @@ where
     }
 }
 
-fn set_kind<K, V>(s: &Stream<K, V>, kind: &'static str) {
+pub(crate) fn set_kind<K, V>(s: &Stream<K, V>, kind: &'static str) {
     s.graph.borrow_mut().nodes[s.node].kind = kind;
 }
 
@@ -542,7 +552,7 @@ pub(crate) fn corrupt(node: &str, store: &str, message: impl Into<String>) -> Pr
     }
 }
 
-fn codec_err(node: &str, source: CodecError) -> ProcessError {
+pub(crate) fn codec_err(node: &str, source: CodecError) -> ProcessError {
     ProcessError::Codec {
         node: node.to_string(),
         source,
@@ -699,9 +709,9 @@ where
 /// window store, and the stream of its updates (or, suppressed, of its
 /// final results).
 pub struct WindowedTable<K, V> {
-    updates: Stream<Windowed<K>, V>,
-    store: WindowedStore<K, V>,
-    suppressed: Arc<AtomicBool>,
+    pub(crate) updates: Stream<Windowed<K>, V>,
+    pub(crate) store: WindowedStore<K, V>,
+    pub(crate) suppressed: Arc<AtomicBool>,
 }
 
 impl<K, V> WindowedTable<K, V>
