@@ -50,6 +50,73 @@ impl CodecError {
     }
 }
 
+/// How an operator's failure is handled; the operator picks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// It may succeed later (a timeout, a busy service): retried with
+    /// backoff where the node has a retry policy, then dead-lettered (kind
+    /// `retries-exhausted`); dead-lettered at once (kind `retryable`)
+    /// where it has none.
+    Retryable,
+    /// It will never succeed: dead-lettered at once (kind `permanent`).
+    Permanent,
+    /// The record is invalid: dead-lettered at once (kind `validation`).
+    Validation,
+}
+
+/// An operator's failure on one record: its [`Failure`] class, a message,
+/// and for validation failures the path of the offending field.
+///
+/// # Examples
+/// ```
+/// use weir_core::{Failure, OpError};
+///
+/// let e = OpError::validation("must be positive").at_field("/amount");
+/// assert_eq!(e.failure, Failure::Validation);
+/// assert_eq!(e.to_string(), "/amount: must be positive");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
+pub struct OpError {
+    /// What to do about it.
+    pub failure: Failure,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The offending field (a JSON pointer such as `/amount`), if any.
+    pub field: Option<String>,
+}
+
+impl OpError {
+    /// A failure that may go away (see [`Failure::Retryable`]).
+    pub fn retryable(message: impl std::fmt::Display) -> Self {
+        Self::new(Failure::Retryable, message)
+    }
+
+    /// A failure that will not go away (see [`Failure::Permanent`]).
+    pub fn permanent(message: impl std::fmt::Display) -> Self {
+        Self::new(Failure::Permanent, message)
+    }
+
+    /// An invalid record (see [`Failure::Validation`]).
+    pub fn validation(message: impl std::fmt::Display) -> Self {
+        Self::new(Failure::Validation, message)
+    }
+
+    /// Names the offending field.
+    pub fn at_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    fn new(failure: Failure, message: impl std::fmt::Display) -> Self {
+        Self {
+            failure,
+            message: message.to_string(),
+            field: None,
+        }
+    }
+}
+
 /// Why a record could not be processed by a topology node.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -106,6 +173,14 @@ pub enum ProcessError {
         /// Whether the record goes to the dead-letter topic.
         dead_letter: bool,
     },
+    /// An operator failed on the record with an [`OpError`].
+    #[error("node {node}: {error}")]
+    Failed {
+        /// The node (filled in by the executor when empty).
+        node: String,
+        /// The operator's error.
+        error: OpError,
+    },
     /// A state store failed (I/O, corruption): not the record's fault.
     #[error("node {node}: state store {store}: {message}")]
     Store {
@@ -133,6 +208,11 @@ impl ProcessError {
             ProcessError::Store { .. } => "store",
             ProcessError::Init { .. } => "init",
             ProcessError::Late { .. } => "late",
+            ProcessError::Failed { error, .. } => match error.failure {
+                Failure::Retryable => "retryable",
+                Failure::Permanent => "permanent",
+                Failure::Validation => "validation",
+            },
         }
     }
 
@@ -144,7 +224,8 @@ impl ProcessError {
             | ProcessError::Operator { node, .. }
             | ProcessError::Store { node, .. }
             | ProcessError::Init { node, .. }
-            | ProcessError::Late { node, .. } => node,
+            | ProcessError::Late { node, .. }
+            | ProcessError::Failed { node, .. } => node,
             ProcessError::UnknownTopic { .. } => "",
         }
     }
@@ -176,12 +257,30 @@ impl ProcessError {
         matches!(self, ProcessError::Late { .. })
     }
 
+    /// The operator's error when an operator failed with one.
+    pub fn op_error(&self) -> Option<&OpError> {
+        match self {
+            ProcessError::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
     /// An error a `process` node returns to dead-letter the record it was
     /// given (kind `operator`).
     pub fn operator(message: impl Into<String>) -> Self {
         ProcessError::Operator {
             node: String::new(),
             message: message.into(),
+        }
+    }
+}
+
+impl From<OpError> for ProcessError {
+    /// The node is filled in by the executor.
+    fn from(error: OpError) -> Self {
+        ProcessError::Failed {
+            node: String::new(),
+            error,
         }
     }
 }

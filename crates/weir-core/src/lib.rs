@@ -16,7 +16,7 @@ mod record;
 
 pub use codec::{Bincode, Bytes, Codec, Json, Str, BINCODE_LIMIT};
 pub use dead_letter::DeadLetter;
-pub use error::{CodecError, ErrorClass, ProcessError};
+pub use error::{CodecError, ErrorClass, Failure, OpError, ProcessError};
 pub use marker::{StreamTimeMarker, STREAM_TIME_HEADER};
 pub use partition::{murmur2, partition_for_key};
 pub use record::{Header, Headers, Record, Timestamp};

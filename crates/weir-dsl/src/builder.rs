@@ -37,7 +37,9 @@ fn clone_fn<K: Clone + Send + 'static, V: Clone + Send + 'static>() -> CloneFn {
 
 /// Reuses a codec of `A` as a codec of `B` when they are the same type, so
 /// `map_values` that keeps the type keeps the codec.
-fn same_codec<A: 'static, B: 'static>(c: &Option<Arc<dyn Codec<A>>>) -> Option<Arc<dyn Codec<B>>> {
+pub(crate) fn same_codec<A: 'static, B: 'static>(
+    c: &Option<Arc<dyn Codec<A>>>,
+) -> Option<Arc<dyn Codec<B>>> {
     let any: Box<dyn Any> = Box::new(c.clone()?);
     any.downcast::<Arc<dyn Codec<B>>>().ok().map(|b| *b)
 }
@@ -399,7 +401,7 @@ where
     K: Clone + Send + 'static,
     V: Clone + Send + 'static,
 {
-    fn child<K2, V2>(
+    pub(crate) fn child<K2, V2>(
         &self,
         kind: &'static str,
         op: Op,

@@ -20,6 +20,8 @@ macro_rules! env {
             timer_nodes: &mut $exec.timer_nodes,
             punctuations: &mut $exec.punctuations,
             position: $position,
+            dead_letter_topic: &$exec.dead_letter_topic,
+            dead_letters: Vec::new(),
         }
     };
 }
@@ -61,6 +63,9 @@ pub struct TaskExecutor {
     timer_nodes: Vec<TimerNode>,
     punctuations: Vec<Punctuation>,
     initialized: bool,
+    /// Where processors' own dead letters go (see
+    /// [`TaskExecutor::set_dead_letter_topic`]).
+    dead_letter_topic: String,
 }
 
 impl std::fmt::Debug for TaskExecutor {
@@ -116,7 +121,15 @@ impl TaskExecutor {
             timer_nodes,
             punctuations: Vec::new(),
             initialized: false,
+            dead_letter_topic: String::new(),
         }
+    }
+
+    /// Sets where processors' own dead letters go
+    /// ([`crate::ProcessorContext::dead_letter`]): the runtime's
+    /// dead-letter topic.
+    pub fn set_dead_letter_topic(&mut self, topic: impl Into<String>) {
+        self.dead_letter_topic = topic.into();
     }
 
     /// The sub-topology this task runs.
@@ -291,7 +304,11 @@ impl TaskExecutor {
         if stateful {
             state.savepoint();
         }
-        let mut env = env!(self, state, Some((record.partition, record.offset)));
+        let mut env = env!(
+            self,
+            state,
+            Some((record.topic.as_str(), record.partition, record.offset))
+        );
         // User code includes codecs: a panic while decoding is dead-lettered too.
         let result =
             catch_unwind(AssertUnwindSafe(|| {
@@ -321,8 +338,11 @@ impl TaskExecutor {
             if stateful {
                 env.state.rollback_to_savepoint();
             }
-        } else if stateful {
-            env.state.release_savepoint();
+        } else {
+            out.append(&mut env.dead_letters);
+            if stateful {
+                env.state.release_savepoint();
+            }
         }
         if matches!(result, Err(ProcessError::Panic { .. })) {
             self.replace_panicked(state)?;
@@ -435,9 +455,13 @@ fn call_node(
         timers: timer.map(|t| env.timer_nodes[t].store),
         effects: &mut effects,
         position: env.position,
+        dead_letter_topic: env.dead_letter_topic,
     };
     let r = p.call(call, trigger, forwarded);
     env.processors[id] = Some(p);
+    if r.is_ok() {
+        env.dead_letters.append(&mut effects.dead_letters);
+    }
     if let Some(t) = timer {
         let t = &mut env.timer_nodes[t];
         for (c, scheduled) in effects.earliest.into_iter().enumerate() {
@@ -473,8 +497,14 @@ struct Env<'a> {
     wall_clock: Timestamp,
     timer_nodes: &'a mut [TimerNode],
     punctuations: &'a mut Vec<Punctuation>,
-    /// The input record's partition and offset, while one is processed.
-    position: Option<(i32, i64)>,
+    /// The input record's topic, partition and offset, while one is
+    /// processed.
+    position: Option<(&'a str, i32, i64)>,
+    /// Where a processor's own dead letters go.
+    dead_letter_topic: &'a str,
+    /// Dead letters of the calls that succeeded, for the output once the
+    /// whole record (or timer) has.
+    dead_letters: Vec<Record>,
 }
 
 thread_local! {
@@ -554,7 +584,9 @@ fn push(
             // The user's iterator runs again next: a panic there is this node's.
             CURRENT_NODE.with(|c| c.set(id));
             r
-        }),
+        })
+        // A fallible operator's own error names no node yet.
+        .map_err(|e| crate::process::name_node(e, &node.name)),
         Op::Peek(f) => {
             f(&item);
             forward(nodes, node, item, out, env)

@@ -11,7 +11,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use weir_core::{Codec, Headers, ProcessError, Timestamp};
+use weir_core::{Codec, Headers, ProcessError, Record, Timestamp};
 use weir_state::{Clock, KeyRange, TaskState, Timer, TimerStore};
 
 use crate::graph::{boxed, take, Item};
@@ -236,7 +236,8 @@ pub struct ProcessorContext<'a, K2, V2> {
     wall_clock: Timestamp,
     timers: Option<usize>,
     effects: &'a mut TimerEffects,
-    position: Option<(i32, i64)>,
+    position: Option<(&'a str, i32, i64)>,
+    dead_letter_topic: &'a str,
     timestamp: Timestamp,
     headers: &'a mut Headers,
     forwarded: &'a mut Vec<Item>,
@@ -290,7 +291,24 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
     /// change); `None` outside a record (`init`, timers, punctuations).
     /// Unique per record within a task's inputs of one topic.
     pub fn position(&self) -> Option<(i32, i64)> {
-        self.position
+        self.position.map(|(_, p, o)| (p, o))
+    }
+
+    /// The topic of the input record being processed (see
+    /// [`ProcessorContext::position`]).
+    pub fn source_topic(&self) -> Option<&str> {
+        self.position.map(|(t, _, _)| t)
+    }
+
+    /// Writes a dead letter for `source` (its key, value, headers and
+    /// timestamp; its topic, partition and offset go to the `weir.source.*`
+    /// headers) to the dead-letter topic, in the open transaction, without
+    /// failing this call — for a node that settles records later (a retry
+    /// that ran out). Dropped with the call's other effects if the call
+    /// fails.
+    pub fn dead_letter(&mut self, source: &Record, why: &weir_core::DeadLetter) {
+        let r = why.to_record(self.dead_letter_topic, source, self.wall_clock);
+        self.effects.dead_letters.push(r);
     }
 
     /// The system clock as the task sees it (milliseconds since the epoch;
@@ -559,8 +577,11 @@ pub(crate) struct Call<'a> {
     /// The node's timer store, if it names one.
     pub timers: Option<usize>,
     pub effects: &'a mut TimerEffects,
-    /// The input record's partition and offset, when a record is processed.
-    pub position: Option<(i32, i64)>,
+    /// The input record's topic, partition and offset, when a record is
+    /// processed.
+    pub position: Option<(&'a str, i32, i64)>,
+    /// Where the node's own dead letters go.
+    pub dead_letter_topic: &'a str,
 }
 
 /// What a call did to timers that the executor keeps in memory.
@@ -570,6 +591,8 @@ pub(crate) struct TimerEffects {
     pub earliest: [Option<Timestamp>; 2],
     /// Punctuations registered: clock and interval.
     pub punctuations: Vec<(Clock, i64)>,
+    /// Dead letters the node wrote ([`ProcessorContext::dead_letter`]).
+    pub dead_letters: Vec<Record>,
 }
 
 impl TimerEffects {
@@ -656,6 +679,7 @@ where
             timers: env.timers,
             effects: env.effects,
             position: env.position,
+            dead_letter_topic: env.dead_letter_topic,
             timestamp,
             headers: &mut headers,
             forwarded,
@@ -687,11 +711,15 @@ where
 }
 
 /// Fills in the node of an operator error returned without one.
-fn name_node(e: ProcessError, node: &str) -> ProcessError {
+pub(crate) fn name_node(e: ProcessError, node: &str) -> ProcessError {
     match e {
         ProcessError::Operator { node: n, message } if n.is_empty() => ProcessError::Operator {
             node: node.to_string(),
             message,
+        },
+        ProcessError::Failed { node: n, error } if n.is_empty() => ProcessError::Failed {
+            node: node.to_string(),
+            error,
         },
         other => other,
     }

@@ -124,6 +124,8 @@ impl TaskSet {
     /// acknowledged outputs), then applies every task's pending writes.
     pub fn commit(&mut self, consumer: &BaseConsumer<ThreadContext>) {
         let started = Instant::now();
+        // An interval's dead-letter summary is printed at the first commit after it.
+        self.dead_letter_log.flush(started);
         self.commit_inner(consumer);
         RuntimeStats::add(
             &self.spec.stats.commit_micros,

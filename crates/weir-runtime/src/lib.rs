@@ -44,6 +44,7 @@ mod broker_quirks;
 mod changelog;
 mod committer;
 mod config;
+mod dead_letters;
 mod delivery;
 mod error;
 pub mod failpoint;

@@ -2,6 +2,7 @@
 //! open transaction — assignment, buffering, processing, sending.
 //! Committing and aborting are in [`crate::committer`].
 
+use crate::dead_letters::{DeadLetterLog, Noted, LOG_INTERVAL};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -67,6 +68,8 @@ pub(crate) struct TaskSet {
     pub sources: Vec<(Tp, i64)>,
     /// Source records whose outputs can never be delivered: dead-lettered on re-processing.
     pub poisoned: HashMap<(Tp, i64), String>,
+    /// Rate-limited log lines for dead letters.
+    pub dead_letter_log: DeadLetterLog,
     /// The first offset processed per partition since it was assigned: the
     /// restart point of a never-committed partition under
     /// `auto.offset.reset=latest` (where the consumer's own reset put it).
@@ -167,6 +170,7 @@ impl TaskSet {
             dirty: false,
             sources: Vec::new(),
             poisoned,
+            dead_letter_log: DeadLetterLog::new(LOG_INTERVAL),
             first_offset: BTreeMap::new(),
             rewind_requested: false,
             fenced: false,
@@ -434,13 +438,16 @@ impl TaskSet {
                     });
                     return;
                 } else {
-                    tracing::warn!(
-                        topic = %record.topic,
-                        partition = record.partition,
-                        offset = record.offset,
-                        node = e.node(),
-                        error = %e,
-                        "dead-lettering record"
+                    self.dead_letter_log.note(
+                        &Noted {
+                            kind: e.kind(),
+                            topic: &record.topic,
+                            partition: record.partition,
+                            offset: record.offset,
+                            node: e.node(),
+                            error: &e,
+                        },
+                        Instant::now(),
                     );
                     self.out.push(DeadLetter::from(&e).to_record(
                         &spec.dead_letter_topic,
@@ -702,14 +709,17 @@ impl TaskSet {
                 let key = self.task_key(tp);
                 let spec = &self.spec;
                 let task = self.tasks.entry(key).or_insert_with(|| {
-                    Task::new(
+                    let mut task = Task::new(
                         &spec.topology,
                         key.0,
                         key.1,
                         &spec.tasks_dir,
                         max_idle,
                         spec.queries.clone(),
-                    )
+                    );
+                    task.executor
+                        .set_dead_letter_topic(spec.dead_letter_topic.as_str());
+                    task
                 });
                 task.group.add_partition(tp);
             }

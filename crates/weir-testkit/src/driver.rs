@@ -217,7 +217,11 @@ impl TopologyTestDriver {
             .unwrap_or("test-dlq")
             .to_string();
         let executors: Vec<TaskExecutor> = (0..topology.subtopology_count())
-            .map(|st| TaskExecutor::new(topology.clone(), st, 0))
+            .map(|st| {
+                let mut e = TaskExecutor::new(topology.clone(), st, 0);
+                e.set_dead_letter_topic(dead_letter_topic.as_str());
+                e
+            })
             .collect();
         let states = executors
             .iter()

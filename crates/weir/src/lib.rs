@@ -47,9 +47,10 @@ pub use weir_runtime::{
 /// What a topology file needs: codecs, the builder, the app.
 pub mod prelude {
     pub use crate::App;
-    pub use weir_core::ProcessError;
     pub use weir_core::{Bincode, Bytes, Codec, Json, Str};
+    pub use weir_core::{Failure, OpError, ProcessError};
     pub use weir_dsl::{
-        Clock, Processor, ProcessorContext, Store, Stream, Timer, Timers, Topology, TopologyBuilder,
+        Clock, Processor, ProcessorContext, RetryPolicy, Store, Stream, Timer, Timers, Topology,
+        TopologyBuilder,
     };
 }

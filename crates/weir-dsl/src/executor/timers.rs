@@ -266,6 +266,7 @@ impl TaskExecutor {
         };
         match result {
             Ok(()) => {
+                out.append(&mut env.dead_letters);
                 env.state.release_savepoint();
                 Ok(())
             }
