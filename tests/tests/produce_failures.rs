@@ -1,7 +1,8 @@
 //! An output the producer can never deliver (here: larger than
-//! `message.max.bytes`) must not abort the transaction forever: after the
-//! abort, its input goes to the DLQ (`weir.error.kind = produce`) and the
-//! partition moves on, exactly once.
+//! `message.max.bytes`) must not abort the transaction forever: after
+//! `max_aborts_per_record` (default 3) aborts in a row, its input goes to
+//! the DLQ (`weir.error.kind = poison`, `weir.attempts` = the aborts) and
+//! the partition moves on, exactly once.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use weir_testkit::{publish, TestBroker, TopicReader};
 use weir_tests::{binary, topology_env, TopologyProcess};
 
 #[test]
-fn an_undeliverable_output_dead_letters_its_input_on_the_retry() {
+fn an_undeliverable_output_dead_letters_its_input_as_poison_after_three_aborts() {
     let broker = TestBroker::shared();
     let app = TestBroker::unique("produce-fail");
     let (input, output, dlq) = (
@@ -64,15 +65,16 @@ fn an_undeliverable_output_dead_letters_its_input_on_the_retry() {
     assert_eq!(dead[0].value.as_deref(), Some(big.as_bytes()));
     assert_eq!(
         dead[0].headers.get_str(dlq_headers::ERROR_KIND),
-        Some("produce")
+        Some("poison")
     );
+    assert_eq!(dead[0].headers.get_str(dlq_headers::ATTEMPTS), Some("3"));
     assert!(dead[0]
         .headers
         .get_str(dlq_headers::ERROR_MESSAGE)
         .is_some_and(|m| m.contains(&output)));
     assert!(p.stop().success(), "{}", p.log_text());
     assert!(
-        p.summary_counter("aborts").is_some_and(|n| n >= 1),
+        p.summary_counter("aborts").is_some_and(|n| n >= 3),
         "{}",
         p.log_text()
     );

@@ -260,6 +260,7 @@ impl TaskSet {
             records = self.sources.len(),
             "committed"
         );
+        self.poisoned.committed();
         self.after_transaction();
         if self.eos() {
             if let Err(e) = self.producer.begin_transaction() {
@@ -335,10 +336,11 @@ impl TaskSet {
             } else if let Some(&src) = self.sources.get(source) {
                 if is_per_record(code) {
                     self.poisoned
-                        .insert(src, format!("output could not be delivered: {code}"));
+                        .suspect(src, format!("output could not be delivered: {code}"));
                 }
             }
         }
+        self.poisoned.aborted();
         tracing::warn!(
             thread = self.spec.index,
             poisoned = self.poisoned.len(),

@@ -173,6 +173,11 @@ pub struct Config {
     /// before processing the others (ms, default 0: never wait).
     #[serde(default)]
     pub max_task_idle_ms: u64,
+    /// After how many aborted transactions in a row an input record whose
+    /// own outputs failed them is dead-lettered with kind `poison`
+    /// (default 3; at least 1).
+    #[serde(default = "default_max_aborts")]
+    pub max_aborts_per_record: u32,
     /// Create missing input and output topics at start (default false).
     #[serde(default)]
     pub auto_create_topics: bool,
@@ -227,6 +232,10 @@ fn default_partitions() -> i32 {
     1
 }
 
+fn default_max_aborts() -> u32 {
+    3
+}
+
 fn kafka_table<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {
@@ -270,6 +279,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("admin_advertised_url", KeyType::Str),
     ("state_memory_budget_mb", KeyType::Int),
     ("max_task_idle_ms", KeyType::Int),
+    ("max_aborts_per_record", KeyType::Int),
     ("auto_create_topics", KeyType::Bool),
     ("auto_create_partitions", KeyType::Int),
     ("replication_factor", KeyType::Int),

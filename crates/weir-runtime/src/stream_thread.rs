@@ -17,7 +17,7 @@
 //! (outputs and their reports), [`crate::rebalance`] (the consumer's
 //! callbacks), [`crate::restore`], [`crate::broker_quirks`].
 
-use std::collections::HashMap;
+use crate::poison::PoisonLedger;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,7 +38,6 @@ use crate::failpoint::Failpoints;
 use crate::kafka::{classify, consumer_config, producer_config};
 use crate::rebalance::ThreadContext;
 use crate::stats::RuntimeStats;
-use crate::task::Tp;
 use crate::task_set::TaskSet;
 use crate::watchdog::CallWatch;
 
@@ -91,9 +90,9 @@ impl ThreadSpec {
 /// fatal (fenced) error.
 pub(crate) fn run(spec: ThreadSpec) -> Result<()> {
     let spec = Arc::new(spec);
-    // Inputs whose outputs can never be delivered: remembered across
-    // rejoins, so they are dead-lettered rather than retried forever.
-    let mut poisoned = HashMap::new();
+    // Inputs that aborted transactions: remembered across rejoins, so they
+    // are dead-lettered rather than retried forever.
+    let mut poisoned = PoisonLedger::new(spec.cfg.max_aborts_per_record);
     loop {
         match run_generation(&spec, &mut poisoned)? {
             Exit::Shutdown => return Ok(()),
@@ -125,10 +124,7 @@ pub(crate) fn lock(state: &Mutex<TaskSet>) -> MutexGuard<'_, TaskSet> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn run_generation(
-    spec: &Arc<ThreadSpec>,
-    poisoned: &mut HashMap<(Tp, i64), String>,
-) -> Result<Exit> {
+fn run_generation(spec: &Arc<ThreadSpec>, poisoned: &mut PoisonLedger) -> Result<Exit> {
     let client_id = spec.client_id();
     let failures = Arc::new(Mutex::new(Vec::new()));
     let acks = Arc::new(Mutex::new(Vec::new()));
