@@ -5,6 +5,10 @@
 //! restarted; finally every record is delivered exactly once
 //! (read_committed), in its key's order, and the flaky keys' first records
 //! say how many tries they took (`weir.attempts` > 1).
+//!
+//! And a circuit breaker: every key's downstream fails for 20 s, then
+//! recovers — the breaker opens, nothing is dead-lettered for the outage,
+//! processing resumes, each record once, in key order.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -120,5 +124,85 @@ fn retries_deliver_every_record_once_in_key_order_through_a_kill() {
             assert!(first > 1, "{key}'s first record was retried: {first}");
         }
     }
+    assert!(p.stop().success(), "{}", p.log_text());
+}
+
+#[test]
+fn an_outage_opens_the_breaker_and_dead_letters_nothing() {
+    let broker = TestBroker::shared();
+    let app = TestBroker::unique("breaker");
+    let (input, output, dlq) = (
+        format!("{app}-in"),
+        format!("{app}-out"),
+        format!("{app}-dlq"),
+    );
+    broker.create_topic(&input, 2).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let down_until = now_ms() + 20_000;
+    let env = topology_env(
+        &app,
+        broker.bootstrap(),
+        &dir.path().join("state"),
+        (&input, &output),
+        &[
+            ("WEIR_AUTO_CREATE_PARTITIONS", "2"),
+            ("WEIR_COMMIT_INTERVAL_MS", "100"),
+            ("WEIR_PARAMS__DOWN_UNTIL_MS", &down_until.to_string()),
+            ("WEIR_PARAMS__FLAKY_EVERY", "1"),
+            ("WEIR_PARAMS__BREAKER", "true"),
+        ],
+    );
+    let mut p = TopologyProcess::spawn(
+        &binary("weir-test-retry", "weir-tests"),
+        &["run"],
+        &env,
+        &dir.path().join("run.log"),
+    );
+    let n = 2_000;
+    let records: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("k{}", i % 100), i.to_string()))
+        .collect();
+    publish(
+        broker.bootstrap(),
+        &input,
+        records
+            .iter()
+            .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()))),
+    )
+    .unwrap();
+    assert!(
+        p.wait_for_log("circuit breaker open", Duration::from_secs(30)),
+        "{}",
+        p.log_text()
+    );
+    let mut reader =
+        TopicReader::new(broker.bootstrap(), &[&output, &dlq], "read_committed").unwrap();
+    assert!(
+        reader.read_until(Duration::from_secs(90), |r| r.len() >= n),
+        "every record once the downstream is back; got {}; log:\n{}",
+        reader.records().len(),
+        p.log_text()
+    );
+    reader.read_for(Duration::from_secs(2));
+    assert!(
+        now_ms() >= down_until,
+        "nothing got through during the outage"
+    );
+    let by_topic = reader.by_topic();
+    assert!(
+        !by_topic.contains_key(&dlq),
+        "nothing dead-lettered for the outage"
+    );
+    let got = by_key(&by_topic[&output]);
+    for k in 0..100 {
+        let values: Vec<usize> = got[&format!("k{k}")].iter().map(|(v, _)| *v).collect();
+        let want: Vec<usize> = (0..n / 100).map(|j| j * 100 + k).collect();
+        assert_eq!(values, want, "k{k}: each record once, in order");
+    }
+    assert!(
+        p.log_text().contains("circuit breaker closed"),
+        "{}",
+        p.log_text()
+    );
     assert!(p.stop().success(), "{}", p.log_text());
 }

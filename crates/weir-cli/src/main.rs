@@ -4,6 +4,9 @@
 //!   sample events (a few malformed) and prints what arrived where.
 //! - `weir dev-broker`: runs a local Kafka-protocol test broker until
 //!   stopped (what `make test` uses).
+//! - `weir dlq list|replay`: any topology's dead letters, configured by
+//!   `WEIR_*` variables or `--config` (fix-ups run from the topology's own
+//!   binary).
 
 mod demo;
 mod dev_broker;
@@ -23,11 +26,28 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run a local test broker (crabka-broker) until SIGTERM/Ctrl-C.
     DevBroker(dev_broker::DevBrokerArgs),
+    /// Inspect or replay an application's dead-letter topic.
+    Dlq {
+        /// A TOML config file; `WEIR_*` environment variables override it.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        command: weir::dlq::DlqCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
         Command::DevBroker(args) => dev_broker::run(args),
+        Command::Dlq { config, command } => {
+            let cfg = weir::runtime::Config::load(
+                &Default::default(),
+                config.as_deref(),
+                std::env::vars(),
+            )?;
+            weir::dlq::run_dlq(&cfg, None, command)?;
+            Ok(())
+        }
     }
 }

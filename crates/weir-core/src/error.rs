@@ -181,6 +181,19 @@ pub enum ProcessError {
         /// The operator's error.
         error: OpError,
     },
+    /// Something the node calls is unavailable (its circuit breaker is
+    /// open): the record is not processed now — not dead-lettered either —
+    /// and its task waits until `retry_at` (wall clock, ms since the epoch)
+    /// before processing it again.
+    #[error("node {node}: unavailable until {retry_at}: {message}")]
+    Unavailable {
+        /// The node.
+        node: String,
+        /// Why.
+        message: String,
+        /// When to try the record again.
+        retry_at: crate::Timestamp,
+    },
     /// A state store failed (I/O, corruption): not the record's fault.
     #[error("node {node}: state store {store}: {message}")]
     Store {
@@ -208,6 +221,7 @@ impl ProcessError {
             ProcessError::Store { .. } => "store",
             ProcessError::Init { .. } => "init",
             ProcessError::Late { .. } => "late",
+            ProcessError::Unavailable { .. } => "unavailable",
             ProcessError::Failed { error, .. } => match error.failure {
                 Failure::Retryable => "retryable",
                 Failure::Permanent => "permanent",
@@ -225,7 +239,8 @@ impl ProcessError {
             | ProcessError::Store { node, .. }
             | ProcessError::Init { node, .. }
             | ProcessError::Late { node, .. }
-            | ProcessError::Failed { node, .. } => node,
+            | ProcessError::Failed { node, .. }
+            | ProcessError::Unavailable { node, .. } => node,
             ProcessError::UnknownTopic { .. } => "",
         }
     }
@@ -236,6 +251,7 @@ impl ProcessError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ProcessError::Store { .. } | ProcessError::Init { .. } => ErrorClass::Fatal,
+            ProcessError::Unavailable { .. } => ErrorClass::Retriable,
             _ => ErrorClass::DeadLetter,
         }
     }

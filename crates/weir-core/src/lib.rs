@@ -39,4 +39,7 @@ pub mod dlq_headers {
     pub const ATTEMPTS: &str = "weir.attempts";
     /// When the record was dead-lettered, in milliseconds since the Unix epoch (decimal text).
     pub const FAILED_AT: &str = "weir.failed_at";
+    /// On a record replayed from the dead-letter topic: the dead letter it
+    /// came from, as `<topic>/<partition>/<offset>`.
+    pub const REPLAYED_FROM: &str = "weir.replayed_from";
 }

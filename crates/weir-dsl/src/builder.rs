@@ -58,6 +58,7 @@ pub(crate) struct GraphBuilder {
     pub(crate) table_sources: BTreeMap<String, String>,
     /// The declared timer stores.
     timer_stores: std::collections::BTreeSet<String>,
+    fixes: BTreeMap<String, crate::graph::DeadLetterFix>,
 }
 
 impl GraphBuilder {
@@ -324,6 +325,36 @@ impl TopologyBuilder {
         self
     }
 
+    /// Registers fix-up `name` for dead-letter replay (`<topology binary>
+    /// dlq replay --fix <name>`): given a dead letter (its key, value,
+    /// headers and timestamp as read from the dead-letter topic), the
+    /// record to replay instead, or `None` to leave it out.
+    ///
+    /// # Examples
+    /// ```
+    /// use weir_core::{Record, Str};
+    /// use weir_dsl::TopologyBuilder;
+    ///
+    /// let b = TopologyBuilder::new();
+    /// b.stream("in", Str, Str).to("out");
+    /// b.dead_letter_fix("trim", |r: &Record| {
+    ///     let value = r.value.as_ref()?.trim_ascii().to_vec();
+    ///     Some(Record { value: Some(value), ..r.clone() })
+    /// });
+    /// assert_eq!(b.build().unwrap().dead_letter_fixes(), vec!["trim"]);
+    /// ```
+    pub fn dead_letter_fix(
+        &self,
+        name: impl Into<String>,
+        f: impl Fn(&weir_core::Record) -> Option<weir_core::Record> + Send + Sync + 'static,
+    ) -> &Self {
+        self.graph
+            .borrow_mut()
+            .fixes
+            .insert(name.into(), Arc::new(f));
+        self
+    }
+
     /// Checks the graph and freezes it.
     ///
     /// # Errors
@@ -359,6 +390,7 @@ impl TopologyBuilder {
                 repartition_topics: g.repartition_topics,
                 table_sources: g.table_sources,
                 timer_stores,
+                fixes: g.fixes,
             }),
         })
     }

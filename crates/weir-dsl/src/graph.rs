@@ -222,9 +222,24 @@ pub(crate) struct TopologyInner {
     pub table_sources: BTreeMap<String, String>,
     /// The node owning each timer store (by node index).
     pub timer_stores: BTreeMap<String, usize>,
+    /// Dead-letter fix-ups by name.
+    pub fixes: BTreeMap<String, DeadLetterFix>,
 }
 
+/// A fix-up for dead letters (see [`crate::TopologyBuilder::dead_letter_fix`]).
+pub type DeadLetterFix = Arc<dyn Fn(&weir_core::Record) -> Option<weir_core::Record> + Send + Sync>;
+
 impl Topology {
+    /// The dead-letter fix-up registered as `name`.
+    pub fn dead_letter_fix(&self, name: &str) -> Option<DeadLetterFix> {
+        self.inner.fixes.get(name).cloned()
+    }
+
+    /// The names of the registered dead-letter fix-ups.
+    pub fn dead_letter_fixes(&self) -> Vec<String> {
+        self.inner.fixes.keys().cloned().collect()
+    }
+
     /// The declared parameters.
     pub fn params(&self) -> Vec<crate::ParamDescription> {
         self.inner
@@ -426,6 +441,7 @@ impl Topology {
                     .map(|(s, t)| (s.clone(), map(t)))
                     .collect(),
                 timer_stores: self.inner.timer_stores.clone(),
+                fixes: self.inner.fixes.clone(),
             }),
         }
     }

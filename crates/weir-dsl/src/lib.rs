@@ -20,6 +20,7 @@
 //! - Outputs keep the input record's timestamp and headers (as in Kafka Streams).
 //! - Per-partition order is kept: outputs are appended in processing order.
 
+mod breaker;
 mod builder;
 mod describe;
 mod executor;
@@ -37,10 +38,11 @@ mod table;
 mod wait;
 mod window;
 
+pub use breaker::CircuitBreaker;
 pub use builder::{BranchBuilder, Stream, TopologyBuilder};
 pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription};
 pub use executor::{TaskExecutor, TimerRun};
-pub use graph::{BuildError, Topology};
+pub use graph::{BuildError, DeadLetterFix, Topology};
 pub use grouped::{Grouped, Table};
 pub use join::JoinWindows;
 pub use params::{Param, ParamDescription, ParamValue};

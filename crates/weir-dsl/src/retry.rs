@@ -36,6 +36,7 @@ use weir_core::{
 };
 use weir_state::{Clock, KeyRange, KeyValueStore, TaskState, Timer};
 
+use crate::breaker::{Breaker, CircuitBreaker};
 use crate::builder::Stream;
 use crate::graph::BuildError;
 use crate::process::{Processor, ProcessorContext, StoreRef};
@@ -133,6 +134,7 @@ pub struct Retrying<K, V> {
     stream: Stream<K, V>,
     name: String,
     policy: RetryPolicy,
+    breaker: Option<CircuitBreaker>,
 }
 
 impl<K, V> Stream<K, V>
@@ -169,6 +171,7 @@ where
             stream: self.clone(),
             name: name.into(),
             policy,
+            breaker: None,
         }
     }
 }
@@ -178,6 +181,15 @@ where
     K: Clone + Send + 'static,
     V: Clone + Send + 'static,
 {
+    /// Guards the node's calls with a circuit breaker (see
+    /// [`crate::CircuitBreaker`]): while it is open, records wait in their
+    /// partitions instead of failing, and parked tries are put off without
+    /// being charged — an outage dead-letters nothing.
+    pub fn with_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
     /// Turns each record into zero or more records, or fails it.
     pub fn try_flat_map<K2, V2, I>(
         &self,
@@ -266,11 +278,15 @@ where
             codecs,
             policy: self.policy,
             parked: parked.clone(),
+            breaker: self.breaker,
         });
         let s: Stream<K2, V2> = self.stream.process_with(
             self.name.clone(),
             &[&StoreRef(parked), &StoreRef(timers)],
-            move || RetryNode { spec: spec.clone() },
+            move || RetryNode {
+                spec: spec.clone(),
+                breaker: spec.breaker.map(Breaker::new),
+            },
         );
         s.graph.borrow_mut().nodes[s.node].kind = "retrying";
         s
@@ -285,10 +301,13 @@ struct Spec<K, V, K2, V2> {
     codecs: Option<Codecs<K, V>>,
     policy: RetryPolicy,
     parked: String,
+    breaker: Option<CircuitBreaker>,
 }
 
 struct RetryNode<K, V, K2, V2> {
     spec: Arc<Spec<K, V, K2, V2>>,
+    /// This task's breaker, when the node has one.
+    breaker: Option<Breaker>,
 }
 
 /// A record waiting for its next try (or behind one of its key).
@@ -561,7 +580,7 @@ where
     /// Tries parked entry `key` (`p`), then — in per-key order — the
     /// entries behind it, until one must wait again or none is left.
     fn settle(
-        &self,
+        &mut self,
         ctx: &mut ProcessorContext<'_, K2, V2>,
         key: Vec<u8>,
         p: Parked,
@@ -584,7 +603,29 @@ where
         for (key, mut p) in queue {
             let tries = p.tries + 1;
             let node = ctx.node().to_string();
-            match self.try_parked(&node, &p) {
+            let now = ctx.wall_clock();
+            if let Some(Err(until)) = self.breaker.as_mut().map(|b| b.admit(now, &node)) {
+                // Put off, not charged; the records behind it wait too.
+                ctx.schedule_at(Clock::Wall, until, &key, &[])?;
+                return Ok(());
+            }
+            let tried = self.try_parked(&node, &p);
+            if let Some(b) = self.breaker.as_mut() {
+                match &tried {
+                    Tried::Failed(e) if e.failure == Failure::Retryable => {
+                        if let Some(until) = b.failed(now, &node) {
+                            p.error = e.to_string();
+                            let (node, state) = ctx.raw();
+                            write(state, node, &store, &key, Some(&p))?;
+                            ctx.schedule_at(Clock::Wall, until, &key, &[])?;
+                            return Ok(());
+                        }
+                    }
+                    Tried::Done(_) => b.succeeded(&node),
+                    _ => {}
+                }
+            }
+            match tried {
                 Tried::Done(out) => {
                     let mut headers = p.headers();
                     headers.set(dlq_headers::ATTEMPTS, tries.to_string());
@@ -667,11 +708,34 @@ where
             entries_of(state, node, &store, &prefix)?
         };
         let behind = self.spec.policy.per_key_order && !queued.is_empty();
+        let now = ctx.wall_clock();
+        let unavailable = |node: &str, until| ProcessError::Unavailable {
+            node: node.to_string(),
+            message: "circuit breaker open".into(),
+            retry_at: until,
+        };
+        if !behind {
+            if let Some(Err(until)) = self.breaker.as_mut().map(|b| b.admit(now, ctx.node())) {
+                return Err(unavailable(ctx.node(), until));
+            }
+        }
         let tried = if behind {
             None
         } else {
             Some((self.spec.f)(key.clone(), value.clone()))
         };
+        if let (Some(b), Some(t)) = (self.breaker.as_mut(), &tried) {
+            match t {
+                Ok(_) => b.succeeded(ctx.node()),
+                Err(e) if e.failure == Failure::Retryable => {
+                    if let Some(until) = b.failed(now, ctx.node()) {
+                        // Not charged: the record waits for the probe.
+                        return Err(unavailable(ctx.node(), until));
+                    }
+                }
+                Err(_) => {}
+            }
+        }
         let error = match tried {
             Some(Ok(out)) => {
                 for (k, v) in out {

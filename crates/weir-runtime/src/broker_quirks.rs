@@ -17,6 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::config::Config;
 use crate::error::Result;
 use crate::stream_thread::{kafka_err, ThreadSpec};
 
@@ -35,18 +36,36 @@ pub(crate) fn clear_stale_offsets<C: ProducerContext>(
     producer: &BaseProducer<C>,
     timeout: Duration,
 ) -> Result<()> {
-    let probe: BaseConsumer = crate::kafka::admin_config(&spec.cfg)
-        .set("group.id", &spec.cfg.application_id)
+    let Some(topic) = spec.topology.source_topics().into_iter().next() else {
+        return Ok(());
+    };
+    clear_stale_offsets_of(
+        &spec.cfg,
+        &spec.cfg.application_id,
+        &topic,
+        producer,
+        timeout,
+    )
+}
+
+/// [`clear_stale_offsets`] for consumer group `group`, with an offset of
+/// `topic` (any topic the group reads).
+pub(crate) fn clear_stale_offsets_of<C: ProducerContext>(
+    cfg: &Config,
+    group: &str,
+    topic: &str,
+    producer: &BaseProducer<C>,
+    timeout: Duration,
+) -> Result<()> {
+    let probe: BaseConsumer = crate::kafka::admin_config(cfg)
+        .set("group.id", group)
         .create()
         .map_err(kafka_err("creating the offset probe"))?;
     let Some(cgm) = probe.group_metadata() else {
         return Ok(());
     };
-    let Some(topic) = spec.topology.source_topics().into_iter().next() else {
-        return Ok(());
-    };
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::Offset(0))
+    tpl.add_partition_offset(topic, 0, Offset::Offset(0))
         .map_err(kafka_err("building the offset probe"))?;
     producer
         .begin_transaction()

@@ -27,7 +27,7 @@
 //! | flush / send offsets / commit | retriable (timeout, coordinator moving) | the same call is retried (up to 10 times, then abort) |
 //! | flush / send offsets / commit | abortable (`txn_requires_abort`, e.g. `UNKNOWN_MEMBER_ID`, a failed delivery) | `abort_transaction`, drop pending work, seek every assigned partition to its last committed offset (the broker's `committed()` for partitions never committed here), continue |
 //! | any transactional call | fatal (fenced, …) | close the tasks without applying anything, create a new producer and consumer, rejoin |
-//! | one output can never be delivered (too large, unknown topic) | per record | abort as above; on re-processing, that input goes to the DLQ instead (`weir.error.kind = produce`) |
+//! | one output can never be delivered (too large, unknown topic) | per record | abort as above (the broker being down counts against no record); after `max_aborts_per_record` (default 3) such aborts in a row, that input goes to the DLQ instead (`weir.error.kind = poison`, `weir.attempts` = the aborts) |
 //! | a record fails to decode / encode / an operator panics | per record | its outputs are discarded and its dead letter is written in the same transaction |
 //! | consumer-side fetch errors (including the test broker's empty-fetch parse errors) | — | logged; never abort |
 //!
@@ -46,6 +46,7 @@ mod committer;
 mod config;
 mod dead_letters;
 mod delivery;
+mod dlq;
 mod error;
 pub mod failpoint;
 mod identity;
@@ -54,6 +55,7 @@ mod kafka;
 mod lag;
 mod markers;
 mod partition_group;
+mod poison;
 mod purge;
 mod queries;
 mod rebalance;
@@ -69,6 +71,10 @@ mod watchdog;
 pub use config::{
     Config, ConfigError, ConfigValue, ProcessingGuarantee, EOS_RESERVED_KAFKA_KEYS,
     REFUSED_KAFKA_KEYS,
+};
+pub use dlq::{
+    list_dead_letters, replay_dead_letters, DeadLetterEntry, DeadLetterListing, FixUp,
+    ReplayOptions, ReplaySummary,
 };
 pub use error::{Error, Result};
 pub use identity::{IdentityError, InstanceIdentity};

@@ -119,6 +119,14 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
         }
     }
 
+    /// Puts back a record [`PartitionGroup::next`] gave out, at the head of
+    /// its partition (it was not processed).
+    pub fn unread(&mut self, p: P, record: Record) {
+        if let Some(i) = self.partitions.iter().position(|(q, _)| *q == p) {
+            self.partitions[i].1.push_front(record);
+        }
+    }
+
     /// Records buffered for partition `p`.
     pub fn buffered(&self, p: P) -> usize {
         self.partitions

@@ -79,6 +79,9 @@ pub(crate) struct Task {
     pub marking: Option<i64>,
     /// Timers and punctuations fired in the open transaction.
     pub timers_fired: usize,
+    /// A node it calls is unavailable: its next record waits until then
+    /// (wall clock, ms since the epoch).
+    pub blocked_until: Option<i64>,
 }
 
 impl Task {
@@ -105,6 +108,7 @@ impl Task {
             marked: None,
             marking: None,
             timers_fired: 0,
+            blocked_until: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! Committing and aborting are in [`crate::committer`].
 
 use crate::dead_letters::{DeadLetterLog, Noted, LOG_INTERVAL};
+use crate::poison::PoisonLedger;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,7 +13,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, TopicPartitionList};
-use weir_core::{DeadLetter, ErrorClass, Record};
+use weir_core::{DeadLetter, ErrorClass, ProcessError, Record};
 
 use crate::changelog::ChangelogWrites;
 use crate::delivery::{opaque, Ack, DeliveryContext, Failure};
@@ -66,8 +67,9 @@ pub(crate) struct TaskSet {
     pub dirty: bool,
     /// The source record of each output's delivery opaque, for this transaction.
     pub sources: Vec<(Tp, i64)>,
-    /// Source records whose outputs can never be delivered: dead-lettered on re-processing.
-    pub poisoned: HashMap<(Tp, i64), String>,
+    /// Source records that aborted transactions: dead-lettered (kind
+    /// `poison`) after `max_aborts_per_record` in a row.
+    pub poisoned: PoisonLedger,
     /// Rate-limited log lines for dead letters.
     pub dead_letter_log: DeadLetterLog,
     /// The first offset processed per partition since it was assigned: the
@@ -119,7 +121,7 @@ impl TaskSet {
         producer: BaseProducer<DeliveryContext>,
         failures: Arc<Mutex<Vec<Failure>>>,
         acks: Arc<Mutex<Vec<Ack>>>,
-        poisoned: HashMap<(Tp, i64), String>,
+        poisoned: PoisonLedger,
     ) -> Self {
         let topics = spec.topology.source_topics();
         let repartition: Vec<String> = spec
@@ -267,9 +269,12 @@ impl TaskSet {
         if self.held_for_lag {
             return false;
         }
-        self.tasks
-            .values()
-            .any(|t| t.phase == TaskPhase::Running && t.group.ready(now))
+        let wall = now_ms();
+        self.tasks.values().any(|t| {
+            t.phase == TaskPhase::Running
+                && t.blocked_until.is_none_or(|b| b <= wall)
+                && t.group.ready(now)
+        })
     }
 
     /// Whether some task is opening or restoring its stores.
@@ -346,6 +351,11 @@ impl TaskSet {
                 if t.phase != TaskPhase::Running {
                     continue;
                 }
+                // A node it calls is unavailable: its records wait.
+                if t.blocked_until.is_some_and(|b| b > wall) {
+                    continue;
+                }
+                t.blocked_until = None;
                 if hold_upstream
                     && self
                         .marker_targets
@@ -396,19 +406,15 @@ impl TaskSet {
 
     fn process_record(&mut self, key: TaskKey, tp: Tp, record: Record) {
         self.out.clear();
-        let poisoned = if self.poisoned.is_empty() {
-            None
-        } else {
-            self.poisoned.remove(&(tp, record.offset))
-        };
+        let poisoned = self.poisoned.verdict((tp, record.offset));
         let spec = &self.spec;
         let task = self.tasks.get_mut(&key).expect("a running task");
-        if let Some(reason) = poisoned {
+        if let Some((aborts, reason)) = poisoned {
             let dl = DeadLetter {
-                kind: "produce".into(),
-                message: reason,
+                kind: "poison".into(),
+                message: format!("aborted {aborts} transaction(s) in a row: {reason}"),
                 node: "sink".into(),
-                attempts: 2,
+                attempts: aborts,
             };
             self.out
                 .push(dl.to_record(&spec.dead_letter_topic, &record, now_ms()));
@@ -419,6 +425,13 @@ impl TaskSet {
                 .as_mut()
                 .expect("a running task has its stores open");
             if let Err(e) = task.executor.process(&record, &mut self.out, state) {
+                if let ProcessError::Unavailable { retry_at, .. } = e {
+                    // Not processed: back to the head of its partition,
+                    // and the task waits (its position does not move).
+                    task.blocked_until = Some(retry_at);
+                    task.group.unread(tp, record);
+                    return;
+                }
                 if e.is_late() {
                     RuntimeStats::add(&spec.stats.late, 1);
                 }
@@ -497,7 +510,7 @@ impl TaskSet {
                 if code.is_some_and(is_per_record) {
                     tracing::warn!(topic = %o.topic, error = %e, "an output can never be delivered; its input will be dead-lettered");
                     self.poisoned
-                        .insert((tp, offset), format!("output to {}: {e}", o.topic));
+                        .suspect((tp, offset), format!("output to {}: {e}", o.topic));
                 } else {
                     tracing::warn!(topic = %o.topic, error = %e, "send failed; rewinding to the last commit");
                 }

@@ -23,7 +23,8 @@ impl TaskSet {
         self.tasks
             .values()
             .filter(|t| t.phase == TaskPhase::Running)
-            .filter_map(|t| t.executor.next_wall_deadline())
+            .flat_map(|t| [t.executor.next_wall_deadline(), t.blocked_until])
+            .flatten()
             .min()
     }
 

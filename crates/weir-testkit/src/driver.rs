@@ -46,6 +46,9 @@ struct DriverState {
     late: u64,
     /// The stream time last marked by each writer of each repartition topic.
     marked: BTreeMap<(String, usize), Timestamp>,
+    /// Tasks waiting for an unavailable node (a circuit breaker open):
+    /// until when, and their records in order, the first not processed.
+    blocked: BTreeMap<usize, (Timestamp, VecDeque<Record>)>,
 }
 
 impl DriverState {
@@ -118,6 +121,21 @@ impl DriverState {
         // Reused buffers: the driver's own cost per record stays small.
         let mut queue = std::mem::take(&mut self.queue);
         let mut out = std::mem::take(&mut self.out);
+        // Tasks whose wait is over take their records again, first.
+        let wall = self.wall_clock;
+        let unblocked: Vec<usize> = self
+            .blocked
+            .iter()
+            .filter(|(_, (until, _))| *until <= wall)
+            .map(|(sub, _)| *sub)
+            .collect();
+        for sub in unblocked {
+            if let Some((_, records)) = self.blocked.remove(&sub) {
+                for r in records.into_iter().rev() {
+                    queue.push_front(r);
+                }
+            }
+        }
         for sub in 0..self.executors.len() {
             self.fire(sub, &mut out, &mut queue);
         }
@@ -137,10 +155,21 @@ impl DriverState {
                 self.append(record);
                 continue;
             };
+            if let Some((_, held)) = self.blocked.get_mut(&sub) {
+                held.push_back(record);
+                continue;
+            }
             // Stream-time timers due by the record's time fire before it.
             self.executors[sub].advance_stream_time(record.timestamp);
             self.fire(sub, &mut out, &mut queue);
             if let Err(e) = self.executors[sub].process(&record, &mut out, &mut self.states[sub]) {
+                if let weir_core::ProcessError::Unavailable { retry_at, .. } = e {
+                    // Not processed: the task waits until then.
+                    self.blocked
+                        .insert(sub, (retry_at, VecDeque::from([record])));
+                    self.route(&mut out, &mut queue);
+                    continue;
+                }
                 assert!(
                     e.class() != ErrorClass::Fatal,
                     "TopologyTestDriver: the task cannot go on: {e}"
@@ -241,6 +270,7 @@ impl TopologyTestDriver {
                 wall_clock: 0,
                 late: 0,
                 marked: BTreeMap::new(),
+                blocked: BTreeMap::new(),
                 queue: VecDeque::new(),
                 out: Vec::new(),
             })),

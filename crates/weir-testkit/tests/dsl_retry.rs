@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use weir_core::{dlq_headers, OpError, Record, Str};
-use weir_dsl::{RetryPolicy, TopologyBuilder};
+use weir_dsl::{CircuitBreaker, RetryPolicy, TopologyBuilder};
 use weir_testkit::TopologyTestDriver;
 
 /// Keys whose downstream service is down (their records fail, retryably).
@@ -22,22 +22,29 @@ type Down = Arc<Mutex<BTreeSet<String>>>;
 /// permanently for values starting with `bad`, validation for `invalid`
 /// → `out`.
 fn retrying(policy: RetryPolicy, down: Down) -> TopologyTestDriver {
+    guarded(policy, None, down)
+}
+
+fn guarded(policy: RetryPolicy, breaker: Option<CircuitBreaker>, down: Down) -> TopologyTestDriver {
     let b = TopologyBuilder::new();
-    b.stream("in", Str, Str)
-        .with_retries("call", policy)
-        .try_map(move |k: String, v: String| {
-            if v.starts_with("bad") {
-                return Err(OpError::permanent("refused"));
-            }
-            if v.starts_with("invalid") {
-                return Err(OpError::validation("not a number").at_field("/amount"));
-            }
-            if down.lock().unwrap().contains(&k) {
-                return Err(OpError::retryable("service down"));
-            }
-            Ok((k, v))
-        })
-        .to("out");
+    let node = b.stream("in", Str, Str).with_retries("call", policy);
+    let node = match breaker {
+        Some(br) => node.with_breaker(br),
+        None => node,
+    };
+    node.try_map(move |k: String, v: String| {
+        if v.starts_with("bad") {
+            return Err(OpError::permanent("refused"));
+        }
+        if v.starts_with("invalid") {
+            return Err(OpError::validation("not a number").at_field("/amount"));
+        }
+        if down.lock().unwrap().contains(&k) {
+            return Err(OpError::retryable("service down"));
+        }
+        Ok((k, v))
+    })
+    .to("out");
     TopologyTestDriver::new(b.build().unwrap())
 }
 
@@ -168,6 +175,37 @@ fn later_records_may_pass_by_option() {
     assert_eq!(values(&d.read_raw("out")), vec!["b2"]);
     d.advance_wall_clock(1_000);
     assert_eq!(values(&d.read_raw("out")), vec!["b1"]);
+}
+
+#[test]
+fn an_open_breaker_holds_records_back_without_charging_or_dead_lettering_them() {
+    let down = Down::default();
+    for k in ["a", "b", "c"] {
+        down.lock().unwrap().insert(k.into());
+    }
+    let breaker = CircuitBreaker::new(2, Duration::from_secs(1), Duration::from_millis(500));
+    let d = guarded(
+        RetryPolicy::new(2).without_jitter(),
+        Some(breaker),
+        down.clone(),
+    );
+    let input = d.input_topic("in", Str, Str);
+    input.pipe_input("a".into(), "a1".into()); // fails: parked (1 try)
+    input.pipe_input("b".into(), "b1".into()); // fails: the breaker opens, b1 waits
+    input.pipe_input("c".into(), "c1".into()); // behind b1 in the task
+    d.advance_wall_clock(100); // a1's retry is put off, not charged
+    assert!(d.read_raw("out").is_empty());
+    d.advance_wall_clock(399);
+    assert!(d.read_raw("out").is_empty(), "still open");
+    down.lock().unwrap().clear();
+    d.advance_wall_clock(1); // 500: the probe (b1) succeeds, the rest follows
+    let mut got = values(&d.read_raw("out"));
+    got.sort();
+    assert_eq!(got, vec!["a1", "b1", "c1"]);
+    assert!(
+        d.read_raw(&d.dead_letter_topic()).is_empty(),
+        "a1 had 2 tries at most, and one was put off: nothing dead-lettered"
+    );
 }
 
 #[derive(Clone, Debug)]

@@ -10,7 +10,9 @@ use weir_dsl::Topology;
 use weir_runtime::{Config, ConfigValue, Error, Result};
 
 #[derive(Parser, Debug)]
-#[command(about = "A Weir topology: `run` it (default) or `describe` it.")]
+#[command(
+    about = "A Weir topology: `run` it (default), `describe` it, or work on its dead letters (`dlq`)."
+)]
 struct Cli {
     /// A TOML config file; `WEIR_*` environment variables override it.
     #[arg(long, global = true)]
@@ -28,6 +30,12 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Inspect or replay the dead-letter topic (replay can apply the
+    /// topology's fix-ups: `dlq replay --fix NAME`).
+    Dlq {
+        #[command(subcommand)]
+        command: crate::dlq::DlqCommand,
     },
 }
 
@@ -135,6 +143,11 @@ impl App {
             Command::Run => {
                 init_logging();
                 weir_runtime::run(self.config, topology)
+            }
+            Command::Dlq { command } => {
+                init_logging();
+                let t = weir_runtime::configured_topology(&self.config, &topology)?;
+                crate::dlq::run_dlq(&self.config, Some(&t), command)
             }
         }
     }

@@ -27,6 +27,7 @@
 //! [`weir_state`] (the stores under stateful nodes).
 
 mod app;
+pub mod dlq;
 mod query;
 
 pub use app::{App, AppBuilder};
@@ -50,7 +51,7 @@ pub mod prelude {
     pub use weir_core::{Bincode, Bytes, Codec, Json, Str};
     pub use weir_core::{Failure, OpError, ProcessError};
     pub use weir_dsl::{
-        Clock, Processor, ProcessorContext, RetryPolicy, Store, Stream, Timer, Timers, Topology,
-        TopologyBuilder,
+        CircuitBreaker, Clock, Processor, ProcessorContext, RetryPolicy, Store, Stream, Timer,
+        Timers, Topology, TopologyBuilder,
     };
 }
