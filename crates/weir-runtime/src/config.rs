@@ -173,6 +173,12 @@ pub struct Config {
     /// before processing the others (ms, default 0: never wait).
     #[serde(default)]
     pub max_task_idle_ms: u64,
+    /// Publish counters to `<application_id>-monitoring` (default false).
+    #[serde(default)]
+    pub monitoring_enabled: bool,
+    /// How often (ms, default 10000) when `monitoring_enabled`.
+    #[serde(default = "default_monitoring_interval")]
+    pub monitoring_interval_ms: u64,
     /// After how many aborted transactions in a row an input record whose
     /// own outputs failed them is dead-lettered with kind `poison`
     /// (default 3; at least 1).
@@ -236,6 +242,10 @@ fn default_max_aborts() -> u32 {
     3
 }
 
+fn default_monitoring_interval() -> u64 {
+    10_000
+}
+
 fn kafka_table<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {
@@ -280,6 +290,8 @@ const KEYS: &[(&str, KeyType)] = &[
     ("state_memory_budget_mb", KeyType::Int),
     ("max_task_idle_ms", KeyType::Int),
     ("max_aborts_per_record", KeyType::Int),
+    ("monitoring_enabled", KeyType::Bool),
+    ("monitoring_interval_ms", KeyType::Int),
     ("auto_create_topics", KeyType::Bool),
     ("auto_create_partitions", KeyType::Int),
     ("replication_factor", KeyType::Int),

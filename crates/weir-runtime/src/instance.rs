@@ -108,6 +108,8 @@ pub fn run(config: Config, topology: Topology) -> Result<()> {
 /// means to stop it.
 pub struct Instance {
     shutdown: Arc<AtomicBool>,
+    /// The monitoring reporter, when enabled.
+    monitor: Option<std::thread::JoinHandle<()>>,
     handles: Vec<std::thread::JoinHandle<Result<()>>>,
     watches: Vec<Arc<CallWatch>>,
     stats: Arc<RuntimeStats>,
@@ -162,6 +164,7 @@ impl Instance {
     pub fn wait(self) -> Result<()> {
         let Instance {
             shutdown,
+            monitor,
             handles,
             watches,
             stats,
@@ -200,6 +203,11 @@ impl Instance {
                 shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
                 first_error.get_or_insert(e);
             }
+        }
+        // The reporter's last report carries the final counters.
+        shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(m) = monitor {
+            let _ = m.join();
         }
         tracing::info!("stopped: {}", stats.summary());
         eprintln!("weir: stopped: {}", stats.summary());
@@ -282,7 +290,14 @@ pub fn start(config: Config, topology: Topology) -> Result<Instance> {
         })
         .collect::<std::io::Result<_>>()
         .map_err(|e| Error::Usage(format!("cannot start stream threads: {e}")))?;
+    let monitor = crate::monitoring::start(
+        cfg.clone(),
+        identity.instance_id().to_string(),
+        stats.clone(),
+        shutdown.clone(),
+    );
     Ok(Instance {
+        monitor,
         shutdown,
         handles,
         watches,

@@ -54,6 +54,7 @@ mod instance;
 mod kafka;
 mod lag;
 mod markers;
+mod monitoring;
 mod partition_group;
 mod poison;
 mod purge;
@@ -79,6 +80,7 @@ pub use dlq::{
 pub use error::{Error, Result};
 pub use identity::{IdentityError, InstanceIdentity};
 pub use instance::{configured_topology, run, start, Instance};
+pub use monitoring::monitoring_topic;
 pub use queries::{LocalStores, QueryError, StorePartition};
 pub use stats::RuntimeStats;
 pub use topics::TopicError;

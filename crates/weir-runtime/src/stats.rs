@@ -44,6 +44,27 @@ impl RuntimeStats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Every counter by name, as a JSON object (the monitoring topic's
+    /// `counters`).
+    pub fn counters(&self) -> serde_json::Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "consumed": g(&self.consumed),
+            "produced": g(&self.produced),
+            "dead_lettered": g(&self.dead_lettered),
+            "late": g(&self.late),
+            "timers_fired": g(&self.timers_fired),
+            "commits": g(&self.commits),
+            "aborts": g(&self.aborts),
+            "rejoins": g(&self.rejoins),
+            "restore_total": g(&self.restore_total),
+            "restored": g(&self.restored),
+            "stores_wiped": g(&self.stores_wiped),
+            "commit_ms": g(&self.commit_micros) / 1000,
+            "flush_backlog": g(&self.flush_backlog),
+        })
+    }
+
     /// `consumed=… produced=… dead_lettered=… commits=… aborts=… rejoins=…
     /// restored=… restore_total=… stores_wiped=… commit_ms=…
     /// commit_phases_ms=<flush>/<offsets>/<commit>/<stores> flush_backlog=… late=… timers_fired=…`

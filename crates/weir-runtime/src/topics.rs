@@ -301,6 +301,15 @@ pub(crate) fn prepare_topics(
         admin.create(&[(dead_letter_topic.to_string(), partitions)], "delete")?;
     }
 
+    // The monitoring topic, when enabled: reports of every instance.
+    if cfg.monitoring_enabled {
+        let topic = crate::monitoring::monitoring_topic(&cfg.application_id);
+        if !have.contains_key(&topic) {
+            tracing::info!(%topic, "creating the monitoring topic");
+            admin.create(&[(topic, 1)], "delete")?;
+        }
+    }
+
     // Changelogs: one partition per task of the store's sub-topology.
     let mut changelogs = Vec::new();
     let mut store_partitions = BTreeMap::new();

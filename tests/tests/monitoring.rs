@@ -1,0 +1,89 @@
+//! The monitoring topic: with `monitoring_enabled`, an instance writes its
+//! counters as JSON to `<application_id>-monitoring` every interval, keyed
+//! by its instance id, and a last report when it stops that carries the
+//! final counts.
+
+use std::time::Duration;
+
+use weir_testkit::{publish, TestBroker, TopicReader};
+use weir_tests::{binary, topology_env, TopologyProcess};
+
+fn report(r: &weir_core::Record) -> serde_json::Value {
+    serde_json::from_slice(r.value.as_deref().unwrap()).unwrap()
+}
+
+#[test]
+fn counters_are_published_every_interval_and_at_the_end() {
+    let broker = TestBroker::shared();
+    let app = TestBroker::unique("monitoring");
+    let (input, output) = (format!("{app}-in"), format!("{app}-out"));
+    broker.create_topic(&input, 2).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = topology_env(
+        &app,
+        broker.bootstrap(),
+        &dir.path().join("state"),
+        (&input, &output),
+        &[
+            ("WEIR_AUTO_CREATE_PARTITIONS", "2"),
+            ("WEIR_MONITORING_ENABLED", "true"),
+            ("WEIR_MONITORING_INTERVAL_MS", "300"),
+        ],
+    );
+    let mut p = TopologyProcess::spawn(
+        &binary("weir-test-fix", "weir-tests"),
+        &["run"],
+        &env,
+        &dir.path().join("run.log"),
+    );
+    let values: Vec<String> = (0..100)
+        .map(|i| {
+            if i % 10 == 0 {
+                format!("poison:{i}")
+            } else {
+                i.to_string()
+            }
+        })
+        .collect();
+    publish(
+        broker.bootstrap(),
+        &input,
+        values
+            .iter()
+            .map(|v| (Some(b"k".as_slice()), Some(v.as_bytes()))),
+    )
+    .unwrap();
+    let topic = format!("{app}-monitoring");
+    let mut reader = TopicReader::new(broker.bootstrap(), &[&topic], "read_committed").unwrap();
+    assert!(
+        reader.read_until(Duration::from_secs(60), |r| r
+            .iter()
+            .any(|r| report(r)["counters"]["consumed"] == 100)),
+        "a report with every record consumed; got {:?}; log:\n{}",
+        reader.records().last().map(report),
+        p.log_text()
+    );
+    let before_stop = reader.records().len();
+    assert!(before_stop >= 2, "reports every interval");
+    assert!(p.stop().success(), "{}", p.log_text());
+    assert!(
+        reader.read_until(Duration::from_secs(20), |r| r.len() > before_stop),
+        "a last report at the stop"
+    );
+    let last = report(reader.records().last().unwrap());
+    assert_eq!(last["application_id"], app.as_str());
+    assert_eq!(last["counters"]["consumed"], 100);
+    assert_eq!(last["counters"]["dead_lettered"], 10);
+    let instance = last["instance_id"].as_str().unwrap().to_string();
+    assert!(reader
+        .records()
+        .iter()
+        .all(|r| r.key.as_deref() == Some(instance.as_bytes())));
+    // Counters only grow.
+    let consumed: Vec<u64> = reader
+        .records()
+        .iter()
+        .map(|r| report(r)["counters"]["consumed"].as_u64().unwrap())
+        .collect();
+    assert!(consumed.windows(2).all(|w| w[0] <= w[1]), "{consumed:?}");
+}
