@@ -59,6 +59,8 @@ pub(crate) struct GraphBuilder {
     /// The declared timer stores.
     timer_stores: std::collections::BTreeSet<String>,
     fixes: BTreeMap<String, crate::graph::DeadLetterFix>,
+    /// The status ledger, if a source stream has one.
+    pub(crate) ledger: Option<crate::ledger::LedgerSpec>,
 }
 
 impl GraphBuilder {
@@ -391,6 +393,7 @@ impl TopologyBuilder {
                 table_sources: g.table_sources,
                 timer_stores,
                 fixes: g.fixes,
+                ledger: g.ledger,
             }),
         })
     }

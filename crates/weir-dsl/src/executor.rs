@@ -22,6 +22,9 @@ macro_rules! env {
             position: $position,
             dead_letter_topic: &$exec.dead_letter_topic,
             dead_letters: Vec::new(),
+            event_id: None,
+            ledger_store: None,
+            status: None,
         }
     };
 }
@@ -66,6 +69,9 @@ pub struct TaskExecutor {
     /// Where processors' own dead letters go (see
     /// [`TaskExecutor::set_dead_letter_topic`]).
     dead_letter_topic: String,
+    /// The status ledger, when this task holds it, and the index of its
+    /// node among the timer nodes.
+    pub(super) ledger: Option<(crate::ledger::LedgerSpec, Option<usize>)>,
 }
 
 impl std::fmt::Debug for TaskExecutor {
@@ -122,7 +128,93 @@ impl TaskExecutor {
             punctuations: Vec::new(),
             initialized: false,
             dead_letter_topic: String::new(),
+            ledger: None,
         }
+        .with_ledger()
+    }
+
+    /// Finds the status ledger if this task holds it.
+    fn with_ledger(mut self) -> Self {
+        let inner = &self.topology.inner;
+        if let Some(l) = inner.ledger.as_ref() {
+            if inner.nodes[l.node].subtopology == self.subtopology {
+                let timers = self.timer_nodes.iter().position(|t| t.node == l.node);
+                self.ledger = Some((l.clone(), timers));
+            }
+        }
+        self
+    }
+
+    /// The ledger's event id of `record`, when the ledger records its topic.
+    fn event_id(&self, record: &Record) -> Option<String> {
+        let (l, _) = self.ledger.as_ref()?;
+        if l.topic != record.topic {
+            return None;
+        }
+        catch_unwind(AssertUnwindSafe(|| (l.id)(record)))
+            .ok()
+            .flatten()
+    }
+
+    /// Writes `update` for event `id` to the ledger, and sets a new
+    /// entry's expiry timer.
+    fn record_event(
+        &mut self,
+        state: &mut TaskState,
+        id: &str,
+        update: &crate::ledger::StatusUpdate,
+    ) -> Result<(), ProcessError> {
+        let Some((l, timers)) = self.ledger.as_ref() else {
+            return Ok(());
+        };
+        let err = |e: weir_state::StoreError| ProcessError::Store {
+            node: self.topology.inner.nodes[l.node].name.clone(),
+            store: l.store.clone(),
+            message: e.to_string(),
+        };
+        let store = state.store_id(&l.store).map_err(err)?;
+        let new =
+            crate::ledger::record_status(state, store, id, update, self.wall_clock).map_err(err)?;
+        let (Some(t), true) = (*timers, new) else {
+            return Ok(());
+        };
+        let deadline = self.wall_clock.saturating_add(l.retention_ms);
+        let tn = &mut self.timer_nodes[t];
+        weir_state::TimerStore::new(state.store(tn.store))
+            .schedule(weir_state::Clock::Wall, deadline, id.as_bytes(), &[])
+            .map_err(err)?;
+        let w = crate::process::clock_index(weir_state::Clock::Wall);
+        if let Some(known) = tn.next[w].as_mut() {
+            *known = Some(known.map_or(deadline, |k| k.min(deadline)));
+        }
+        if let Some(f) = tn.floor[w].as_mut() {
+            *f = (*f).min(deadline);
+        }
+        Ok(())
+    }
+
+    /// Records in the status ledger (if it records `record`'s topic) that
+    /// `record` was dead-lettered by the caller after `attempts` (a poison
+    /// input): status `FAILED`.
+    ///
+    /// # Errors
+    /// A store error (fatal).
+    pub fn record_failed(
+        &mut self,
+        record: &Record,
+        state: &mut TaskState,
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), ProcessError> {
+        let Some(id) = self.event_id(record) else {
+            return Ok(());
+        };
+        let update = crate::ledger::StatusUpdate {
+            status: crate::ledger::EventStatus::Failed,
+            attempts,
+            error: Some(error.to_string()),
+        };
+        self.record_event(state, &id, &update)
     }
 
     /// Sets where processors' own dead letters go
@@ -304,11 +396,18 @@ impl TaskExecutor {
         if stateful {
             state.savepoint();
         }
+        let event_id = if marker { None } else { self.event_id(record) };
+        let ledger_store = self
+            .ledger
+            .as_ref()
+            .and_then(|(l, _)| state.store_id(&l.store).ok());
         let mut env = env!(
             self,
             state,
             Some((record.topic.as_str(), record.partition, record.offset))
         );
+        env.event_id = event_id.as_deref();
+        env.ledger_store = ledger_store;
         // User code includes codecs: a panic while decoding is dead-lettered too.
         let result =
             catch_unwind(AssertUnwindSafe(|| {
@@ -344,8 +443,29 @@ impl TaskExecutor {
                 env.state.release_savepoint();
             }
         }
+        let status = env.status.take();
         if matches!(result, Err(ProcessError::Panic { .. })) {
             self.replace_panicked(state)?;
+        }
+        if let Some(id) = event_id {
+            use crate::ledger::{EventStatus, StatusUpdate};
+            let update = match &result {
+                Ok(()) => Some(status.unwrap_or(StatusUpdate {
+                    status: EventStatus::Completed,
+                    attempts: 1,
+                    error: None,
+                })),
+                // Not processed: it comes again.
+                Err(ProcessError::Unavailable { .. }) => None,
+                Err(e) => Some(StatusUpdate {
+                    status: EventStatus::Error,
+                    attempts: 1,
+                    error: Some(e.to_string()),
+                }),
+            };
+            if let Some(u) = update {
+                self.record_event(state, &id, &u)?;
+            }
         }
         result
     }
@@ -456,11 +576,16 @@ fn call_node(
         effects: &mut effects,
         position: env.position,
         dead_letter_topic: env.dead_letter_topic,
+        event_id: env.event_id,
+        ledger_store: env.ledger_store,
     };
     let r = p.call(call, trigger, forwarded);
     env.processors[id] = Some(p);
     if r.is_ok() {
         env.dead_letters.append(&mut effects.dead_letters);
+        if effects.status.is_some() {
+            env.status = effects.status.take();
+        }
     }
     if let Some(t) = timer {
         let t = &mut env.timer_nodes[t];
@@ -505,6 +630,12 @@ struct Env<'a> {
     /// Dead letters of the calls that succeeded, for the output once the
     /// whole record (or timer) has.
     dead_letters: Vec<Record>,
+    /// The status ledger's id of the record being processed, if recorded.
+    event_id: Option<&'a str>,
+    /// The status ledger's store in this task, if it has it.
+    ledger_store: Option<weir_state::StoreId>,
+    /// A status a node set for the record being processed.
+    status: Option<crate::ledger::StatusUpdate>,
 }
 
 thread_local! {

@@ -224,6 +224,8 @@ pub(crate) struct TopologyInner {
     pub timer_stores: BTreeMap<String, usize>,
     /// Dead-letter fix-ups by name.
     pub fixes: BTreeMap<String, DeadLetterFix>,
+    /// The status ledger, if any.
+    pub ledger: Option<crate::ledger::LedgerSpec>,
 }
 
 /// A fix-up for dead letters (see [`crate::TopologyBuilder::dead_letter_fix`]).
@@ -442,6 +444,10 @@ impl Topology {
                     .collect(),
                 timer_stores: self.inner.timer_stores.clone(),
                 fixes: self.inner.fixes.clone(),
+                ledger: self.inner.ledger.clone().map(|mut l| {
+                    l.topic = map(&l.topic);
+                    l
+                }),
             }),
         }
     }

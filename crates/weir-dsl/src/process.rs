@@ -238,6 +238,8 @@ pub struct ProcessorContext<'a, K2, V2> {
     effects: &'a mut TimerEffects,
     position: Option<(&'a str, i32, i64)>,
     dead_letter_topic: &'a str,
+    event_id: Option<&'a str>,
+    ledger_store: Option<weir_state::StoreId>,
     timestamp: Timestamp,
     headers: &'a mut Headers,
     forwarded: &'a mut Vec<Item>,
@@ -298,6 +300,38 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
     /// [`ProcessorContext::position`]).
     pub fn source_topic(&self) -> Option<&str> {
         self.position.map(|(t, _, _)| t)
+    }
+
+    /// The status ledger's id of the record being processed.
+    pub(crate) fn event_id(&self) -> Option<&str> {
+        self.event_id
+    }
+
+    /// Sets the status ledger's entry of the record being processed (kept
+    /// if the record's processing succeeds).
+    pub(crate) fn set_event_status(&mut self, update: crate::ledger::StatusUpdate) {
+        if self.event_id.is_some() {
+            self.effects.status = Some(update);
+        }
+    }
+
+    /// Writes the status ledger's entry of event `id` (when this task holds
+    /// the ledger).
+    pub(crate) fn update_event_status(
+        &mut self,
+        id: &str,
+        update: &crate::ledger::StatusUpdate,
+    ) -> Result<(), ProcessError> {
+        let Some(store) = self.ledger_store else {
+            return Ok(());
+        };
+        crate::ledger::record_status(self.state, store, id, update, self.wall_clock)
+            .map(|_| ())
+            .map_err(|e| ProcessError::Store {
+                node: self.node.to_string(),
+                store: "status ledger".into(),
+                message: e.to_string(),
+            })
     }
 
     /// Writes a dead letter for `source` (its key, value, headers and
@@ -582,6 +616,10 @@ pub(crate) struct Call<'a> {
     pub position: Option<(&'a str, i32, i64)>,
     /// Where the node's own dead letters go.
     pub dead_letter_topic: &'a str,
+    /// The status ledger's id of the record being processed.
+    pub event_id: Option<&'a str>,
+    /// The task's status ledger store, if it holds it.
+    pub ledger_store: Option<weir_state::StoreId>,
 }
 
 /// What a call did to timers that the executor keeps in memory.
@@ -593,6 +631,8 @@ pub(crate) struct TimerEffects {
     pub punctuations: Vec<(Clock, i64)>,
     /// Dead letters the node wrote ([`ProcessorContext::dead_letter`]).
     pub dead_letters: Vec<Record>,
+    /// A status the node set for the record being processed.
+    pub status: Option<crate::ledger::StatusUpdate>,
 }
 
 impl TimerEffects {
@@ -680,6 +720,8 @@ where
             effects: env.effects,
             position: env.position,
             dead_letter_topic: env.dead_letter_topic,
+            event_id: env.event_id,
+            ledger_store: env.ledger_store,
             timestamp,
             headers: &mut headers,
             forwarded,

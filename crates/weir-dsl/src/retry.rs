@@ -39,6 +39,7 @@ use weir_state::{Clock, KeyRange, KeyValueStore, TaskState, Timer};
 use crate::breaker::{Breaker, CircuitBreaker};
 use crate::builder::Stream;
 use crate::graph::BuildError;
+use crate::ledger::{EventStatus, StatusUpdate};
 use crate::process::{Processor, ProcessorContext, StoreRef};
 
 /// How a node retries records that fail with [`Failure::Retryable`].
@@ -324,6 +325,8 @@ struct Parked {
     value: Vec<u8>,
     /// The last failure's message.
     error: String,
+    /// Its id in the status ledger, if recorded there.
+    event_id: Option<String>,
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -377,6 +380,13 @@ impl Parked {
         put_bytes(&mut b, &self.key);
         put_bytes(&mut b, &self.value);
         put_bytes(&mut b, self.error.as_bytes());
+        match &self.event_id {
+            Some(id) => {
+                b.push(1);
+                put_bytes(&mut b, id.as_bytes());
+            }
+            None => b.push(0),
+        }
         b
     }
 
@@ -400,6 +410,10 @@ impl Parked {
         let key = r.bytes()?.to_vec();
         let value = r.bytes()?.to_vec();
         let error = r.string()?;
+        let event_id = match r.take(1)?[0] {
+            0 => None,
+            _ => Some(r.string()?),
+        };
         r.0.is_empty().then_some(Self {
             tries,
             timestamp,
@@ -410,6 +424,7 @@ impl Parked {
             key,
             value,
             error,
+            event_id,
         })
     }
 
@@ -432,6 +447,14 @@ impl Parked {
             headers: self.headers(),
             timestamp: self.timestamp,
         }
+    }
+}
+
+fn status(status: EventStatus, attempts: u32, error: Option<String>) -> StatusUpdate {
+    StatusUpdate {
+        status,
+        attempts,
+        error,
     }
 }
 
@@ -627,6 +650,9 @@ where
             }
             match tried {
                 Tried::Done(out) => {
+                    if let Some(id) = &p.event_id {
+                        ctx.update_event_status(id, &status(EventStatus::Completed, tries, None))?;
+                    }
                     let mut headers = p.headers();
                     headers.set(dlq_headers::ATTEMPTS, tries.to_string());
                     for (k, v) in out {
@@ -641,6 +667,12 @@ where
                     tracing::debug!(node = %node, tries, error = %e, "retrying later");
                     p.tries = tries;
                     p.error = e.to_string();
+                    if let Some(id) = &p.event_id {
+                        ctx.update_event_status(
+                            id,
+                            &status(EventStatus::Retry, tries, Some(p.error.clone())),
+                        )?;
+                    }
                     let (node, state) = ctx.raw();
                     write(state, node, &store, &key, Some(&p))?;
                     self.schedule(ctx, &key, tries)?;
@@ -664,6 +696,12 @@ where
                             ("panic", format!("node {node}: operator panicked: {m}"))
                         }
                     };
+                    if let Some(id) = &p.event_id {
+                        ctx.update_event_status(
+                            id,
+                            &status(EventStatus::Failed, tries, Some(message.clone())),
+                        )?;
+                    }
                     ctx.dead_letter(
                         &p.source(),
                         &DeadLetter {
@@ -774,8 +812,14 @@ where
                 .collect(),
             key: kb,
             value: vc.encode(&value).map_err(|e| codec_err(ctx.node(), e))?,
+            event_id: ctx.event_id().map(str::to_string),
             error,
         };
+        ctx.set_event_status(if behind {
+            status(EventStatus::Unprocessed, 0, None)
+        } else {
+            status(EventStatus::Retry, 1, Some(parked.error.clone()))
+        });
         {
             let (node, state) = ctx.raw();
             write(state, node, &store, &entry, Some(&parked))?;
@@ -833,8 +877,9 @@ mod tests {
             offset in any::<i64>(), topic in ".*", key in any::<Vec<u8>>(),
             value in any::<Vec<u8>>(), error in ".*",
             headers in proptest::collection::vec((".*", proptest::option::of(any::<Vec<u8>>())), 0..4),
+            event_id in proptest::option::of(".*"),
         ) {
-            let p = Parked { tries, timestamp, topic, partition, offset, headers, key, value, error };
+            let p = Parked { tries, timestamp, topic, partition, offset, headers, key, value, error, event_id };
             let b = p.encode();
             prop_assert_eq!(Parked::decode(&b), Some(p));
             prop_assert_eq!(Parked::decode(&b[..b.len() - 1]), None);

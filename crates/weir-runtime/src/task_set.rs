@@ -419,6 +419,21 @@ impl TaskSet {
             self.out
                 .push(dl.to_record(&spec.dead_letter_topic, &record, now_ms()));
             RuntimeStats::add(&spec.stats.dead_lettered, 1);
+            let state = task
+                .state
+                .as_mut()
+                .expect("a running task has its stores open");
+            if let Err(e) = task
+                .executor
+                .record_failed(&record, state, aborts, &dl.message)
+            {
+                let task_id = task.id.clone();
+                self.fail(Error::Task {
+                    task: task_id,
+                    message: e.to_string(),
+                });
+                return;
+            }
         } else {
             let state = task
                 .state

@@ -251,7 +251,12 @@ impl TaskExecutor {
         let mark = out.len();
         state.savepoint();
         let nodes = &self.topology.inner.nodes;
+        let ledger_store = self
+            .ledger
+            .as_ref()
+            .and_then(|(l, _)| state.store_id(&l.store).ok());
         let mut env = env!(self, state, None);
+        env.ledger_store = ledger_store;
         let result = catch_unwind(AssertUnwindSafe(|| {
             let mut forwarded = Vec::new();
             call_node(nodes, node, trigger, &mut forwarded, &mut env)?;
