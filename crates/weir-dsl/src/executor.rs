@@ -25,6 +25,7 @@ macro_rules! env {
             event_id: None,
             ledger_store: None,
             status: None,
+            timer_handled: false,
         }
     };
 }
@@ -444,6 +445,10 @@ impl TaskExecutor {
             }
         }
         let status = env.status.take();
+        if matches!(result, Err(ProcessError::Unavailable { .. })) {
+            // It comes again: its advance of stream time is heard then.
+            self.notified = before;
+        }
         if matches!(result, Err(ProcessError::Panic { .. })) {
             self.replace_panicked(state)?;
         }
@@ -586,6 +591,7 @@ fn call_node(
         if effects.status.is_some() {
             env.status = effects.status.take();
         }
+        env.timer_handled |= effects.timer_handled;
     }
     if let Some(t) = timer {
         let t = &mut env.timer_nodes[t];
@@ -636,6 +642,8 @@ struct Env<'a> {
     ledger_store: Option<weir_state::StoreId>,
     /// A status a node set for the record being processed.
     status: Option<crate::ledger::StatusUpdate>,
+    /// An `on_timer_failed` call settled its timer.
+    timer_handled: bool,
 }
 
 thread_local! {

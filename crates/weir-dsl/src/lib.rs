@@ -48,7 +48,9 @@ pub use grouped::{Grouped, Table};
 pub use join::JoinWindows;
 pub use ledger::{EventStatus, LedgerEntry, StatusLedger};
 pub use params::{Param, ParamDescription, ParamValue};
-pub use process::{Processor, ProcessorContext, Store, StoreName, Timers, TypedStore};
+pub use process::{
+    Processor, ProcessorContext, Store, StoreName, TimerFailure, Timers, TypedStore,
+};
 pub use retry::{RetryPolicy, Retrying};
 pub use session::{session, SessionGrouped, SessionTable, SessionWindows};
 pub use sliding::{sliding, SlidingGrouped, SlidingWindows};

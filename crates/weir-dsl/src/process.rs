@@ -188,6 +188,24 @@ pub trait Processor<K, V, K2, V2>: Send + 'static {
         Ok(())
     }
 
+    /// The call of [`Processor::on_timer`] for `timer` failed: its writes
+    /// and outputs were dropped (a failure downstream of this node
+    /// included), and the timer stays removed. Runs in its own savepoint,
+    /// so the node can settle what the timer stood for — dead-letter it,
+    /// set the timer again. Return `Ok(true)` when it did; `Ok(false)`
+    /// dead-letters the timer itself (key and payload).
+    ///
+    /// # Errors
+    /// As [`Processor::on_timer`] (the timer is then dead-lettered).
+    fn on_timer_failed(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_, K2, V2>,
+        _timer: Timer,
+        _failure: &TimerFailure,
+    ) -> Result<bool, ProcessError> {
+        Ok(false)
+    }
+
     /// A punctuation registered with [`ProcessorContext::schedule_every`]
     /// is due: `time` is the clock's time now (stream time or the system
     /// clock), also the timestamp `forward` gives the outputs.
@@ -633,6 +651,8 @@ pub(crate) struct TimerEffects {
     pub dead_letters: Vec<Record>,
     /// A status the node set for the record being processed.
     pub status: Option<crate::ledger::StatusUpdate>,
+    /// `on_timer_failed` settled the timer itself.
+    pub timer_handled: bool,
 }
 
 impl TimerEffects {
@@ -664,7 +684,20 @@ pub(crate) enum Trigger {
     Record(Item),
     StreamTime(Timestamp),
     Timer(Timer),
+    /// A call for the timer failed (see `Processor::on_timer_failed`).
+    TimerFailed(Timer, TimerFailure),
     Punctuate(Clock, Timestamp),
+}
+
+/// Why a timer's call failed; see [`Processor::on_timer_failed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerFailure {
+    /// The error's `weir.error.kind`.
+    pub kind: String,
+    /// The error, for a person.
+    pub message: String,
+    /// When a node downstream was unavailable: when to try again.
+    pub retry_at: Option<Timestamp>,
 }
 
 /// A processor instance behind `Any` types, as a task holds it.
@@ -709,7 +742,7 @@ where
             Trigger::Init => 0,
             Trigger::Record(it) => it.timestamp,
             Trigger::StreamTime(t) | Trigger::Punctuate(_, t) => *t,
-            Trigger::Timer(t) => t.deadline,
+            Trigger::Timer(t) | Trigger::TimerFailed(t, _) => t.deadline,
         };
         let mut ctx = ProcessorContext {
             node,
@@ -738,6 +771,9 @@ where
             }
             Trigger::StreamTime(_) => p.on_stream_time(&mut ctx),
             Trigger::Timer(timer) => p.on_timer(&mut ctx, timer),
+            Trigger::TimerFailed(timer, failure) => p
+                .on_timer_failed(&mut ctx, timer, &failure)
+                .map(|handled| ctx.effects.timer_handled = handled),
             Trigger::Punctuate(clock, time) => p.punctuate(&mut ctx, clock, time),
         };
         r.map_err(|e| name_node(e, node))

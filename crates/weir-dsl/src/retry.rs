@@ -40,7 +40,7 @@ use crate::breaker::{Breaker, CircuitBreaker};
 use crate::builder::Stream;
 use crate::graph::BuildError;
 use crate::ledger::{EventStatus, StatusUpdate};
-use crate::process::{Processor, ProcessorContext, StoreRef};
+use crate::process::{Processor, ProcessorContext, StoreRef, TimerFailure};
 
 /// How a node retries records that fail with [`Failure::Retryable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -644,8 +644,10 @@ where
                             return Ok(());
                         }
                     }
-                    Tried::Done(_) => b.succeeded(&node),
-                    _ => {}
+                    // Done, or refused for the record's own sake: the
+                    // service answered.
+                    Tried::Done(_) | Tried::Failed(_) => b.succeeded(&node),
+                    Tried::Panicked(_) => {}
                 }
             }
             match tried {
@@ -771,7 +773,8 @@ where
                         return Err(unavailable(ctx.node(), until));
                     }
                 }
-                Err(_) => {}
+                // The service answered: the record is at fault, not it.
+                Err(_) => b.succeeded(ctx.node()),
             }
         }
         let error = match tried {
@@ -835,6 +838,71 @@ where
             ctx.schedule_at(Clock::Wall, now, head, &[])?;
         }
         Ok(())
+    }
+
+    /// A retry's call failed downstream of this node (or panicked): the
+    /// parked record is dead-lettered with that failure (or, when a node
+    /// downstream was unavailable, tried again then), and the record
+    /// behind it gets its turn — no key is left without a timer.
+    fn on_timer_failed(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K2, V2>,
+        timer: Timer,
+        failure: &TimerFailure,
+    ) -> Result<bool, ProcessError> {
+        let store = self.spec.parked.clone();
+        let parked = {
+            let (node, state) = ctx.raw();
+            let id = state
+                .store_id(&store)
+                .map_err(|e| store_err(node, &store, e))?;
+            state
+                .store(id)
+                .get(&timer.key)
+                .map_err(|e| store_err(node, &store, e))?
+        };
+        let Some(p) = parked.as_deref().and_then(Parked::decode) else {
+            return Ok(false);
+        };
+        if let Some(at) = failure.retry_at {
+            ctx.schedule_at(Clock::Wall, at, &timer.key, &[])?;
+            return Ok(true);
+        }
+        let tries = p.tries + 1;
+        if let Some(id) = &p.event_id {
+            ctx.update_event_status(
+                id,
+                &status(EventStatus::Failed, tries, Some(failure.message.clone())),
+            )?;
+        }
+        ctx.dead_letter(
+            &p.source(),
+            &DeadLetter {
+                kind: failure.kind.clone(),
+                message: failure.message.clone(),
+                node: ctx.node().to_string(),
+                attempts: tries,
+            },
+        );
+        {
+            let (node, state) = ctx.raw();
+            write(state, node, &store, &timer.key, None)?;
+        }
+        if self.spec.policy.per_key_order {
+            if let Some((pre, _)) = split_entry(&timer.key) {
+                let next = {
+                    let (node, state) = ctx.raw();
+                    entries_of(state, node, &store, pre)?
+                        .into_iter()
+                        .find(|(k, _)| *k > timer.key)
+                };
+                if let Some((k, _)) = next {
+                    let now = ctx.wall_clock();
+                    ctx.schedule_at(Clock::Wall, now, &k, &[])?;
+                }
+            }
+        }
+        Ok(true)
     }
 
     fn on_timer(

@@ -208,6 +208,50 @@ fn an_open_breaker_holds_records_back_without_charging_or_dead_lettering_them() 
     );
 }
 
+#[test]
+fn a_failure_downstream_of_a_retry_dead_letters_the_record_and_frees_its_key() {
+    let down = Down::default();
+    down.lock().unwrap().insert("b".into());
+    let d = {
+        let down = down.clone();
+        let b = TopologyBuilder::new();
+        b.stream("in", Str, Str)
+            .with_retries("call", RetryPolicy::new(5).without_jitter())
+            .try_map(move |k: String, v: String| {
+                if down.lock().unwrap().contains(&k) {
+                    return Err(OpError::retryable("down"));
+                }
+                Ok((k, v))
+            })
+            .try_map_values(|v: String| {
+                if v == "b1" {
+                    Err(OpError::permanent("downstream refuses"))
+                } else {
+                    Ok(v)
+                }
+            })
+            .to("out");
+        TopologyTestDriver::new(b.build().unwrap())
+    };
+    let input = d.input_topic("in", Str, Str);
+    input.pipe_input("b".into(), "b1".into());
+    input.pipe_input("b".into(), "b2".into());
+    down.lock().unwrap().clear();
+    d.advance_wall_clock(100);
+    assert_eq!(values(&d.read_raw("out")), vec!["b2"], "the key moved on");
+    let dlq = d.read_raw(&d.dead_letter_topic());
+    assert_eq!(values(&dlq), vec!["b1"]);
+    assert_eq!(
+        header(&dlq[0], dlq_headers::ERROR_KIND).as_deref(),
+        Some("permanent")
+    );
+    assert_eq!(
+        header(&dlq[0], dlq_headers::SOURCE_TOPIC).as_deref(),
+        Some("in")
+    );
+    assert_eq!(header(&dlq[0], dlq_headers::ATTEMPTS).as_deref(), Some("2"));
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Pipe(&'static str),

@@ -111,8 +111,23 @@ pub fn run_dlq(config: &Config, topology: Option<&Topology>, cmd: DlqCommand) ->
             opts.kinds = a.kinds;
             opts.from_offset = a.from_offset;
             opts.to_offset = a.to_offset;
-            if let Some(g) = a.group {
-                opts.group = g;
+            match a.group {
+                Some(g) => opts.group = g,
+                // A filtered replay moves its group's offsets past what it
+                // leaves out: it gets a group of its own.
+                None if !opts.kinds.is_empty()
+                    || opts.from_offset.is_some()
+                    || opts.to_offset.is_some() =>
+                {
+                    opts.group = format!(
+                        "{}-kinds-{}-from-{}-to-{}",
+                        opts.group,
+                        opts.kinds.join("+"),
+                        opts.from_offset.map_or("start".into(), |o| o.to_string()),
+                        opts.to_offset.map_or("end".into(), |o| o.to_string())
+                    );
+                }
+                None => {}
             }
             opts.batch = a.batch_size.max(1);
             opts.max_per_sec = a.max_per_sec;

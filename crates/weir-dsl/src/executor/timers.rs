@@ -7,7 +7,7 @@ use weir_core::{Headers, ProcessError, Record, Timestamp};
 use weir_state::{Clock, TaskState, Timer, TimerStore};
 
 use super::{call_node, forward, panic_error, Env, TaskExecutor};
-use crate::process::{clock_index, Trigger};
+use crate::process::{clock_index, TimerFailure, Trigger};
 
 /// Timers read from the store per query while firing.
 const FIRE_BATCH: usize = 256;
@@ -255,6 +255,10 @@ impl TaskExecutor {
             .ledger
             .as_ref()
             .and_then(|(l, _)| state.store_id(&l.store).ok());
+        let timer = match &trigger {
+            Trigger::Timer(t) => Some(t.clone()),
+            _ => None,
+        };
         let mut env = env!(self, state, None);
         env.ledger_store = ledger_store;
         let result = catch_unwind(AssertUnwindSafe(|| {
@@ -286,9 +290,78 @@ impl TaskExecutor {
                     return Err(e);
                 }
                 // A failed timer stays removed (its removal is outside
-                // the savepoint): it must not fail forever.
+                // the savepoint): it must not fail forever. Its node may
+                // settle what it stood for.
+                if let Some(t) = timer {
+                    let failure = TimerFailure {
+                        kind: e.kind().to_string(),
+                        message: e.to_string(),
+                        retry_at: match &e {
+                            ProcessError::Unavailable { retry_at, .. } => Some(*retry_at),
+                            _ => None,
+                        },
+                    };
+                    if self.timer_failed(node, t, failure, out, state)? {
+                        return Ok(());
+                    }
+                }
                 run.failed.push((record, e));
                 Ok(())
+            }
+        }
+    }
+
+    /// Lets `node` settle a timer whose call failed, in a savepoint of its
+    /// own; whether it did.
+    fn timer_failed(
+        &mut self,
+        node: usize,
+        timer: Timer,
+        failure: TimerFailure,
+        out: &mut Vec<Record>,
+        state: &mut TaskState,
+    ) -> Result<bool, ProcessError> {
+        let mark = out.len();
+        state.savepoint();
+        let nodes = &self.topology.inner.nodes;
+        let ledger_store = self
+            .ledger
+            .as_ref()
+            .and_then(|(l, _)| state.store_id(&l.store).ok());
+        let mut env = env!(self, state, None);
+        env.ledger_store = ledger_store;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let mut forwarded = Vec::new();
+            call_node(
+                nodes,
+                node,
+                Trigger::TimerFailed(timer, failure),
+                &mut forwarded,
+                &mut env,
+            )?;
+            for it in forwarded {
+                forward(nodes, &nodes[node], it, out, &mut env)?;
+            }
+            Ok::<(), ProcessError>(())
+        }));
+        match result {
+            Ok(Ok(())) if env.timer_handled => {
+                out.append(&mut env.dead_letters);
+                env.state.release_savepoint();
+                Ok(true)
+            }
+            Ok(Err(e)) if e.class() == weir_core::ErrorClass::Fatal => {
+                out.truncate(mark);
+                env.state.rollback_to_savepoint();
+                Err(e)
+            }
+            other => {
+                out.truncate(mark);
+                env.state.rollback_to_savepoint();
+                if other.is_err() {
+                    self.replace_panicked(state)?;
+                }
+                Ok(false)
             }
         }
     }
