@@ -26,6 +26,7 @@ macro_rules! env {
             ledger_store: None,
             status: None,
             timer_handled: false,
+            source_record: None,
         }
     };
 }
@@ -409,6 +410,7 @@ impl TaskExecutor {
         );
         env.event_id = event_id.as_deref();
         env.ledger_store = ledger_store;
+        env.source_record = Some(record);
         // User code includes codecs: a panic while decoding is dead-lettered too.
         let result =
             catch_unwind(AssertUnwindSafe(|| {
@@ -583,6 +585,7 @@ fn call_node(
         dead_letter_topic: env.dead_letter_topic,
         event_id: env.event_id,
         ledger_store: env.ledger_store,
+        source_record: env.source_record,
     };
     let r = p.call(call, trigger, forwarded);
     env.processors[id] = Some(p);
@@ -644,6 +647,8 @@ struct Env<'a> {
     status: Option<crate::ledger::StatusUpdate>,
     /// An `on_timer_failed` call settled its timer.
     timer_handled: bool,
+    /// The input record being processed, as read.
+    source_record: Option<&'a Record>,
 }
 
 thread_local! {

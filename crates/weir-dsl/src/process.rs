@@ -258,6 +258,7 @@ pub struct ProcessorContext<'a, K2, V2> {
     dead_letter_topic: &'a str,
     event_id: Option<&'a str>,
     ledger_store: Option<weir_state::StoreId>,
+    source_record: Option<&'a Record>,
     timestamp: Timestamp,
     headers: &'a mut Headers,
     forwarded: &'a mut Vec<Item>,
@@ -318,6 +319,11 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
     /// [`ProcessorContext::position`]).
     pub fn source_topic(&self) -> Option<&str> {
         self.position.map(|(t, _, _)| t)
+    }
+
+    /// The input record being processed, as read from its topic.
+    pub(crate) fn source_record(&self) -> Option<&Record> {
+        self.source_record
     }
 
     /// The status ledger's id of the record being processed.
@@ -638,6 +644,8 @@ pub(crate) struct Call<'a> {
     pub event_id: Option<&'a str>,
     /// The task's status ledger store, if it holds it.
     pub ledger_store: Option<weir_state::StoreId>,
+    /// The input record being processed, as read.
+    pub source_record: Option<&'a Record>,
 }
 
 /// What a call did to timers that the executor keeps in memory.
@@ -755,6 +763,7 @@ where
             dead_letter_topic: env.dead_letter_topic,
             event_id: env.event_id,
             ledger_store: env.ledger_store,
+            source_record: env.source_record,
             timestamp,
             headers: &mut headers,
             forwarded,

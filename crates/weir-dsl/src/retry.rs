@@ -327,6 +327,9 @@ struct Parked {
     error: String,
     /// Its id in the status ledger, if recorded there.
     event_id: Option<String>,
+    /// The input record's key and value as read, when they differ from
+    /// the node's input (operators upstream): what its dead letter carries.
+    raw: Option<(Option<Vec<u8>>, Option<Vec<u8>>)>,
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -387,6 +390,21 @@ impl Parked {
             }
             None => b.push(0),
         }
+        match &self.raw {
+            Some((k, v)) => {
+                b.push(1);
+                for part in [k, v] {
+                    match part {
+                        Some(p) => {
+                            b.push(1);
+                            put_bytes(&mut b, p);
+                        }
+                        None => b.push(0),
+                    }
+                }
+            }
+            None => b.push(0),
+        }
         b
     }
 
@@ -414,6 +432,20 @@ impl Parked {
             0 => None,
             _ => Some(r.string()?),
         };
+        let raw = match r.take(1)?[0] {
+            0 => None,
+            _ => {
+                let mut part = || -> Option<Option<Vec<u8>>> {
+                    Some(match r.take(1)?[0] {
+                        0 => None,
+                        _ => Some(r.bytes()?.to_vec()),
+                    })
+                };
+                let k = part()?;
+                let v = part()?;
+                Some((k, v))
+            }
+        };
         r.0.is_empty().then_some(Self {
             tries,
             timestamp,
@@ -425,6 +457,7 @@ impl Parked {
             value,
             error,
             event_id,
+            raw,
         })
     }
 
@@ -442,8 +475,14 @@ impl Parked {
             topic: self.topic.clone(),
             partition: self.partition,
             offset: self.offset,
-            key: Some(self.key.clone()),
-            value: Some(self.value.clone()),
+            key: self
+                .raw
+                .as_ref()
+                .map_or(Some(self.key.clone()), |(k, _)| k.clone()),
+            value: self
+                .raw
+                .as_ref()
+                .map_or(Some(self.value.clone()), |(_, v)| v.clone()),
             headers: self.headers(),
             timestamp: self.timestamp,
         }
@@ -816,7 +855,16 @@ where
             key: kb,
             value: vc.encode(&value).map_err(|e| codec_err(ctx.node(), e))?,
             event_id: ctx.event_id().map(str::to_string),
+            raw: None,
             error,
+        };
+        let parked = Parked {
+            raw: ctx.source_record().and_then(|r| {
+                let same = r.key.as_deref() == Some(parked.key.as_slice())
+                    && r.value.as_deref() == Some(parked.value.as_slice());
+                (!same).then(|| (r.key.clone(), r.value.clone()))
+            }),
+            ..parked
         };
         ctx.set_event_status(if behind {
             status(EventStatus::Unprocessed, 0, None)
@@ -946,8 +994,9 @@ mod tests {
             value in any::<Vec<u8>>(), error in ".*",
             headers in proptest::collection::vec((".*", proptest::option::of(any::<Vec<u8>>())), 0..4),
             event_id in proptest::option::of(".*"),
+            raw in proptest::option::of((proptest::option::of(any::<Vec<u8>>()), proptest::option::of(any::<Vec<u8>>()))),
         ) {
-            let p = Parked { tries, timestamp, topic, partition, offset, headers, key, value, error, event_id };
+            let p = Parked { tries, timestamp, topic, partition, offset, headers, key, value, error, event_id, raw };
             let b = p.encode();
             prop_assert_eq!(Parked::decode(&b), Some(p));
             prop_assert_eq!(Parked::decode(&b[..b.len() - 1]), None);

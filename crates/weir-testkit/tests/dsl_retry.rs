@@ -252,6 +252,31 @@ fn a_failure_downstream_of_a_retry_dead_letters_the_record_and_frees_its_key() {
     assert_eq!(header(&dlq[0], dlq_headers::ATTEMPTS).as_deref(), Some("2"));
 }
 
+#[test]
+fn a_dead_letter_after_retries_carries_the_input_as_read() {
+    let b = TopologyBuilder::new();
+    b.stream("in", Str, Str)
+        .map_values(|v: String| v.to_uppercase())
+        .with_value_codec(Str)
+        .with_retries("call", RetryPolicy::new(2).without_jitter())
+        .try_map_values(|_: String| -> Result<String, OpError> { Err(OpError::retryable("down")) })
+        .to("out");
+    let d = TopologyTestDriver::new(b.build().unwrap());
+    d.input_topic("in", Str, Str)
+        .pipe_input("k".into(), "lower".into());
+    d.advance_wall_clock(100);
+    let dlq = d.read_raw(&d.dead_letter_topic());
+    assert_eq!(
+        values(&dlq),
+        vec!["lower"],
+        "not the node's upper-cased input"
+    );
+    assert_eq!(
+        header(&dlq[0], dlq_headers::ERROR_KIND).as_deref(),
+        Some("retries-exhausted")
+    );
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Pipe(&'static str),
