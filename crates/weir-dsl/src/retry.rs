@@ -311,6 +311,9 @@ struct RetryNode<K, V, K2, V2> {
     breaker: Option<Breaker>,
 }
 
+/// A record's key and value as read from its topic.
+type RawRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// A record waiting for its next try (or behind one of its key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Parked {
@@ -329,7 +332,7 @@ struct Parked {
     event_id: Option<String>,
     /// The input record's key and value as read, when they differ from
     /// the node's input (operators upstream): what its dead letter carries.
-    raw: Option<(Option<Vec<u8>>, Option<Vec<u8>>)>,
+    raw: Option<RawRecord>,
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
