@@ -4,7 +4,7 @@
 //! events with `amount <= 0`; enriches the rest (region upper-cased, the
 //! route taken, the router's name); writes every kept event to `audit`, and
 //! routes it by `type` to `orders`, `payments` or `other`. Events that are
-//! not valid JSON, or lack `id`, `type` or `amount`, go to the dead-letter
+//! not valid JSON, or lack `id` (a string or a number), `type` or `amount`, go to the dead-letter
 //! topic with the reason. Topic names are logical: a deployment renames
 //! them with `[topics]` / `WEIR_TOPICS__<NAME>`.
 
@@ -30,8 +30,11 @@ pub const AUDIT: &str = "audit";
 /// `{"id": .., "type": .., "region": .. (optional), "amount": .., ...}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
-    /// Unique id; also the output key when the input has none.
+    /// Unique id (a number's JSON text when it came as a number); also the
+    /// output key when the input has none.
     pub id: String,
+    /// The id came as a JSON number (and is written back as one).
+    pub id_is_number: bool,
     /// Routes the event (`type` in JSON): `order`, `payment`, anything else.
     pub kind: String,
     /// Where it happened (empty when absent).
@@ -48,7 +51,10 @@ pub struct Event {
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(4 + self.extra.len()))?;
-        m.serialize_entry("id", &self.id)?;
+        match self.id.parse::<serde_json::Number>() {
+            Ok(n) if self.id_is_number => m.serialize_entry("id", &n)?,
+            _ => m.serialize_entry("id", &self.id)?,
+        }
         m.serialize_entry("type", &self.kind)?;
         m.serialize_entry("region", &self.region)?;
         m.serialize_entry("amount", &self.amount)?;
@@ -85,7 +91,7 @@ impl<'de> Visitor<'de> for EventVisitor {
         let mut extra = serde_json::Map::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
-                "id" => once(&mut id, map.next_value()?, "id")?,
+                "id" => once(&mut id, map.next_value::<EventId>()?, "id")?,
                 "type" => once(&mut kind, map.next_value()?, "type")?,
                 "region" => once(&mut region, map.next_value()?, "region")?,
                 "amount" => once(&mut amount, map.next_value()?, "amount")?,
@@ -94,13 +100,55 @@ impl<'de> Visitor<'de> for EventVisitor {
                 }
             }
         }
+        let id = id.ok_or_else(|| de::Error::missing_field("id"))?;
         Ok(Event {
-            id: id.ok_or_else(|| de::Error::missing_field("id"))?,
+            id_is_number: matches!(id, EventId::Number(_)),
+            id: match id {
+                EventId::Text(s) => s,
+                EventId::Number(n) => n.to_string(),
+            },
             kind: kind.ok_or_else(|| de::Error::missing_field("type"))?,
             region: region.unwrap_or_default(),
             amount: amount.ok_or_else(|| de::Error::missing_field("amount"))?,
             extra,
         })
+    }
+}
+
+/// An event id as it came: text or a number (read without buffering,
+/// as the rest of the event).
+enum EventId {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+        impl Visitor<'_> for IdVisitor {
+            type Value = EventId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an id: a string or a number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<EventId, E> {
+                Ok(EventId::Text(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<EventId, E> {
+                Ok(EventId::Text(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<EventId, E> {
+                Ok(EventId::Number(v.into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<EventId, E> {
+                Ok(EventId::Number(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<EventId, E> {
+                serde_json::Number::from_f64(v)
+                    .map(EventId::Number)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+        }
+        d.deserialize_any(IdVisitor)
     }
 }
 

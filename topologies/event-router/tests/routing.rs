@@ -108,3 +108,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn numeric_ids_are_routed_and_kept_as_numbers() {
+    let d = TopologyTestDriver::new(topology());
+    let input = d.input_topic(EVENTS, Str, Str);
+    input.pipe_input(
+        String::new(),
+        r#"{"id": 42, "type": "order", "amount": 3}"#.into(),
+    );
+    input.pipe_input(
+        String::new(),
+        r#"{"id": "a-7", "type": "order", "amount": 3}"#.into(),
+    );
+    input.pipe_input(
+        String::new(),
+        r#"{"id": {"n": 1}, "type": "order", "amount": 3}"#.into(),
+    );
+    input.pipe_input(
+        String::new(),
+        r#"{"id": true, "type": "order", "amount": 3}"#.into(),
+    );
+    let out = d
+        .output_topic(ORDERS, Str, Json::<serde_json::Value>::new())
+        .read_key_values_to_list();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].0, "42", "the id is the key when the input has none");
+    assert_eq!(
+        out[0].1["id"],
+        serde_json::json!(42),
+        "written back as a number"
+    );
+    assert_eq!(out[1].1["id"], serde_json::json!("a-7"));
+    let dead = d.dead_letters();
+    assert_eq!(dead.len(), 2, "an object or a boolean is no id");
+    assert!(dead
+        .iter()
+        .all(|r| r.headers.get_str(dlq_headers::ERROR_KIND) == Some("decode")));
+}
