@@ -13,6 +13,11 @@ pub struct DeadLetter {
     pub node: String,
     /// `weir.attempts`: how many times processing was tried.
     pub attempts: u32,
+    /// `weir.error.details` (only when set): a machine-readable
+    /// description, JSON text — for a schema check, a body shaped as
+    /// `{"status":"error","errorCode":"SCHEMA_VALIDATION_ERROR","message":..,
+    /// "details":{"field":..,"error":..}}`.
+    pub details: Option<String>,
 }
 
 impl DeadLetter {
@@ -28,6 +33,9 @@ impl DeadLetter {
         headers.set(h::NODE, self.node.as_bytes());
         headers.set(h::ATTEMPTS, self.attempts.to_string());
         headers.set(h::FAILED_AT, failed_at.to_string());
+        if let Some(d) = &self.details {
+            headers.set(h::ERROR_DETAILS, d.as_bytes());
+        }
         Record {
             topic: dlq_topic.to_string(),
             partition: -1,
@@ -47,6 +55,7 @@ impl From<&crate::ProcessError> for DeadLetter {
             message: err.to_string(),
             node: err.node().to_string(),
             attempts: 1,
+            details: err.op_error().and_then(|e| e.details.clone()),
         }
     }
 }
@@ -66,6 +75,7 @@ mod tests {
             message: "cannot decode json".into(),
             node: "source-events".into(),
             attempts: 1,
+            details: None,
         };
         let r = dl.to_record("app-dlq", &src, 1000);
         assert_eq!(r.topic, "app-dlq");

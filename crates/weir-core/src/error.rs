@@ -84,6 +84,10 @@ pub struct OpError {
     pub message: String,
     /// The offending field (a JSON pointer such as `/amount`), if any.
     pub field: Option<String>,
+    /// A machine-readable description (JSON text), written to the dead
+    /// letter's `weir.error.details` header: a schema check's
+    /// `SCHEMA_VALIDATION_ERROR` body, for instance.
+    pub details: Option<String>,
 }
 
 impl OpError {
@@ -108,11 +112,18 @@ impl OpError {
         self
     }
 
+    /// Attaches a machine-readable description (JSON text).
+    pub fn with_details(mut self, details: impl Into<String>) -> Self {
+        self.details = Some(details.into());
+        self
+    }
+
     fn new(failure: Failure, message: impl std::fmt::Display) -> Self {
         Self {
             failure,
             message: message.to_string(),
             field: None,
+            details: None,
         }
     }
 }

@@ -13,6 +13,7 @@ mod error;
 mod marker;
 mod partition;
 mod record;
+mod schemas;
 
 pub use codec::{Bincode, Bytes, Codec, Json, Str, BINCODE_LIMIT};
 pub use dead_letter::DeadLetter;
@@ -20,6 +21,7 @@ pub use error::{CodecError, ErrorClass, Failure, OpError, ProcessError};
 pub use marker::{StreamTimeMarker, STREAM_TIME_HEADER};
 pub use partition::{murmur2, partition_for_key};
 pub use record::{Header, Headers, Record, Timestamp};
+pub use schemas::{EventSchemas, SchemaViolation};
 
 /// Header names Weir writes on dead-letter records (see DESIGN.md, "Errors and dead letters").
 pub mod dlq_headers {
@@ -27,6 +29,9 @@ pub mod dlq_headers {
     pub const ERROR_KIND: &str = "weir.error.kind";
     /// A human-readable description of the failure.
     pub const ERROR_MESSAGE: &str = "weir.error.message";
+    /// A machine-readable description of the failure (JSON), when there is
+    /// one: a schema check's `SCHEMA_VALIDATION_ERROR` body.
+    pub const ERROR_DETAILS: &str = "weir.error.details";
     /// The topic the failed record was read from.
     pub const SOURCE_TOPIC: &str = "weir.source.topic";
     /// The partition the failed record was read from (decimal text).

@@ -284,6 +284,7 @@ fn replay_record(e: &DeadLetterEntry, dlq: &str, fixed: Record, to: &str) -> Rec
         h::NODE,
         h::ATTEMPTS,
         h::FAILED_AT,
+        h::ERROR_DETAILS,
         h::REPLAYED_FROM,
     ];
     let mut headers = Headers::new();

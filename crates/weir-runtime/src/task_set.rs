@@ -415,6 +415,7 @@ impl TaskSet {
                 message: format!("aborted {aborts} transaction(s) in a row: {reason}"),
                 node: "sink".into(),
                 attempts: aborts,
+                details: None,
             };
             self.out
                 .push(dl.to_record(&spec.dead_letter_topic, &record, now_ms()));

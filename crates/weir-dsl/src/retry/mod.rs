@@ -496,6 +496,7 @@ where
                             message,
                             node: node.clone(),
                             attempts: tries,
+                            details: None,
                         },
                     );
                     let (node, state) = ctx.raw();
@@ -676,6 +677,7 @@ where
                 message: failure.message.clone(),
                 node: ctx.node().to_string(),
                 attempts: tries,
+                details: None,
             },
         );
         {
