@@ -21,7 +21,7 @@ pub use error::{CodecError, ErrorClass, Failure, OpError, ProcessError};
 pub use marker::{StreamTimeMarker, STREAM_TIME_HEADER};
 pub use partition::{murmur2, partition_for_key};
 pub use record::{Header, Headers, Record, Timestamp};
-pub use schemas::{EventSchemas, SchemaViolation};
+pub use schemas::{valid_event_type, EventSchemas, SchemaViolation};
 
 /// Header names Weir writes on dead-letter records (see DESIGN.md, "Errors and dead letters").
 pub mod dlq_headers {

@@ -61,6 +61,9 @@ pub(crate) struct GraphBuilder {
     fixes: BTreeMap<String, crate::graph::DeadLetterFix>,
     /// The status ledger, if a source stream has one.
     pub(crate) ledger: Option<crate::ledger::LedgerSpec>,
+    /// Shared by the `validate` nodes (see [`crate::validate`]).
+    pub(crate) schemas: crate::validate::SchemaSlot,
+    pub(crate) validated_types: std::collections::BTreeSet<String>,
 }
 
 impl GraphBuilder {
@@ -394,6 +397,8 @@ impl TopologyBuilder {
                 timer_stores,
                 fixes: g.fixes,
                 ledger: g.ledger,
+                schemas: g.schemas,
+                validated_types: g.validated_types,
             }),
         })
     }

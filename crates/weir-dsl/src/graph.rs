@@ -129,6 +129,20 @@ pub enum BuildError {
         /// `key` or `value`.
         part: &'static str,
     },
+    /// `validate` on a stream whose value codec is unknown.
+    #[error("node {node} validates payloads but its stream has no value codec: call with_value_codec before validate")]
+    ValidateWithoutCodec {
+        /// The validating node.
+        node: String,
+    },
+    /// `validate` with an event type that is not a valid name.
+    #[error("node {node} validates against event type {event_type:?}: use 1 to 200 letters, digits, '.', '_' or '-'")]
+    InvalidEventType {
+        /// The validating node.
+        node: String,
+        /// The name given.
+        event_type: String,
+    },
     /// Two sources read the same topic.
     #[error("topic {topic} is read by two sources; read it once and reuse the stream")]
     DuplicateSource {
@@ -226,6 +240,10 @@ pub(crate) struct TopologyInner {
     pub fixes: BTreeMap<String, DeadLetterFix>,
     /// The status ledger, if any.
     pub ledger: Option<crate::ledger::LedgerSpec>,
+    /// Where `validate` nodes find event definitions, and the event types
+    /// they check.
+    pub schemas: crate::validate::SchemaSlot,
+    pub validated_types: std::collections::BTreeSet<String>,
 }
 
 /// A fix-up for dead letters (see [`crate::TopologyBuilder::dead_letter_fix`]).
@@ -448,6 +466,8 @@ impl Topology {
                     l.topic = map(&l.topic);
                     l
                 }),
+                schemas: self.inner.schemas.clone(),
+                validated_types: self.inner.validated_types.clone(),
             }),
         }
     }

@@ -36,6 +36,7 @@ mod session;
 mod sliding;
 mod suppress;
 mod table;
+mod validate;
 mod wait;
 mod window;
 

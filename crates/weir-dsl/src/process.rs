@@ -808,6 +808,10 @@ pub(crate) fn name_node(e: ProcessError, node: &str) -> ProcessError {
             node: node.to_string(),
             error,
         },
+        ProcessError::Codec { node: n, source } if n.is_empty() => ProcessError::Codec {
+            node: node.to_string(),
+            source,
+        },
         other => other,
     }
 }

@@ -97,15 +97,7 @@ impl EventDefinition {
     }
 }
 
-/// Whether `name` is a valid event type: 1 to 200 characters out of
-/// letters, digits, `.`, `_` and `-`.
-pub fn valid_event_type(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
+pub use weir_core::valid_event_type;
 
 #[cfg(test)]
 mod tests {
