@@ -7,6 +7,8 @@
 //! - `weir dlq list|replay`: any topology's dead letters, configured by
 //!   `WEIR_*` variables or `--config` (fix-ups run from the topology's own
 //!   binary).
+//! - `weir schema register|get|list`: event definitions on the cluster's
+//!   `_weir_event_definitions` topic.
 
 mod demo;
 mod dev_broker;
@@ -34,6 +36,14 @@ enum Command {
         #[command(subcommand)]
         command: weir::dlq::DlqCommand,
     },
+    /// Register, get or list event definitions (`_weir_event_definitions`).
+    Schema {
+        /// A TOML config file; `WEIR_*` environment variables override it.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        command: weir::schema::SchemaCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +57,18 @@ fn main() -> anyhow::Result<()> {
                 std::env::vars(),
             )?;
             weir::dlq::run_dlq(&cfg, None, command)?;
+            Ok(())
+        }
+        Command::Schema { config, command } => {
+            // Definitions belong to the cluster, not to an application:
+            // only the connection settings matter.
+            let defaults = [(
+                "application_id".to_string(),
+                weir::runtime::ConfigValue::from("weir-schema"),
+            )]
+            .into();
+            let cfg = weir::runtime::Config::load(&defaults, config.as_deref(), std::env::vars())?;
+            weir::schema::run_schema(&cfg, command)?;
             Ok(())
         }
     }

@@ -26,6 +26,9 @@ pub enum Error {
     /// Topics are missing or wrongly shaped.
     #[error(transparent)]
     Topic(#[from] TopicError),
+    /// Event definitions could not be loaded or registered.
+    #[error(transparent)]
+    Schema(#[from] weir_schema::SchemaError),
     /// A Kafka client could not be created or failed fatally.
     #[error("{context}: {message}")]
     Kafka {

@@ -242,6 +242,7 @@ pub fn start(config: Config, topology: Topology) -> Result<Instance> {
         "starting"
     );
     let prepared = prepare_topics(&cfg, &topology, &dead_letter_topic)?;
+    crate::schemas::attach(&cfg, &topology)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(RuntimeStats::default());
     let queries = Arc::new(LocalStores::new(prepared.store_partitions.clone()));

@@ -22,7 +22,7 @@ mod registry;
 
 pub use catalog::{Catalog, Compatibility};
 pub use definition::{valid_event_type, EventDefinition, NewDefinition};
-pub use registry::{RegistryOptions, SchemaRegistry, DEFINITIONS_TOPIC};
+pub use registry::{LogFn, RegistryOptions, SchemaRegistry, DEFINITIONS_TOPIC};
 
 /// Why a definition was refused, or the registry failed.
 #[derive(Debug, thiserror::Error)]

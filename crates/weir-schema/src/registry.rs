@@ -9,9 +9,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -23,8 +24,11 @@ use crate::{Catalog, Compatibility, EventDefinition, NewDefinition, SchemaError}
 /// The compacted topic that holds every version of every definition.
 pub const DEFINITIONS_TOPIC: &str = "_weir_event_definitions";
 
+/// Where the reader's librdkafka log lines go: level, facility, message.
+pub type LogFn = Arc<dyn Fn(RDKafkaLogLevel, &str, &str) + Send + Sync>;
+
 /// How to reach the definitions topic.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RegistryOptions {
     /// The topic (default [`DEFINITIONS_TOPIC`]).
     pub topic: String,
@@ -32,7 +36,37 @@ pub struct RegistryOptions {
     pub replication_factor: i32,
     /// How long a request may wait on the broker (default 30 s).
     pub timeout: Duration,
+    /// Receives the reader's librdkafka log lines (default: rdkafka's own
+    /// logging). The runtime passes its own, which knows which broker
+    /// messages are noise.
+    pub log: Option<LogFn>,
 }
+
+impl std::fmt::Debug for RegistryOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryOptions")
+            .field("topic", &self.topic)
+            .field("replication_factor", &self.replication_factor)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The reader's client context: its log lines go to [`RegistryOptions::log`].
+struct ReaderContext {
+    log: Option<LogFn>,
+}
+
+impl ClientContext for ReaderContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match &self.log {
+            Some(f) => f(level, fac, message),
+            None => DefaultClientContext.log(level, fac, message),
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
 
 impl Default for RegistryOptions {
     fn default() -> Self {
@@ -40,6 +74,7 @@ impl Default for RegistryOptions {
             topic: DEFINITIONS_TOPIC.to_string(),
             replication_factor: 1,
             timeout: Duration::from_secs(30),
+            log: None,
         }
     }
 }
@@ -68,7 +103,7 @@ struct Shared {
 /// one; a definition registered by one is seen by all.
 pub struct SchemaRegistry {
     shared: Arc<Shared>,
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<ReaderContext>>,
     producer: BaseProducer,
     reader: Option<JoinHandle<()>>,
     opts: RegistryOptions,
@@ -100,8 +135,13 @@ impl SchemaRegistry {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest");
-        let consumer: Arc<BaseConsumer> =
-            Arc::new(cc.create().map_err(|e| kafka("create the reader", e))?);
+        let context = ReaderContext {
+            log: opts.log.clone(),
+        };
+        let consumer: Arc<BaseConsumer<ReaderContext>> = Arc::new(
+            cc.create_with_context(context)
+                .map_err(|e| kafka("create the reader", e))?,
+        );
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&opts.topic, 0, Offset::Beginning)
             .map_err(|e| kafka("assign", e))?;
@@ -269,7 +309,7 @@ impl Drop for SchemaRegistry {
 }
 
 /// The reader thread: applies each record of the topic in order.
-fn read(shared: &Shared, consumer: &BaseConsumer) {
+fn read(shared: &Shared, consumer: &BaseConsumer<ReaderContext>) {
     while !shared.stop.load(Ordering::Relaxed) {
         let Some(next) = consumer.poll(Duration::from_millis(100)) else {
             continue;

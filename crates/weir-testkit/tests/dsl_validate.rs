@@ -54,7 +54,10 @@ fn conforming_records_pass_and_the_others_are_dead_lettered_with_the_field() {
         .0
         .write()
         .unwrap()
-        .register(NewDefinition::new("refund.requested", refund_schema()), Compatibility::None)
+        .register(
+            NewDefinition::new("refund.requested", refund_schema()),
+            Compatibility::None,
+        )
         .unwrap();
     let d = driver(&catalog);
     let input = d.input_topic("refunds", Str, Json::<Value>::new());
@@ -62,9 +65,16 @@ fn conforming_records_pass_and_the_others_are_dead_lettered_with_the_field() {
     input.pipe_input("r1".into(), json!({"refundId": "r1", "amount": 10}));
     input.pipe_input("r2".into(), json!({"refundId": "r2", "amount": -1}));
     input.pipe_input("r3".into(), json!({"amount": 3}));
-    input.pipe_input("r4".into(), json!({"refundId": "r4", "amount": 1, "lines": [{"sku": "a"}, {}]}));
+    input.pipe_input(
+        "r4".into(),
+        json!({"refundId": "r4", "amount": 1, "lines": [{"sku": "a"}, {}]}),
+    );
     input.pipe_input("r5".into(), json!({"refundId": "r5", "amount": 2.5}));
-    let keys: Vec<String> = out.read_key_values_to_list().into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<String> = out
+        .read_key_values_to_list()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(keys, vec!["r1", "r5"]);
 
     let dead = d.dead_letters();
@@ -76,11 +86,17 @@ fn conforming_records_pass_and_the_others_are_dead_lettered_with_the_field() {
             assert_eq!(body["errorCode"], "SCHEMA_VALIDATION_ERROR");
             assert_eq!(body["status"], "error");
             assert_eq!(body["version"], 1);
-            assert!(body["message"].as_str().unwrap().contains("refund.requested"));
+            assert!(body["message"]
+                .as_str()
+                .unwrap()
+                .contains("refund.requested"));
             let field = body["details"]["field"].as_str().unwrap().to_string();
             let msg = header(r, h::ERROR_MESSAGE);
             assert!(msg.contains(&field), "{msg} names {field}");
-            assert!(msg.contains(body["details"]["error"].as_str().unwrap()), "{msg}");
+            assert!(
+                msg.contains(body["details"]["error"].as_str().unwrap()),
+                "{msg}"
+            );
             (String::from_utf8(r.key.clone().unwrap()).unwrap(), field)
         })
         .collect();
@@ -106,25 +122,45 @@ fn the_latest_version_applies_and_an_unknown_type_is_dead_lettered() {
     input.pipe_input("a".into(), json!({"refundId": "a", "amount": 1}));
     let dead = d.dead_letters();
     assert_eq!(dead.len(), 1);
-    assert!(header(&dead[0], h::ERROR_MESSAGE).contains("no definition"), "{}", header(&dead[0], h::ERROR_MESSAGE));
+    assert!(
+        header(&dead[0], h::ERROR_MESSAGE).contains("no definition"),
+        "{}",
+        header(&dead[0], h::ERROR_MESSAGE)
+    );
 
     catalog
         .0
         .write()
         .unwrap()
-        .register(NewDefinition::new("refund.requested", refund_schema()), Compatibility::None)
+        .register(
+            NewDefinition::new("refund.requested", refund_schema()),
+            Compatibility::None,
+        )
         .unwrap();
-    input.pipe_input("b".into(), json!({"refundId": "b", "amount": 1, "currency": "EUR"}));
+    input.pipe_input(
+        "b".into(),
+        json!({"refundId": "b", "amount": 1, "currency": "EUR"}),
+    );
     let mut v2 = refund_schema();
     v2["properties"]["currency"] = json!({"enum": ["USD"]});
     catalog
         .0
         .write()
         .unwrap()
-        .register(NewDefinition::new("refund.requested", v2), Compatibility::None)
+        .register(
+            NewDefinition::new("refund.requested", v2),
+            Compatibility::None,
+        )
         .unwrap();
-    input.pipe_input("c".into(), json!({"refundId": "c", "amount": 1, "currency": "EUR"}));
-    let keys: Vec<String> = out.read_key_values_to_list().into_iter().map(|(k, _)| k).collect();
+    input.pipe_input(
+        "c".into(),
+        json!({"refundId": "c", "amount": 1, "currency": "EUR"}),
+    );
+    let keys: Vec<String> = out
+        .read_key_values_to_list()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(keys, vec!["b"]);
     // (`dead_letters` reads what arrived since the last call.)
     let dead = d.dead_letters();
@@ -141,14 +177,18 @@ fn a_payload_that_is_not_json_is_a_validation_failure() {
         .0
         .write()
         .unwrap()
-        .register(NewDefinition::new("line", json!({"type": "string"})), Compatibility::None)
+        .register(
+            NewDefinition::new("line", json!({"type": "string"})),
+            Compatibility::None,
+        )
         .unwrap();
     let b = TopologyBuilder::new();
     b.stream("lines", Str, Str).validate("line").to("valid");
     let t = b.build().unwrap();
     t.use_event_schemas(Arc::new(catalog.clone()));
     let d = TopologyTestDriver::new(t);
-    d.input_topic("lines", Str, Str).pipe_input("k".into(), "plain text".into());
+    d.input_topic("lines", Str, Str)
+        .pipe_input("k".into(), "plain text".into());
     let dead = d.dead_letters();
     assert_eq!(dead.len(), 1);
     assert_eq!(header(&dead[0], h::ERROR_KIND), "validation");
@@ -159,5 +199,8 @@ fn a_payload_that_is_not_json_is_a_validation_failure() {
 fn build_errors_name_the_node() {
     let b = TopologyBuilder::new();
     b.stream("in", Str, Str).validate("bad type!").to("out");
-    assert!(matches!(b.build(), Err(BuildError::InvalidEventType { .. })));
+    assert!(matches!(
+        b.build(),
+        Err(BuildError::InvalidEventType { .. })
+    ));
 }

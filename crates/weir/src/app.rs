@@ -11,7 +11,7 @@ use weir_runtime::{Config, ConfigValue, Error, Result};
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "A Weir topology: `run` it (default), `describe` it, or work on its dead letters (`dlq`)."
+    about = "A Weir topology: `run` it (default), `describe` it, work on its dead letters (`dlq`) or event definitions (`schema`)."
 )]
 struct Cli {
     /// A TOML config file; `WEIR_*` environment variables override it.
@@ -36,6 +36,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: crate::dlq::DlqCommand,
+    },
+    /// Register, get or list event definitions (`_weir_event_definitions`).
+    Schema {
+        #[command(subcommand)]
+        command: crate::schema::SchemaCommand,
     },
 }
 
@@ -148,6 +153,10 @@ impl App {
                 init_logging();
                 let t = weir_runtime::configured_topology(&self.config, &topology)?;
                 crate::dlq::run_dlq(&self.config, Some(&t), command)
+            }
+            Command::Schema { command } => {
+                init_logging();
+                crate::schema::run_schema(&self.config, command)
             }
         }
     }

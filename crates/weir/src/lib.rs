@@ -29,12 +29,14 @@
 mod app;
 pub mod dlq;
 mod query;
+pub mod schema;
 
 pub use app::{App, AppBuilder};
 pub use query::{Running, StoreQuery};
 pub use weir_core as core;
 pub use weir_dsl as dsl;
 pub use weir_runtime as runtime;
+pub use weir_schema as schemas;
 pub use weir_state as state;
 
 pub use weir_core::{Bincode, Bytes, Codec, Json, Record, Str};
