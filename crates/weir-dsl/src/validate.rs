@@ -99,10 +99,12 @@ where
                     })?;
                     match serde_json::from_slice(&bytes) {
                         Ok(v) => std::borrow::Cow::Owned(v),
-                        Err(e) => return Err(OpError::validation(format!(
+                        Err(e) => {
+                            return Err(OpError::validation(format!(
                             "the payload is not JSON ({e}), so it cannot be an {event_type} event"
                         ))
-                        .into()),
+                            .into())
+                        }
                     }
                 }
             };

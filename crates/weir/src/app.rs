@@ -54,6 +54,7 @@ enum Format {
 #[derive(Debug, Default)]
 pub struct AppBuilder {
     defaults: BTreeMap<String, ConfigValue>,
+    definitions: Vec<weir_schema::NewDefinition>,
 }
 
 impl AppBuilder {
@@ -61,6 +62,15 @@ impl AppBuilder {
     /// `WEIR_*` variables), e.g. `with_default("application_id", "event-router")`.
     pub fn with_default(mut self, key: &str, value: impl Into<ConfigValue>) -> Self {
         self.defaults.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// An event definition the topology ships: registered when the
+    /// instance starts (`run`, [`App::start`]) if the cluster has no
+    /// definition of its type yet. A registered one is never replaced —
+    /// update it with `weir schema register`.
+    pub fn with_event_definition(mut self, definition: weir_schema::NewDefinition) -> Self {
+        self.definitions.push(definition);
         self
     }
 
@@ -84,6 +94,7 @@ impl AppBuilder {
         Ok(App {
             config,
             command: cli.command.unwrap_or(Command::Run),
+            definitions: self.definitions,
         })
     }
 
@@ -92,6 +103,7 @@ impl AppBuilder {
         App {
             config,
             command: Command::Run,
+            definitions: self.definitions,
         }
     }
 }
@@ -108,6 +120,7 @@ impl AppBuilder {
 pub struct App {
     config: Config,
     command: Command,
+    definitions: Vec<weir_schema::NewDefinition>,
 }
 
 impl App {
@@ -147,6 +160,7 @@ impl App {
             }
             Command::Run => {
                 init_logging();
+                seed_definitions(&self.config, &self.definitions)?;
                 weir_runtime::run(self.config, topology)
             }
             Command::Dlq { command } => {
@@ -172,8 +186,28 @@ impl App {
     /// As [`weir_runtime::start`].
     pub fn start(self, topology: Topology) -> Result<crate::Running> {
         init_logging();
+        seed_definitions(&self.config, &self.definitions)?;
         weir_runtime::start(self.config, topology).map(crate::Running::new)
     }
+}
+
+/// Registers each shipped definition whose type the cluster does not know.
+fn seed_definitions(config: &Config, definitions: &[weir_schema::NewDefinition]) -> Result<()> {
+    if definitions.is_empty() {
+        return Ok(());
+    }
+    let registry = weir_runtime::schema_registry(config)?;
+    for d in definitions {
+        match registry.get(&d.event_type, None) {
+            Some(have) => {
+                tracing::debug!(event_type = %d.event_type, version = have.version, "a definition is registered; the shipped one is not used")
+            }
+            None => {
+                registry.register(d.clone(), weir_schema::Compatibility::None)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn init_logging() {
