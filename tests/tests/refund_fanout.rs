@@ -26,7 +26,7 @@ fn request(i: usize) -> Value {
     if i % 40 == 7 {
         e["order"]["currency"] = json!("eur");
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         e.as_object_mut().unwrap().remove("shipment");
     }
     e

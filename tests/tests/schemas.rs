@@ -214,9 +214,9 @@ fn a_running_instance_dead_letters_invalid_payloads_and_follows_new_versions() {
 
     // 100 refunds: every 10th has a negative amount, every 25th no id.
     let payload = |i: usize| {
-        if i % 25 == 0 {
+        if i.is_multiple_of(25) {
             json!({"amount": 1})
-        } else if i % 10 == 0 {
+        } else if i.is_multiple_of(10) {
             json!({"refundId": format!("r{i}"), "amount": -5})
         } else {
             json!({"refundId": format!("r{i}"), "amount": i})
@@ -233,7 +233,9 @@ fn a_running_instance_dead_letters_invalid_payloads_and_follows_new_versions() {
             .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()))),
     )
     .unwrap();
-    let bad: Vec<usize> = (0..100).filter(|i| i % 10 == 0 || i % 25 == 0).collect();
+    let bad: Vec<usize> = (0..100)
+        .filter(|&i: &usize| i.is_multiple_of(10) || i.is_multiple_of(25))
+        .collect();
     let mut reader = TopicReader::new(&bootstrap, &[&output, &dlq], "read_committed").unwrap();
     let count = |rs: &[weir::Record], t: &str| rs.iter().filter(|r| r.topic == t).count();
     assert!(
@@ -273,7 +275,12 @@ fn a_running_instance_dead_letters_invalid_payloads_and_follows_new_versions() {
         .map(|&i| {
             (
                 i,
-                if i % 25 == 0 { "refundId" } else { "amount" }.to_string(),
+                if i.is_multiple_of(25) {
+                    "refundId"
+                } else {
+                    "amount"
+                }
+                .to_string(),
             )
         })
         .collect();

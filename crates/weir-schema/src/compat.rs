@@ -332,9 +332,9 @@ mod tests {
             )
                 .prop_map(|(props, required, extra, items)| {
                     let mut m = Map::new();
-                    if items.is_some() && props.is_empty() {
+                    if let (Some(items), true) = (items, props.is_empty()) {
                         m.insert("type".into(), json!("array"));
-                        m.insert("items".into(), items.unwrap());
+                        m.insert("items".into(), items);
                         return Value::Object(m);
                     }
                     m.insert("type".into(), json!("object"));
