@@ -1,7 +1,7 @@
 //! The monitoring topic: with `monitoring_enabled`, an instance writes its
 //! counters as JSON to `<application_id>-monitoring` every interval, keyed
 //! by its instance id, and a last report when it stops that carries the
-//! final counts.
+//! final counts; per-node counts and per-partition lag are in them.
 
 use std::time::Duration;
 
@@ -45,12 +45,15 @@ fn counters_are_published_every_interval_and_at_the_end() {
             }
         })
         .collect();
+    let keys: Vec<String> = (0..100).map(|i| format!("k{}", i % 7)).collect();
     publish(
         broker.bootstrap(),
         &input,
-        values
-            .iter()
-            .map(|v| (Some(b"k".as_slice()), Some(v.as_bytes()))),
+        // Keys spread over both partitions (the test broker reports no end
+        // for a partition that was never written).
+        keys.iter()
+            .zip(&values)
+            .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()))),
     )
     .unwrap();
     let topic = format!("{app}-monitoring");
@@ -63,6 +66,32 @@ fn counters_are_published_every_interval_and_at_the_end() {
         reader.records().last().map(report),
         p.log_text()
     );
+    // Per-node counts and lag: once everything is consumed and committed,
+    // a report shows the failing node's counts and both partitions caught up.
+    let caught_up = |r: &weir_core::Record| {
+        let c = &report(r)["counters"];
+        c["nodes"]["check"]["records_in"] == 100
+            && c["lag"].as_object().is_some_and(|l| l.len() == 2)
+            && c["lag_total"] == 0
+    };
+    assert!(
+        reader.read_until(Duration::from_secs(30), |r| r.iter().any(caught_up)),
+        "a report with per-node counts and no lag on either partition; got {:?}",
+        reader.records().last().map(report)
+    );
+    let counters = &report(reader.records().iter().find(|r| caught_up(r)).unwrap())["counters"];
+    let check = &counters["nodes"]["check"];
+    assert_eq!(check["records_out"], 90, "{check}");
+    assert_eq!(check["dead_lettered"], 10, "{check}");
+    let sinks: Vec<&serde_json::Value> = counters["nodes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| n.starts_with("sink"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(sinks.len(), 1, "{}", counters["nodes"]);
+    assert_eq!(sinks[0]["records_out"], 90);
     let before_stop = reader.records().len();
     assert!(before_stop >= 2, "reports every interval");
     assert!(p.stop().success(), "{}", p.log_text());

@@ -83,6 +83,11 @@ impl Breaker {
         }
     }
 
+    /// Whether it is open or probing (not closed).
+    pub fn is_open(&self) -> bool {
+        self.state != State::Closed
+    }
+
     /// A call succeeded.
     pub fn succeeded(&mut self, node: &str) {
         if self.state != State::Closed {

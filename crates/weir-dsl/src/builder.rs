@@ -103,6 +103,7 @@ impl GraphBuilder {
             self.nodes[p].children.push(id);
         }
         self.nodes.push(Node {
+            id,
             name: format!("{kind}-{id}"),
             kind,
             op,

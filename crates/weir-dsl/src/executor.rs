@@ -21,6 +21,7 @@ macro_rules! env {
             punctuations: &mut $exec.punctuations,
             position: $position,
             dead_letter_topic: &$exec.dead_letter_topic,
+            meters: &mut $exec.meters,
             dead_letters: Vec::new(),
             event_id: None,
             ledger_store: None,
@@ -74,6 +75,8 @@ pub struct TaskExecutor {
     /// The status ledger, when this task holds it, and the index of its
     /// node among the timer nodes.
     pub(super) ledger: Option<(crate::ledger::LedgerSpec, Option<usize>)>,
+    /// What the nodes counted since the last [`TaskExecutor::take_metrics`].
+    pub(super) meters: crate::metrics::Meters,
 }
 
 impl std::fmt::Debug for TaskExecutor {
@@ -115,6 +118,7 @@ impl TaskExecutor {
                 })
             })
             .collect();
+        let meters = crate::metrics::Meters::new(topology.inner.nodes.len());
         Self {
             time_nodes: nodes_wanting_time(&processors),
             topology,
@@ -131,6 +135,7 @@ impl TaskExecutor {
             initialized: false,
             dead_letter_topic: String::new(),
             ledger: None,
+            meters,
         }
         .with_ledger()
     }
@@ -292,7 +297,10 @@ impl TaskExecutor {
                 call_node(nodes, id, Trigger::Init, &mut Vec::new(), &mut env)
             }));
             let message = match r {
-                Ok(Ok(())) => continue,
+                Ok(Ok(())) => {
+                    env.meters.commit_staged();
+                    continue;
+                }
                 Ok(Err(e)) => e.to_string(),
                 Err(payload) => panic_error(nodes, payload).to_string(),
             };
@@ -327,6 +335,14 @@ impl TaskExecutor {
             t.floor = [None, None];
         }
         self.punctuations.clear();
+        self.meters.forget_gauges();
+    }
+
+    /// What the task's nodes counted since the last call (see
+    /// [`crate::TaskMetrics`]); the runtime drains it into its registry at
+    /// each commit.
+    pub fn take_metrics(&mut self) -> crate::TaskMetrics {
+        self.meters.take(&self.topology.inner.nodes)
     }
 
     /// Runs every `process` node's `close`.
@@ -427,6 +443,7 @@ impl TaskExecutor {
                         timestamp: record.timestamp,
                         headers: record.headers.clone(),
                     };
+                    env.meters.counts[source].records_in += 1;
                     forward(nodes, node, item, out, &mut env)?;
                 }
                 stream_time_advanced(nodes, &time_nodes, record.timestamp, out, &mut env)
@@ -437,16 +454,24 @@ impl TaskExecutor {
         };
         if result.is_err() {
             out.truncate(mark);
+            env.meters.drop_staged();
             if stateful {
                 env.state.rollback_to_savepoint();
             }
         } else {
+            env.meters.commit_staged();
+            env.meters.dead_letters(nodes, &env.dead_letters);
             out.append(&mut env.dead_letters);
             if stateful {
                 env.state.release_savepoint();
             }
         }
         let status = env.status.take();
+        if let Err(e) = &result {
+            if e.class() == weir_core::ErrorClass::DeadLetter && !e.is_dropped_late() {
+                self.meters.dead_lettered(nodes, e.node());
+            }
+        }
         if matches!(result, Err(ProcessError::Unavailable { .. })) {
             // It comes again: its advance of stream time is heard then.
             self.notified = before;
@@ -589,6 +614,9 @@ fn call_node(
     };
     let r = p.call(call, trigger, forwarded);
     env.processors[id] = Some(p);
+    // Metrics count work done and describe in-memory state: kept whether
+    // or not the call succeeded.
+    env.meters.apply(id, std::mem::take(&mut effects.metrics));
     if r.is_ok() {
         env.dead_letters.append(&mut effects.dead_letters);
         if effects.status.is_some() {
@@ -636,6 +664,8 @@ struct Env<'a> {
     position: Option<(&'a str, i32, i64)>,
     /// Where a processor's own dead letters go.
     dead_letter_topic: &'a str,
+    /// The task's per-node counts.
+    meters: &'a mut crate::metrics::Meters,
     /// Dead letters of the calls that succeeded, for the output once the
     /// whole record (or timer) has.
     dead_letters: Vec<Record>,
@@ -676,6 +706,7 @@ fn forward(
     out: &mut Vec<Record>,
     env: &mut Env<'_>,
 ) -> Result<(), ProcessError> {
+    env.meters.counts[from.id].records_out += 1;
     if let [only] = from.children.as_slice() {
         return push(nodes, *only, item, out, env);
     }
@@ -686,7 +717,8 @@ fn forward(
     for &c in &from.children {
         if is_sink(c) {
             CURRENT_NODE.with(|n| n.set(c));
-            write(&nodes[c], &item, out)?;
+            env.meters.counts[c].records_in += 1;
+            write(&nodes[c], &item, out, env.meters)?;
         } else {
             last_flow = Some(c);
         }
@@ -714,6 +746,7 @@ fn push(
 ) -> Result<(), ProcessError> {
     let node = &nodes[id];
     CURRENT_NODE.with(|c| c.set(id));
+    env.meters.counts[id].records_in += 1;
     match &node.op {
         Op::Filter(p) => {
             if p(&item) {
@@ -744,7 +777,7 @@ fn push(
             None => Ok(()),
         },
         Op::Pass | Op::Source { .. } => forward(nodes, node, item, out, env),
-        Op::Sink { .. } | Op::DynamicSink { .. } => write(node, &item, out),
+        Op::Sink { .. } | Op::DynamicSink { .. } => write(node, &item, out, env.meters),
         Op::Process { .. } => {
             let mut forwarded = Vec::new();
             call_node(nodes, id, Trigger::Record(item), &mut forwarded, env)?;
@@ -756,8 +789,21 @@ fn push(
     }
 }
 
-/// Encodes `item` for a sink node and appends its output record(s).
-fn write(node: &Node, item: &Item, out: &mut Vec<Record>) -> Result<(), ProcessError> {
+/// Encodes `item` for a sink node and appends its output record(s),
+/// counting them.
+fn write(
+    node: &Node,
+    item: &Item,
+    out: &mut Vec<Record>,
+    meters: &mut crate::metrics::Meters,
+) -> Result<(), ProcessError> {
+    let before = out.len();
+    write_outputs(node, item, out)?;
+    meters.counts[node.id].records_out += (out.len() - before) as u64;
+    Ok(())
+}
+
+fn write_outputs(node: &Node, item: &Item, out: &mut Vec<Record>) -> Result<(), ProcessError> {
     let codec_error = |source| ProcessError::Codec {
         node: node.name.clone(),
         source,

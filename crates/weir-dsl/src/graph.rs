@@ -106,6 +106,8 @@ pub(crate) enum Op {
 
 #[derive(Clone)]
 pub(crate) struct Node {
+    /// Its index in the topology's nodes.
+    pub id: usize,
     pub name: String,
     /// The operator that made it (`map_values`, `merge`, …), for describe().
     pub kind: &'static str,

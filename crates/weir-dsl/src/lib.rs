@@ -29,6 +29,7 @@ mod graph;
 mod grouped;
 mod join;
 mod ledger;
+mod metrics;
 mod params;
 mod process;
 mod retry;
@@ -48,6 +49,7 @@ pub use graph::{BuildError, DeadLetterFix, Topology};
 pub use grouped::{Grouped, Table};
 pub use join::JoinWindows;
 pub use ledger::{EventStatus, LedgerEntry, StatusLedger};
+pub use metrics::{NodeCounts, TaskMetrics};
 pub use params::{Param, ParamDescription, ParamValue};
 pub use process::{
     Processor, ProcessorContext, Store, StoreName, TimerFailure, Timers, TypedStore,

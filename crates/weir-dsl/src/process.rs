@@ -369,6 +369,36 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
         self.effects.dead_letters.push(r);
     }
 
+    /// Adds `n` to this node's counter `name` (a metric: the monitoring
+    /// topic shows it under the node; it counts work done, so it is kept
+    /// even when the call fails).
+    pub fn count(&mut self, name: &'static str, n: u64) {
+        self.effects
+            .metrics
+            .push((name, crate::metrics::MetricUpdate::Count(n)));
+    }
+
+    /// Sets this node's gauge `name` in this task to `value` (a metric:
+    /// summed over the instance's tasks; it describes the processor's
+    /// in-memory state, so it is kept even when the call fails, and
+    /// forgotten when the task closes or an abort replaces its processors).
+    pub fn gauge(&mut self, name: &'static str, value: i64) {
+        self.effects
+            .metrics
+            .push((name, crate::metrics::MetricUpdate::Gauge(value)));
+    }
+
+    /// Moves this node's gauge `name` in this task by `delta`, for a gauge
+    /// that follows what the node keeps in its stores (pending waits):
+    /// applied only if the record or timer being processed succeeds, as
+    /// its store writes are. Set the starting value with
+    /// [`ProcessorContext::gauge`] in `init` (an abort runs `init` again).
+    pub fn gauge_add(&mut self, name: &'static str, delta: i64) {
+        self.effects
+            .metrics
+            .push((name, crate::metrics::MetricUpdate::Add(delta)));
+    }
+
     /// The system clock as the task sees it (milliseconds since the epoch;
     /// the test driver's mock clock under the `TopologyTestDriver`).
     pub fn wall_clock(&self) -> Timestamp {
@@ -661,6 +691,9 @@ pub(crate) struct TimerEffects {
     pub status: Option<crate::ledger::StatusUpdate>,
     /// `on_timer_failed` settled the timer itself.
     pub timer_handled: bool,
+    /// Counters added and gauges set ([`ProcessorContext::count`],
+    /// [`ProcessorContext::gauge`]).
+    pub metrics: Vec<(&'static str, crate::metrics::MetricUpdate)>,
 }
 
 impl TimerEffects {

@@ -307,6 +307,9 @@ struct Shared<K, A, B> {
     keep_early: bool,
 }
 
+/// The gauge of waits not yet resolved (matched or timed out).
+const PENDING_WAITS: &str = "pending_waits";
+
 /// The wait node of one task.
 struct WaitNode<K, A, B> {
     shared: Arc<Shared<K, A, B>>,
@@ -382,6 +385,7 @@ where
         ctx.schedule_at(Clock::Stream, deadline, &timer_key(WAIT, a.id(), ck), &[])?;
         let mut waits = ctx.store(&shared.waits)?.get(&key)?.unwrap_or_default();
         insert(&mut waits, a);
+        ctx.gauge_add(PENDING_WAITS, 1);
         Self::save(ctx, &shared.waits, &key, &waits)
     }
 
@@ -433,6 +437,7 @@ where
         for &i in matching.iter().rev() {
             resolved.push(waits.remove(i));
         }
+        ctx.gauge_add(PENDING_WAITS, -(resolved.len() as i64));
         Self::save(ctx, &shared.waits, &key, &waits)?;
         for a in resolved.into_iter().rev() {
             ctx.cancel_timer(Clock::Stream, &timer_key(WAIT, a.id(), ck))?;
@@ -455,10 +460,19 @@ where
 {
     fn init(
         &mut self,
-        _ctx: &mut ProcessorContext<'_, K, Outcome<A, B>>,
+        ctx: &mut ProcessorContext<'_, K, Outcome<A, B>>,
     ) -> Result<(), ProcessError> {
         self.timeout = ms((self.shared.timeout)());
         self.grace = ms((self.shared.grace)());
+        // The `pending_waits` gauge starts from what the store holds (one
+        // scan per task start), then follows each change.
+        let pending: usize = ctx
+            .store(&self.shared.waits)?
+            .all()?
+            .iter()
+            .map(|(_, list)| list.len())
+            .sum();
+        ctx.gauge(PENDING_WAITS, pending as i64);
         Ok(())
     }
 
@@ -523,6 +537,7 @@ where
                 return Ok(()); // resolved in this same transaction
             };
             let a = waits.remove(i);
+            ctx.gauge_add(PENDING_WAITS, -1);
             Self::save(ctx, &shared.waits, &key, &waits)?;
             let at = a.timestamp.saturating_add(self.timeout);
             ctx.forward_with(key, Outcome::TimedOut(a.value), at, Headers::new());

@@ -244,6 +244,9 @@ impl TaskSet {
                 }
             }
             task.executor.committed();
+            self.spec
+                .stats
+                .absorb(&task.id, task.executor.take_metrics());
             task.marked = task.marking.max(task.marked);
             task.marking = None;
             task.timers_fired = 0;

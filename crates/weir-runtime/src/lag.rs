@@ -50,6 +50,37 @@ impl TaskSet {
         }
     }
 
+    /// Reports to the registry how far behind its end each input partition
+    /// of this thread's tasks is: the end from the consumer's statistics
+    /// against the consumer's fetch position (Kafka Streams' records-lag;
+    /// records fetched but not yet processed are not lag). Partitions whose
+    /// end or position is not known yet are left out.
+    pub(crate) fn publish_lag(&self, consumer: &BaseConsumer<ThreadContext>) {
+        let positions = consumer.position().ok();
+        let ends = lock_ends(&self.partition_ends).clone();
+        let mut lag = Vec::new();
+        for task in self.tasks.values() {
+            for tp in task.group.partitions() {
+                let topic = &self.topics[tp.0];
+                let Some(&end) = ends.get(&(topic.clone(), tp.1)) else {
+                    continue;
+                };
+                // The fetch position (it steps over transaction markers);
+                // before any fetch, the next offset to process or the
+                // committed one; an empty partition is caught up.
+                let position = position_in(positions.as_ref(), topic, tp.1)
+                    .max(self.fetched.get(&tp).copied())
+                    .or_else(|| self.positions.get(&tp).copied())
+                    .or_else(|| self.committed.get(&tp).copied())
+                    .or((end == 0).then_some(0));
+                if let Some(p) = position {
+                    lag.push((topic.clone(), tp.1, (end - p).max(0)));
+                }
+            }
+        }
+        self.spec.stats.set_lag(self.spec.index, lag);
+    }
+
     /// The consumer's position and the (statistics') end of every input
     /// partition of a task that writes repartition topics: `None` when
     /// either is not known yet.

@@ -1,7 +1,34 @@
 //! Counters a stream thread keeps, printed as one summary line at shutdown
 //! (the Prometheus endpoint comes with the admin server).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use weir_dsl::TaskMetrics;
+
+/// One node's totals in the registry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeTotals {
+    /// Records (or items) the node received.
+    pub records_in: u64,
+    /// Items it passed downstream; for a sink, records it wrote.
+    pub records_out: u64,
+    /// Records dead-lettered by a failure in it.
+    pub dead_lettered: u64,
+    /// Counters its processors added (`retries`, `retries_exhausted`, …).
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// Per-node totals, gauges per task, and input lag per partition.
+#[derive(Debug, Default)]
+struct Registry {
+    nodes: BTreeMap<String, NodeTotals>,
+    /// (task, node, gauge) → value.
+    gauges: BTreeMap<(String, String, String), i64>,
+    /// (stream thread, topic, partition) → records behind the end.
+    lag: BTreeMap<(usize, String, i32), i64>,
+}
 
 /// Process-wide counters, shared by the stream threads.
 #[derive(Debug, Default)]
@@ -37,6 +64,9 @@ pub struct RuntimeStats {
     pub commit_phase_micros: [AtomicU64; 4],
     /// Outputs not yet acknowledged when commits began to flush, summed.
     pub flush_backlog: AtomicU64,
+    /// Per-node counts, processors' gauges and lag (see
+    /// [`RuntimeStats::absorb`]).
+    registry: Mutex<Registry>,
 }
 
 impl RuntimeStats {
@@ -44,10 +74,83 @@ impl RuntimeStats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds what task `task` counted (drained at each commit) and takes its
+    /// gauges as they are now.
+    pub fn absorb(&self, task: &str, m: TaskMetrics) {
+        let mut r = self.registry();
+        for (node, c) in m.nodes {
+            let t = r.nodes.entry(node).or_default();
+            t.records_in += c.records_in;
+            t.records_out += c.records_out;
+            t.dead_lettered += c.dead_lettered;
+        }
+        for (node, name, n) in m.counters {
+            *r.nodes
+                .entry(node)
+                .or_default()
+                .counters
+                .entry(name.to_string())
+                .or_default() += n;
+        }
+        r.gauges.retain(|(t, _, _), _| t != task);
+        for (node, name, v) in m.gauges {
+            r.gauges
+                .insert((task.to_string(), node, name.to_string()), v);
+        }
+    }
+
+    /// Task `task` closed: its last counts are added, its gauges dropped.
+    pub fn task_closed(&self, task: &str, m: TaskMetrics) {
+        self.absorb(task, m);
+        self.registry().gauges.retain(|(t, _, _), _| t != task);
+    }
+
+    /// Stream thread `thread`'s input lag now, per partition (replacing
+    /// what it reported before).
+    pub fn set_lag(&self, thread: usize, lag: Vec<(String, i32, i64)>) {
+        let mut r = self.registry();
+        r.lag.retain(|(th, _, _), _| *th != thread);
+        for (topic, partition, n) in lag {
+            r.lag.insert((thread, topic, partition), n);
+        }
+    }
+
+    /// Every node's totals, by name.
+    pub fn nodes(&self) -> BTreeMap<String, NodeTotals> {
+        self.registry().nodes.clone()
+    }
+
+    /// Every gauge summed over the instance's tasks: node → gauge → value.
+    pub fn gauges(&self) -> BTreeMap<String, BTreeMap<String, i64>> {
+        let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        for ((_, node, name), v) in &self.registry().gauges {
+            *out.entry(node.clone())
+                .or_default()
+                .entry(name.clone())
+                .or_default() += v;
+        }
+        out
+    }
+
+    /// Records behind each assigned input partition's end (`topic/partition` → lag).
+    pub fn lag(&self) -> BTreeMap<String, i64> {
+        self.registry()
+            .lag
+            .iter()
+            .map(|((_, t, p), n)| (format!("{t}/{p}"), *n))
+            .collect()
+    }
+
     /// Every counter by name, as a JSON object (the monitoring topic's
     /// `counters`).
     pub fn counters(&self) -> serde_json::Value {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let lag = self.lag();
+        let lag_total: i64 = lag.values().sum();
         serde_json::json!({
             "consumed": g(&self.consumed),
             "produced": g(&self.produced),
@@ -62,6 +165,20 @@ impl RuntimeStats {
             "stores_wiped": g(&self.stores_wiped),
             "commit_ms": g(&self.commit_micros) / 1000,
             "flush_backlog": g(&self.flush_backlog),
+            "nodes": self.nodes().into_iter().map(|(name, t)| {
+                let mut o = serde_json::json!({
+                    "records_in": t.records_in,
+                    "records_out": t.records_out,
+                    "dead_lettered": t.dead_lettered,
+                });
+                for (k, v) in t.counters {
+                    o[k] = v.into();
+                }
+                (name, o)
+            }).collect::<serde_json::Map<_, _>>(),
+            "gauges": self.gauges(),
+            "lag": lag,
+            "lag_total": lag_total,
         })
     }
 

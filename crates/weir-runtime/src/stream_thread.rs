@@ -45,6 +45,8 @@ use crate::watchdog::CallWatch;
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Records taken from the consumer between two looks at the clock.
 const POLL_BATCH: usize = 512;
+/// How often a thread reports its input lag to the registry.
+const LAG_PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 /// Retriable failures of one commit step before the transaction is aborted.
 pub(crate) const MAX_RETRIES: u32 = 10;
 
@@ -175,6 +177,7 @@ fn run_generation(spec: &Arc<ThreadSpec>, poisoned: &mut PoisonLedger) -> Result
         .subscribe(&topic_refs)
         .map_err(kafka_err("subscribing"))?;
     let interval = Duration::from_millis(spec.cfg.commit_interval_ms);
+    let mut lag_published = Instant::now();
     loop {
         if spec.shutdown.load(Ordering::SeqCst) {
             lock(&state).finish(&consumer);
@@ -222,6 +225,10 @@ fn run_generation(spec: &Arc<ThreadSpec>, poisoned: &mut PoisonLedger) -> Result
             s.fetch_positions(&consumer);
         }
         s.update_lag(&consumer);
+        if lag_published.elapsed() >= LAG_PUBLISH_INTERVAL {
+            s.publish_lag(&consumer);
+            lag_published = Instant::now();
+        }
         s.process_ready(Instant::now(), &consumer);
         if s.rewind_requested && !s.fenced {
             s.abort(&consumer, true);

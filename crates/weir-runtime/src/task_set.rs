@@ -812,8 +812,8 @@ impl TaskSet {
                 let still_assigned = self.assigned.iter().any(|t| self.task_key(*t) == key);
                 if !still_assigned {
                     self.restorer.forget(key);
-                    if let Some(mut task) = self.tasks.remove(&key) {
-                        task.close();
+                    if let Some(task) = self.tasks.remove(&key) {
+                        self.close_task(task);
                     }
                 }
             }
@@ -838,9 +838,18 @@ impl TaskSet {
     /// Closes every task without applying its pending writes.
     pub fn close_all_dirty(&mut self) {
         self.restorer.clear();
-        for (_, mut task) in std::mem::take(&mut self.tasks) {
-            task.close();
+        for (_, task) in std::mem::take(&mut self.tasks) {
+            self.close_task(task);
         }
+        self.spec.stats.set_lag(self.spec.index, Vec::new());
+    }
+
+    /// Closes `task`, handing its last counts to the registry.
+    fn close_task(&self, mut task: Task) {
+        self.spec
+            .stats
+            .task_closed(&task.id, task.executor.take_metrics());
+        task.close();
     }
 }
 

@@ -440,6 +440,21 @@ impl TopologyTestDriver {
             .unwrap_or_default()
     }
 
+    /// What the topology's nodes counted since the last call, over all
+    /// tasks: per node records in, out and dead-lettered, processors'
+    /// counters, and their gauges now (the runtime's registry drains the
+    /// same at each commit).
+    pub fn take_metrics(&self) -> weir_dsl::TaskMetrics {
+        let mut all = weir_dsl::TaskMetrics::default();
+        for e in &mut self.state.borrow_mut().executors {
+            let m = e.take_metrics();
+            all.nodes.extend(m.nodes);
+            all.counters.extend(m.counters);
+            all.gauges.extend(m.gauges);
+        }
+        all
+    }
+
     /// Takes every dead letter written so far, in order.
     pub fn dead_letters(&self) -> Vec<Record> {
         let topic = self.dead_letter_topic();

@@ -275,12 +275,15 @@ impl TaskExecutor {
         };
         match result {
             Ok(()) => {
+                env.meters.commit_staged();
+                env.meters.dead_letters(nodes, &env.dead_letters);
                 out.append(&mut env.dead_letters);
                 env.state.release_savepoint();
                 Ok(())
             }
             Err(e) => {
                 out.truncate(mark);
+                env.meters.drop_staged();
                 env.state.rollback_to_savepoint();
                 let panicked = matches!(e, ProcessError::Panic { .. });
                 if panicked {
@@ -304,6 +307,10 @@ impl TaskExecutor {
                     if self.timer_failed(node, t, failure, out, state)? {
                         return Ok(());
                     }
+                }
+                if e.class() == weir_core::ErrorClass::DeadLetter {
+                    self.meters
+                        .dead_lettered(&self.topology.inner.nodes, e.node());
                 }
                 run.failed.push((record, e));
                 Ok(())
@@ -346,17 +353,21 @@ impl TaskExecutor {
         }));
         match result {
             Ok(Ok(())) if env.timer_handled => {
+                env.meters.commit_staged();
+                env.meters.dead_letters(nodes, &env.dead_letters);
                 out.append(&mut env.dead_letters);
                 env.state.release_savepoint();
                 Ok(true)
             }
             Ok(Err(e)) if e.class() == weir_core::ErrorClass::Fatal => {
                 out.truncate(mark);
+                env.meters.drop_staged();
                 env.state.rollback_to_savepoint();
                 Err(e)
             }
             other => {
                 out.truncate(mark);
+                env.meters.drop_staged();
                 env.state.rollback_to_savepoint();
                 if other.is_err() {
                     self.replace_panicked(state)?;

@@ -418,6 +418,7 @@ where
                 return Ok(());
             }
             let tried = self.try_parked(&node, &p);
+            ctx.count("retries", 1);
             if let Some(b) = self.breaker.as_mut() {
                 match &tried {
                     Tried::Failed(e) if e.failure == Failure::Retryable => {
@@ -483,6 +484,9 @@ where
                             ("panic", format!("node {node}: operator panicked: {m}"))
                         }
                     };
+                    if kind == "retries-exhausted" {
+                        ctx.count("retries_exhausted", 1);
+                    }
                     if let Some(id) = &p.event_id {
                         ctx.update_event_status(
                             id,
@@ -508,14 +512,21 @@ where
     }
 }
 
-impl<K, V, K2, V2> Processor<K, V, K2, V2> for RetryNode<K, V, K2, V2>
+impl<K, V, K2, V2> RetryNode<K, V, K2, V2>
 where
     K: Clone + Send + 'static,
     V: Clone + Send + 'static,
     K2: Clone + Send + 'static,
     V2: Clone + Send + 'static,
 {
-    fn process(
+    /// Sets the `breaker_open` gauge (1 while open or probing).
+    fn report_breaker(&self, ctx: &mut ProcessorContext<'_, K2, V2>) {
+        if let Some(b) = &self.breaker {
+            ctx.gauge("breaker_open", i64::from(b.is_open()));
+        }
+    }
+
+    fn process_record(
         &mut self,
         ctx: &mut ProcessorContext<'_, K2, V2>,
         key: K,
@@ -639,7 +650,7 @@ where
     /// parked record is dead-lettered with that failure (or, when a node
     /// downstream was unavailable, tried again then), and the record
     /// behind it gets its turn — no key is left without a timer.
-    fn on_timer_failed(
+    fn settle_failed_timer(
         &mut self,
         ctx: &mut ProcessorContext<'_, K2, V2>,
         timer: Timer,
@@ -701,7 +712,7 @@ where
         Ok(true)
     }
 
-    fn on_timer(
+    fn on_timer_record(
         &mut self,
         ctx: &mut ProcessorContext<'_, K2, V2>,
         timer: Timer,
@@ -724,6 +735,47 @@ where
         let p = Parked::decode(&bytes)
             .ok_or_else(|| store_err(ctx.node(), &store, "a parked record does not decode"))?;
         self.settle(ctx, timer.key, p)
+    }
+}
+
+/// The trait's calls, each followed by a report of the breaker's state.
+impl<K, V, K2, V2> Processor<K, V, K2, V2> for RetryNode<K, V, K2, V2>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+    K2: Clone + Send + 'static,
+    V2: Clone + Send + 'static,
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K2, V2>,
+        key: K,
+        value: V,
+    ) -> Result<(), ProcessError> {
+        let r = self.process_record(ctx, key, value);
+        self.report_breaker(ctx);
+        r
+    }
+
+    fn on_timer_failed(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K2, V2>,
+        timer: Timer,
+        failure: &TimerFailure,
+    ) -> Result<bool, ProcessError> {
+        let r = self.settle_failed_timer(ctx, timer, failure);
+        self.report_breaker(ctx);
+        r
+    }
+
+    fn on_timer(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K2, V2>,
+        timer: Timer,
+    ) -> Result<(), ProcessError> {
+        let r = self.on_timer_record(ctx, timer);
+        self.report_breaker(ctx);
+        r
     }
 }
 
