@@ -89,6 +89,11 @@ fn every_projection_of_every_valid_request_arrives_once_through_a_sigkill() {
         "a quarter of the requests processed within 60 s; log:\n{}",
         first.log_text()
     );
+    assert!(
+        first.log_text().contains("registered an event definition"),
+        "the binary registered its bundled definition; log:\n{}",
+        first.log_text()
+    );
     first.kill9();
     assert!(
         !feeder.is_done(),

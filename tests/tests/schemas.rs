@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use weir::core::dlq_headers as h;
 use weir::prelude::*;
-use weir::schemas::{Compatibility, NewDefinition};
+use weir::schemas::{Compatibility, EventDefinition, NewDefinition};
 use weir::{App, Config};
 use weir_testkit::{create_topics, publish, TestBroker, TopicReader};
 use weir_tests::binary;
@@ -323,4 +323,54 @@ fn a_running_instance_dead_letters_invalid_payloads_and_follows_new_versions() {
     );
     running.stop();
     running.wait().unwrap();
+}
+
+#[test]
+fn concurrent_registrations_get_distinct_versions_every_registry_agrees_on() {
+    let broker = TestBroker::shared();
+    let bootstrap = broker.bootstrap().to_string();
+    let event_type = format!("{}.race", TestBroker::unique("race"));
+    let cfg = config(&bootstrap, "schemas-race", &[]);
+    let registries: Vec<_> = (0..3)
+        .map(|_| weir::runtime::schema_registry(&cfg).unwrap())
+        .collect();
+    let start = std::sync::Barrier::new(registries.len());
+    let got: Vec<EventDefinition> = std::thread::scope(|s| {
+        let writers: Vec<_> = registries
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (start, event_type) = (&start, &event_type);
+                s.spawn(move || {
+                    start.wait();
+                    let schema = json!({"type": "object", "title": format!("writer {i}")});
+                    r.register(NewDefinition::new(event_type, schema), Compatibility::None)
+                        .unwrap()
+                })
+            })
+            .collect();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let mut versions: Vec<u32> = got.iter().map(|d| d.version).collect();
+    versions.sort();
+    assert_eq!(versions, vec![1, 2, 3], "each registration its own version");
+    // Every registry, and one connected afterwards, holds each version as
+    // the registration that was told it got it.
+    let fresh = weir::runtime::schema_registry(&cfg).unwrap();
+    for r in registries.iter().chain([&fresh]) {
+        r.refresh().unwrap();
+        for d in &got {
+            assert_eq!(
+                r.get(&event_type, Some(d.version)).unwrap().schema,
+                d.schema
+            );
+        }
+    }
+    // A shipped definition is not registered again when the type exists.
+    let kept = fresh
+        .register_if_absent(NewDefinition::new(&event_type, json!(true)))
+        .unwrap();
+    assert_eq!(kept.version, 3);
+    fresh.refresh().unwrap();
+    assert_eq!(fresh.versions(&event_type).len(), 3);
 }

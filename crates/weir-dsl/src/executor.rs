@@ -316,6 +316,7 @@ impl TaskExecutor {
     /// time is now the one to fall back to.
     pub fn committed(&mut self) {
         self.committed_stream_time = self.stream_time;
+        self.meters.gauges_committed();
     }
 
     /// The open transaction was aborted: closes the `process` node
@@ -335,7 +336,7 @@ impl TaskExecutor {
             t.floor = [None, None];
         }
         self.punctuations.clear();
-        self.meters.forget_gauges();
+        self.meters.gauges_rolled_back();
     }
 
     /// What the task's nodes counted since the last call (see
@@ -432,6 +433,7 @@ impl TaskExecutor {
             catch_unwind(AssertUnwindSafe(|| {
                 if !marker {
                     CURRENT_NODE.with(|c| c.set(source));
+                    env.meters.counts[source].records_in += 1;
                     let (key, value) = decode(record.key.as_deref(), record.value.as_deref())
                         .map_err(|source| ProcessError::Codec {
                             node: node.name.clone(),
@@ -443,7 +445,6 @@ impl TaskExecutor {
                         timestamp: record.timestamp,
                         headers: record.headers.clone(),
                     };
-                    env.meters.counts[source].records_in += 1;
                     forward(nodes, node, item, out, &mut env)?;
                 }
                 stream_time_advanced(nodes, &time_nodes, record.timestamp, out, &mut env)
@@ -772,8 +773,14 @@ fn push(
             predicates,
             otherwise,
         } => match predicates.iter().position(|p| p(&item)) {
-            Some(i) => push(nodes, node.children[i], item, out, env),
-            None if *otherwise => push(nodes, node.children[predicates.len()], item, out, env),
+            Some(i) => {
+                env.meters.counts[id].records_out += 1;
+                push(nodes, node.children[i], item, out, env)
+            }
+            None if *otherwise => {
+                env.meters.counts[id].records_out += 1;
+                push(nodes, node.children[predicates.len()], item, out, env)
+            }
             None => Ok(()),
         },
         Op::Pass | Op::Source { .. } => forward(nodes, node, item, out, env),

@@ -20,7 +20,9 @@ use crate::graph::Node;
 pub struct NodeCounts {
     /// Records (or items) the node received.
     pub records_in: u64,
-    /// Items it passed downstream; for a sink, records it wrote.
+    /// Items it passed downstream; for a sink, records it wrote (work
+    /// done: a record that then fails is counted too, as it is again when
+    /// it is processed again).
     pub records_out: u64,
     /// Records dead-lettered by a failure in this node.
     pub dead_lettered: u64,
@@ -59,6 +61,8 @@ pub(crate) struct Meters {
     pub counts: Vec<NodeCounts>,
     counters: BTreeMap<(usize, &'static str), u64>,
     gauges: BTreeMap<(usize, &'static str), i64>,
+    /// The gauges as of the last commit, for an abort to go back to.
+    committed_gauges: BTreeMap<(usize, &'static str), i64>,
     /// [`MetricUpdate::Add`]s of the record or timer being processed.
     staged: Vec<(usize, &'static str, i64)>,
 }
@@ -112,9 +116,17 @@ impl Meters {
         }
     }
 
-    /// Gauges describe instances that an abort replaces: forget them.
-    pub fn forget_gauges(&mut self) {
-        self.gauges.clear();
+    /// The task's transaction committed: its gauges are the ones to go
+    /// back to.
+    pub fn gauges_committed(&mut self) {
+        self.committed_gauges.clone_from(&self.gauges);
+    }
+
+    /// The transaction aborted: the stores went back to the last commit,
+    /// and so do the gauges (until the fresh processors' `init` sets them
+    /// again, when the task next runs).
+    pub fn gauges_rolled_back(&mut self) {
+        self.gauges.clone_from(&self.committed_gauges);
         self.staged.clear();
     }
 

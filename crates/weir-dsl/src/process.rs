@@ -380,8 +380,9 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
 
     /// Sets this node's gauge `name` in this task to `value` (a metric:
     /// summed over the instance's tasks; it describes the processor's
-    /// in-memory state, so it is kept even when the call fails, and
-    /// forgotten when the task closes or an abort replaces its processors).
+    /// in-memory state, so it is kept even when the call fails; an abort
+    /// brings it back to its value at the last commit; it is forgotten
+    /// when the task closes).
     pub fn gauge(&mut self, name: &'static str, value: i64) {
         self.effects
             .metrics
@@ -392,7 +393,9 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
     /// that follows what the node keeps in its stores (pending waits):
     /// applied only if the record or timer being processed succeeds, as
     /// its store writes are. Set the starting value with
-    /// [`ProcessorContext::gauge`] in `init` (an abort runs `init` again).
+    /// [`ProcessorContext::gauge`] in `init` (after an abort the gauge is
+    /// back at its value of the last commit, as the stores are, and the
+    /// fresh instance's `init` sets it again when the task next runs).
     pub fn gauge_add(&mut self, name: &'static str, delta: i64) {
         self.effects
             .metrics

@@ -115,7 +115,10 @@ impl Catalog {
         let version = previous
             .and_then(|p| p.defs.keys().next_back().copied())
             .unwrap_or(0)
-            + 1;
+            .checked_add(1)
+            .ok_or_else(|| SchemaError::VersionsExhausted {
+                event_type: new.event_type.clone(),
+            })?;
         Ok(EventDefinition {
             event_type: new.event_type,
             version,

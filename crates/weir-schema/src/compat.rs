@@ -5,8 +5,9 @@
 //! conservative over the keywords event schemas use — `type`, `enum`,
 //! `const`, `properties`, `required`, `additionalProperties`, `items`,
 //! numeric bounds, length and size bounds, `pattern`, `format` — and any
-//! other keyword must be unchanged. Each rule only lets through a change
-//! that cannot refuse an old payload:
+//! other keyword (`patternProperties`, `prefixItems`, `allOf`, `$ref`, …)
+//! must be the same in both. Each rule only lets through a change that
+//! cannot refuse an old payload:
 //! - a type may widen (`integer` → `number`, another type added), never narrow;
 //! - `enum` may gain values; `const` must stay;
 //! - no property may become required;
@@ -129,12 +130,16 @@ fn check(old: &Value, new: &Value, at: &str, out: &mut Vec<String>) {
                     | "items"
             )
     };
-    for (k, v) in n {
-        if !handled(k) && o.get(k) != Some(v) {
+    // Any other keyword must be the same in both: added, removed or
+    // changed, its effect cannot be checked (removing `prefixItems`
+    // changes what `items` applies to, for instance).
+    for k in o.keys().chain(n.keys()) {
+        if !handled(k) && o.get(k) != n.get(k) {
             out.push(format!(
-                "{}: keyword {k} added or changed (its compatibility cannot be checked)",
+                "{}: keyword {k} added, removed or changed (its compatibility cannot be checked)",
                 place(at)
             ));
+            break;
         }
     }
 }
@@ -171,6 +176,23 @@ fn objects(o: &Map<String, Value>, n: &Map<String, Value>, at: &str, out: &mut V
     let true_schema = Value::Bool(true);
     let old_extra = o.get("additionalProperties").unwrap_or(&true_schema);
     let new_extra = n.get("additionalProperties").unwrap_or(&true_schema);
+    // With `patternProperties` (kept the same: see the other keywords), a
+    // property name may fall under a pattern: adding or removing a
+    // declared property cannot be checked here.
+    let patterns = |m: &Map<String, Value>| {
+        m.get("patternProperties")
+            .and_then(Value::as_object)
+            .is_some_and(|p| !p.is_empty())
+    };
+    if patterns(o) || patterns(n) {
+        let (ok, nk): (Vec<&String>, Vec<&String>) = (op.keys().collect(), np.keys().collect());
+        if ok != nk {
+            out.push(format!(
+                "{}: properties added or removed beside patternProperties (cannot be checked)",
+                place(at)
+            ));
+        }
+    }
     for (name, ns) in np {
         match op.get(name) {
             Some(os) => check(os, ns, &field(at, name), out),
@@ -223,7 +245,15 @@ fn bound(
     out: &mut Vec<String>,
     loose_enough: impl Fn(f64, f64) -> bool,
 ) {
-    let Some(nb) = n.get(key).and_then(Value::as_f64) else {
+    let Some(nv) = n.get(key) else {
+        return;
+    };
+    // A bound that is not a number (draft 4's boolean `exclusiveMinimum`)
+    // must stay as it was.
+    let Some(nb) = nv.as_f64() else {
+        if o.get(key) != Some(nv) {
+            out.push(format!("{}: {key} added or changed", place(at)));
+        }
         return;
     };
     match o.get(key).and_then(Value::as_f64) {
@@ -291,6 +321,17 @@ mod tests {
             "{p:?}"
         );
         assert!(p.iter().any(|m| m.starts_with("b: pattern")), "{p:?}");
+        // Keywords it does not model must stay as they were.
+        let pp = json!({"patternProperties": {"^a": {}}, "additionalProperties": false});
+        let pp_new = json!({"patternProperties": {"^a": {}}, "additionalProperties": false,
+            "properties": {"ab": {"type": "integer"}}});
+        assert!(!backward_incompatibilities(&pp, &pp_new).is_empty());
+        let tuple = json!({"type": "array", "prefixItems": [{"type": "string"}], "items": {"type": "integer"}});
+        let no_prefix = json!({"type": "array", "items": {"type": "integer"}});
+        assert!(!backward_incompatibilities(&tuple, &no_prefix).is_empty());
+        let draft4 = json!({"minimum": 0});
+        let exclusive = json!({"minimum": 0, "exclusiveMinimum": true});
+        assert!(!backward_incompatibilities(&draft4, &exclusive).is_empty());
         let removed = json!({"type": "object", "additionalProperties": false,
             "properties": {"a": {"type": "integer", "maximum": 10}}});
         let p = backward_incompatibilities(&old, &removed);

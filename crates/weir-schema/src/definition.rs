@@ -90,10 +90,17 @@ pub struct EventDefinition {
 }
 
 impl EventDefinition {
-    /// The record key in the definitions topic: `<event_type>/<version>`,
-    /// one per version, so compaction keeps every version.
+    /// The record key in the definitions topic:
+    /// `<event_type>/<version>/<registration_id>` — one per registration, so
+    /// compaction keeps every record and the first registration of a
+    /// version in the topic stays the one that holds it (compaction keeps
+    /// the last record of a key, which would let a losing concurrent
+    /// registration replace the winner under a `<type>/<version>` key).
     pub fn key(&self) -> String {
-        format!("{}/{}", self.event_type, self.version)
+        format!(
+            "{}/{}/{}",
+            self.event_type, self.version, self.registration_id
+        )
     }
 }
 

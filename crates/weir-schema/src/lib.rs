@@ -1,7 +1,8 @@
 //! Event definitions: an event type's JSON Schema, description, examples and
 //! owner, versioned, kept in the compacted topic `_weir_event_definitions`
-//! (one record per version, key `<event_type>/<version>`), and checked on
-//! registration.
+//! (partition 0; one record per registration, key
+//! `<event_type>/<version>/<registration_id>`; the first registration of a
+//! version in the topic holds it), and checked on registration.
 //!
 //! - [`Catalog`]: the definitions in memory; checks new versions (a valid
 //!   JSON Schema that compiles, examples that conform, optionally
@@ -65,6 +66,13 @@ pub enum SchemaError {
         version: u32,
         /// Each incompatibility found.
         problems: Vec<String>,
+    },
+    /// The latest version is the largest possible (a record written by
+    /// something other than Weir).
+    #[error("event type {event_type} has no version number left")]
+    VersionsExhausted {
+        /// The event type.
+        event_type: String,
     },
     /// The broker could not be reached, or refused a request.
     #[error("event definitions topic: {0}")]

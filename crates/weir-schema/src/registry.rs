@@ -14,7 +14,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use weir_core::{EventSchemas, SchemaViolation};
@@ -68,6 +68,28 @@ impl ClientContext for ReaderContext {
 
 impl ConsumerContext for ReaderContext {}
 
+/// The writer's context: remembers the first failed delivery (a record
+/// too large, a denied write), which `flush` does not report.
+#[derive(Default)]
+struct WriterContext {
+    failed: Mutex<Option<String>>,
+}
+
+impl ClientContext for WriterContext {}
+
+impl ProducerContext for WriterContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
 impl Default for RegistryOptions {
     fn default() -> Self {
         Self {
@@ -87,8 +109,6 @@ struct Progress {
     pending: HashSet<String>,
     /// Their outcome once seen: whether the record took its version.
     outcomes: HashMap<String, bool>,
-    /// Why the reader stopped, if it did.
-    failed: Option<String>,
 }
 
 struct Shared {
@@ -104,7 +124,7 @@ struct Shared {
 pub struct SchemaRegistry {
     shared: Arc<Shared>,
     consumer: Arc<BaseConsumer<ReaderContext>>,
-    producer: BaseProducer,
+    producer: BaseProducer<WriterContext>,
     reader: Option<JoinHandle<()>>,
     opts: RegistryOptions,
 }
@@ -148,7 +168,9 @@ impl SchemaRegistry {
         consumer.assign(&tpl).map_err(|e| kafka("assign", e))?;
         let mut pc = client.clone();
         pc.set("enable.idempotence", "true").set("acks", "all");
-        let producer: BaseProducer = pc.create().map_err(|e| kafka("create the writer", e))?;
+        let producer: BaseProducer<WriterContext> = pc
+            .create_with_context(WriterContext::default())
+            .map_err(|e| kafka("create the writer", e))?;
         let shared = Arc::new(Shared {
             catalog: RwLock::new(Catalog::default()),
             progress: Mutex::new(Progress::default()),
@@ -203,27 +225,7 @@ impl SchemaRegistry {
         // again on top of it (its checks then run against it).
         for _ in 0..5 {
             let def = self.read_catalog().prepare(new.clone(), compatibility)?;
-            let id = def.registration_id.clone();
-            self.lock().pending.insert(id.clone());
-            let value = serde_json::to_vec(&def).expect("a definition serializes");
-            let key = def.key();
-            let sent = self
-                .producer
-                .send(BaseRecord::to(&self.opts.topic).key(&key).payload(&value))
-                .map_err(|(e, _)| e)
-                .and_then(|()| self.producer.flush(self.opts.timeout));
-            if let Err(e) = sent {
-                self.lock().pending.remove(&id);
-                return Err(SchemaError::Kafka(format!("write {key}: {e}")));
-            }
-            let result = self.wait_until(|p| p.outcomes.contains_key(&id), "registering");
-            let mut p = self.lock();
-            p.pending.remove(&id);
-            let won = p.outcomes.remove(&id);
-            drop(p);
-            result?;
-            if won == Some(true) {
-                tracing::info!(event_type = %def.event_type, version = def.version, "registered an event definition");
+            if self.write_and_wait(&def)? {
                 return Ok(def);
             }
         }
@@ -231,6 +233,25 @@ impl SchemaRegistry {
             "{}: five concurrent registrations took the next version first",
             new.event_type
         )))
+    }
+
+    /// Registers `new` as version 1 unless its type already has a
+    /// definition, and returns the latest: for topologies that ship their
+    /// definitions, so that many instances starting at once register one
+    /// version between them, not one each.
+    ///
+    /// # Errors
+    /// As [`SchemaRegistry::register`].
+    pub fn register_if_absent(&self, new: NewDefinition) -> Result<EventDefinition, SchemaError> {
+        self.refresh()?;
+        if let Some(d) = self.get(&new.event_type, None) {
+            return Ok(d);
+        }
+        let def = self.read_catalog().prepare(new, Compatibility::None)?;
+        self.write_and_wait(&def)?;
+        // Ours, or a concurrent one's that came first: either way there is one.
+        self.get(&def.event_type, None)
+            .ok_or_else(|| SchemaError::Timeout(format!("{} was not loaded", def.event_type)))
     }
 
     /// Version `version` of `event_type`, or its latest.
@@ -250,6 +271,52 @@ impl SchemaRegistry {
     /// The latest version of every event type, by type.
     pub fn list(&self) -> Vec<EventDefinition> {
         self.read_catalog().list().into_iter().cloned().collect()
+    }
+
+    /// Writes `def` and waits until the reader has applied it; whether it
+    /// took its version (a concurrent registration may have come first).
+    fn write_and_wait(&self, def: &EventDefinition) -> Result<bool, SchemaError> {
+        let id = def.registration_id.clone();
+        self.lock().pending.insert(id.clone());
+        let value = serde_json::to_vec(def).expect("a definition serializes");
+        let key = def.key();
+        // Partition 0, whatever the topic's partition count: the reader
+        // reads only it.
+        let sent = self
+            .producer
+            .send(
+                BaseRecord::to(&self.opts.topic)
+                    .partition(0)
+                    .key(&key)
+                    .payload(&value),
+            )
+            .map_err(|(e, _)| e.to_string())
+            .and_then(|()| {
+                self.producer
+                    .flush(self.opts.timeout)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|()| {
+                let failed = self.producer.context().failed.lock();
+                match failed.unwrap_or_else(|e| e.into_inner()).take() {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            });
+        if let Err(e) = sent {
+            self.lock().pending.remove(&id);
+            return Err(SchemaError::Kafka(format!("write {key}: {e}")));
+        }
+        let result = self.wait_until(|p| p.outcomes.contains_key(&id), "registering");
+        let mut p = self.lock();
+        p.pending.remove(&id);
+        let won = p.outcomes.remove(&id) == Some(true);
+        drop(p);
+        result?;
+        if won {
+            tracing::info!(event_type = %def.event_type, version = def.version, "registered an event definition");
+        }
+        Ok(won)
     }
 
     fn read_catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
@@ -272,9 +339,6 @@ impl SchemaRegistry {
         loop {
             if done(&p) {
                 return Ok(());
-            }
-            if let Some(why) = &p.failed {
-                return Err(SchemaError::Kafka(why.clone()));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -312,6 +376,9 @@ impl Drop for SchemaRegistry {
 fn read(shared: &Shared, consumer: &BaseConsumer<ReaderContext>) {
     while !shared.stop.load(Ordering::Relaxed) {
         let Some(next) = consumer.poll(Duration::from_millis(100)) else {
+            // Nothing new: the consumer's position steps over what is not a
+            // record (a transaction marker), which `refresh` must reach too.
+            catch_up(shared, consumer);
             continue;
         };
         let msg = match next {
@@ -356,6 +423,22 @@ fn read(shared: &Shared, consumer: &BaseConsumer<ReaderContext>) {
                 p.outcomes.insert(id, took);
             }
         }
+        drop(p);
+        shared.moved.notify_all();
+    }
+}
+
+/// Moves the reader's position to the consumer's when that is further.
+fn catch_up(shared: &Shared, consumer: &BaseConsumer<ReaderContext>) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    let Some(rdkafka::Offset::Offset(at)) = positions.elements().first().map(|e| e.offset()) else {
+        return;
+    };
+    let mut p = shared.progress.lock().unwrap_or_else(|e| e.into_inner());
+    if at > p.position {
+        p.position = at;
         drop(p);
         shared.moved.notify_all();
     }

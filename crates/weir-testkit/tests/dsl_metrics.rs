@@ -43,8 +43,9 @@ fn gauge(m: &TaskMetrics, node: &str, name: &str) -> Option<i64> {
 }
 
 /// `in` → `keep` (drops values starting with `-`) → `check` (fails
-/// values starting with `bad`) → `out` and `copy` (one sink, two topics)
-/// plus `doubled` (a flat_map that emits two records).
+/// values starting with `bad`) → `out` and `copy` (one sink, two topics),
+/// `doubled` (a flat_map that emits two records), and a branch (`a` to
+/// `as`, the rest to `rest`).
 fn counted() -> TopologyTestDriver {
     let b = TopologyBuilder::new();
     let checked = b
@@ -61,6 +62,10 @@ fn counted() -> TopologyTestDriver {
         })
         .named("check");
     checked.to_many(["out", "copy"]);
+    checked
+        .branch()
+        .when(|_, v: &String| v == "a", |s| s.to("as"))
+        .otherwise(|s| s.named("others").to("rest"));
     checked
         .flat_map(|k: String, v: String| vec![(k.clone(), v.clone()), (k, v)])
         .named("doubled")
@@ -109,18 +114,22 @@ fn nodes_count_what_they_receive_pass_on_and_dead_letter() {
             dead_lettered: 0
         }
     );
-    // The two sinks: one writes each record to two topics.
-    let sinks: Vec<NodeCounts> = c
+    // The branch passes each record to one arm (an arm is a node too).
+    let mut branch: Vec<(u64, u64)> = c
         .iter()
-        .filter(|(n, _)| !["source", "keep", "check", "doubled"].contains(&n.as_str()))
-        .map(|(_, c)| *c)
+        .filter(|(n, _)| n.starts_with("branch") || *n == "others")
+        .map(|(_, c)| (c.records_in, c.records_out))
         .collect();
-    let mut sinks: Vec<(u64, u64)> = sinks
+    branch.sort();
+    assert_eq!(branch, vec![(1, 1), (1, 1), (2, 2)], "{c:?}");
+    // The sinks: one writes each record to two topics.
+    let mut sinks: Vec<(u64, u64)> = c
         .iter()
-        .map(|c| (c.records_in, c.records_out))
+        .filter(|(n, _)| n.starts_with("sink"))
+        .map(|(_, c)| (c.records_in, c.records_out))
         .collect();
     sinks.sort();
-    assert_eq!(sinks, vec![(2, 4), (4, 4)]);
+    assert_eq!(sinks, vec![(1, 1), (1, 1), (2, 4), (4, 4)], "{c:?}");
     assert_eq!(d.dead_letters().len(), 1);
     // Taking drains.
     assert!(d.take_metrics().nodes.is_empty());

@@ -198,14 +198,8 @@ fn seed_definitions(config: &Config, definitions: &[weir_schema::NewDefinition])
     }
     let registry = weir_runtime::schema_registry(config)?;
     for d in definitions {
-        match registry.get(&d.event_type, None) {
-            Some(have) => {
-                tracing::debug!(event_type = %d.event_type, version = have.version, "a definition is registered; the shipped one is not used")
-            }
-            None => {
-                registry.register(d.clone(), weir_schema::Compatibility::None)?;
-            }
-        }
+        let have = registry.register_if_absent(d.clone())?;
+        tracing::debug!(event_type = %have.event_type, version = have.version, "event definition");
     }
     Ok(())
 }

@@ -308,7 +308,9 @@ impl TaskExecutor {
                         return Ok(());
                     }
                 }
-                if e.class() == weir_core::ErrorClass::DeadLetter {
+                // The runtime dead-letters a failed timer's record (a
+                // punctuation has none: it is logged and dropped).
+                if record.is_some() {
                     self.meters
                         .dead_lettered(&self.topology.inner.nodes, e.node());
                 }
