@@ -5,7 +5,7 @@ use std::fmt;
 use crate::graph::{Op, Topology};
 
 /// One node of a described topology.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct NodeDescription {
     /// The node's name (unique within the topology).
     pub name: String,
@@ -23,7 +23,7 @@ pub struct NodeDescription {
 }
 
 /// The nodes of one sub-topology.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SubtopologyDescription {
     /// The sub-topology's id (a task is one sub-topology × one partition).
     pub id: usize,
@@ -40,7 +40,7 @@ pub struct SubtopologyDescription {
 /// `Display` prints it as indented text (in the manner of Kafka Streams'
 /// `TopologyDescription`); [`TopologyDescription::to_mermaid`] renders a
 /// Mermaid flowchart.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TopologyDescription {
     /// The sub-topologies, by id.
     pub subtopologies: Vec<SubtopologyDescription>,

@@ -102,7 +102,7 @@ impl<T: ParamValue> Param<T> {
 }
 
 /// A declared parameter as `describe` lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ParamDescription {
     /// Its name (`[params]` key; `WEIR_PARAMS__<NAME>` in upper case).
     pub name: String,

@@ -97,10 +97,7 @@ pub fn configured_topology(config: &Config, topology: &Topology) -> Result<Topol
 /// missing topics, or a stream thread that failed.
 pub fn run(config: Config, topology: Topology) -> Result<()> {
     let instance = start(config, topology)?;
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, instance.shutdown.clone())
-            .map_err(|e| Error::Usage(format!("cannot install signal handler: {e}")))?;
-    }
+    instance.stop_on_signals()?;
     instance.wait()
 }
 
@@ -115,6 +112,9 @@ pub struct Instance {
     stats: Arc<RuntimeStats>,
     queries: Arc<LocalStores>,
     identity: InstanceIdentity,
+    /// The topology as configured (topics renamed).
+    topology: Topology,
+    threads: usize,
 }
 
 impl std::fmt::Debug for Instance {
@@ -135,6 +135,29 @@ impl Instance {
     /// The instance's counters.
     pub fn stats(&self) -> Arc<RuntimeStats> {
         self.stats.clone()
+    }
+
+    /// The topology it runs, with the configuration's topic renames.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Whether every stream thread has its assignment and no task is
+    /// restoring.
+    pub fn is_ready(&self) -> bool {
+        self.stats.is_ready(self.threads)
+    }
+
+    /// Stops the instance on SIGTERM or SIGINT (what [`run`] does).
+    ///
+    /// # Errors
+    /// [`Error::Usage`] when the handler cannot be installed.
+    pub fn stop_on_signals(&self) -> Result<()> {
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, self.shutdown.clone())
+                .map_err(|e| Error::Usage(format!("cannot install signal handler: {e}")))?;
+        }
+        Ok(())
     }
 
     /// This instance's id (stable across restarts on one state dir).
@@ -170,6 +193,8 @@ impl Instance {
             stats,
             queries: _,
             identity,
+            topology: _,
+            threads: _,
         } = self;
         // Wait for the threads, watching for a transactional call that hangs
         // past its timeout: then stop without joining (see crate::watchdog).
@@ -305,5 +330,7 @@ pub fn start(config: Config, topology: Topology) -> Result<Instance> {
         stats,
         queries,
         identity,
+        threads: cfg.num_stream_threads,
+        topology,
     })
 }

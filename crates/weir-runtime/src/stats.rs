@@ -28,6 +28,9 @@ struct Registry {
     gauges: BTreeMap<(String, String, String), i64>,
     /// (stream thread, topic, partition) → records behind the end.
     lag: BTreeMap<(usize, String, i32), i64>,
+    /// Per stream thread: whether it has had an assignment, and how many
+    /// of its tasks are restoring.
+    threads: BTreeMap<usize, (bool, usize)>,
 }
 
 /// Process-wide counters, shared by the stream threads.
@@ -119,6 +122,27 @@ impl RuntimeStats {
         }
     }
 
+    /// Stream thread `thread`'s readiness (see [`RuntimeStats::is_ready`]).
+    pub fn set_thread_readiness(&self, thread: usize, joined: bool, restoring: usize) {
+        let mut r = self.registry();
+        if r.threads.get(&thread) != Some(&(joined, restoring)) {
+            r.threads.insert(thread, (joined, restoring));
+        }
+    }
+
+    /// Whether all `threads` stream threads have had an assignment from the
+    /// group and none of their tasks is restoring (the admin endpoint's
+    /// `/ready`).
+    pub fn is_ready(&self, threads: usize) -> bool {
+        let r = self.registry();
+        (0..threads).all(|t| matches!(r.threads.get(&t), Some(&(true, 0))))
+    }
+
+    /// Tasks restoring now, over every stream thread.
+    pub fn tasks_restoring(&self) -> usize {
+        self.registry().threads.values().map(|(_, n)| n).sum()
+    }
+
     /// Every node's totals, by name.
     pub fn nodes(&self) -> BTreeMap<String, NodeTotals> {
         self.registry().nodes.clone()
@@ -208,5 +232,45 @@ impl RuntimeStats {
             g(&self.late),
             g(&self.timers_fired)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_when_every_thread_has_joined_and_nothing_restores() {
+        let s = RuntimeStats::default();
+        assert!(!s.is_ready(2), "no thread reported yet");
+        s.set_thread_readiness(0, true, 0);
+        assert!(!s.is_ready(2), "thread 1 has not reported");
+        s.set_thread_readiness(1, true, 2);
+        assert!(!s.is_ready(2));
+        assert_eq!(s.tasks_restoring(), 2);
+        s.set_thread_readiness(1, true, 0);
+        assert!(s.is_ready(2));
+        s.set_thread_readiness(0, false, 0);
+        assert!(!s.is_ready(2), "a thread between assignments");
+    }
+
+    #[test]
+    fn gauges_sum_over_tasks_and_leave_with_their_task() {
+        let s = RuntimeStats::default();
+        let m = |v: i64| weir_dsl::TaskMetrics {
+            gauges: vec![("w".to_string(), "pending_waits", v)],
+            ..Default::default()
+        };
+        s.absorb("0_0", m(3));
+        s.absorb("0_1", m(4));
+        assert_eq!(s.gauges()["w"]["pending_waits"], 7);
+        s.absorb("0_1", m(1));
+        assert_eq!(
+            s.gauges()["w"]["pending_waits"],
+            4,
+            "a task's gauges are replaced"
+        );
+        s.task_closed("0_0", weir_dsl::TaskMetrics::default());
+        assert_eq!(s.gauges()["w"]["pending_waits"], 1);
     }
 }

@@ -225,6 +225,7 @@ fn run_generation(spec: &Arc<ThreadSpec>, poisoned: &mut PoisonLedger) -> Result
             s.fetch_positions(&consumer);
         }
         s.update_lag(&consumer);
+        s.publish_readiness();
         if lag_published.elapsed() >= LAG_PUBLISH_INTERVAL {
             s.publish_lag(&consumer);
             lag_published = Instant::now();

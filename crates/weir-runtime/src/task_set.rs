@@ -36,6 +36,9 @@ const PENDING_BYTES_LIMIT: usize = 64 << 20;
 /// transaction.
 pub(crate) struct TaskSet {
     pub spec: Arc<ThreadSpec>,
+    /// The thread has its assignment (possibly empty) from the group: set
+    /// on assignment, cleared on revocation (a rebalance in progress).
+    pub joined: bool,
     pub producer: BaseProducer<DeliveryContext>,
     pub failures: Arc<Mutex<Vec<Failure>>>,
     /// Acknowledged changelog records (all transactions; filtered by number).
@@ -174,6 +177,7 @@ impl TaskSet {
             poisoned,
             dead_letter_log: DeadLetterLog::new(LOG_INTERVAL),
             first_offset: BTreeMap::new(),
+            joined: false,
             rewind_requested: false,
             fenced: false,
             failure: None,
@@ -725,6 +729,7 @@ impl TaskSet {
     /// Assignment: creates the tasks of the new partitions (Created). No
     /// I/O here: stores are opened between polls.
     pub fn on_assign(&mut self, tpl: &TopicPartitionList) {
+        self.joined = true;
         let max_idle = Duration::from_millis(self.spec.cfg.max_task_idle_ms);
         for e in tpl.elements() {
             if let Some(ti) = self.topic_index(e.topic()) {
@@ -791,6 +796,8 @@ impl TaskSet {
         tpl: &TopicPartitionList,
         lost: bool,
     ) {
+        // Rebalancing: not ready until the next assignment.
+        self.joined = false;
         if !self.fenced && self.dirty {
             if lost {
                 tracing::warn!("assignment lost: aborting the open transaction");
@@ -842,6 +849,19 @@ impl TaskSet {
             self.close_task(task);
         }
         self.spec.stats.set_lag(self.spec.index, Vec::new());
+    }
+
+    /// Tells the registry whether this thread is ready: it has had an
+    /// assignment and none of its tasks is restoring.
+    pub fn publish_readiness(&self) {
+        let restoring = self
+            .tasks
+            .values()
+            .filter(|t| t.phase == TaskPhase::Restoring)
+            .count();
+        self.spec
+            .stats
+            .set_thread_readiness(self.spec.index, self.joined, restoring);
     }
 
     /// Closes `task`, handing its last counts to the registry.

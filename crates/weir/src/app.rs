@@ -161,7 +161,12 @@ impl App {
             Command::Run => {
                 init_logging();
                 seed_definitions(&self.config, &self.definitions)?;
-                weir_runtime::run(self.config, topology)
+                let instance = weir_runtime::start(self.config.clone(), topology)?;
+                let admin = start_admin(&self.config, &instance)?;
+                instance.stop_on_signals()?;
+                let result = instance.wait();
+                drop(admin);
+                result
             }
             Command::Dlq { command } => {
                 init_logging();
@@ -187,7 +192,35 @@ impl App {
     pub fn start(self, topology: Topology) -> Result<crate::Running> {
         init_logging();
         seed_definitions(&self.config, &self.definitions)?;
-        weir_runtime::start(self.config, topology).map(crate::Running::new)
+        let instance = weir_runtime::start(self.config.clone(), topology)?;
+        let admin = start_admin(&self.config, &instance)?;
+        Ok(crate::Running::new(instance, admin))
+    }
+}
+
+/// Starts the admin endpoint beside `instance` when `admin_listen` is set.
+fn start_admin(
+    config: &Config,
+    instance: &weir_runtime::Instance,
+) -> Result<Option<weir_admin::AdminServer>> {
+    let Some(listen) = &config.admin_listen else {
+        return Ok(None);
+    };
+    let stats = instance.stats();
+    let threads = config.num_stream_threads;
+    let state = weir_admin::AdminState {
+        instance_id: instance.instance_id().to_string(),
+        stats: stats.clone(),
+        topology: instance.topology().clone(),
+        ready: std::sync::Arc::new(move || stats.is_ready(threads)),
+    };
+    match weir_admin::AdminServer::start(listen, state) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => {
+            // The instance started: stop it before reporting.
+            instance.stop();
+            Err(Error::Usage(e.to_string()))
+        }
     }
 }
 

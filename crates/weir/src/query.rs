@@ -13,11 +13,25 @@ use weir_state::KeyRange;
 #[derive(Debug)]
 pub struct Running {
     instance: Instance,
+    /// The admin endpoint, when `admin_listen` is set (stops with this).
+    admin: Option<weir_admin::AdminServer>,
 }
 
 impl Running {
-    pub(crate) fn new(instance: Instance) -> Self {
-        Self { instance }
+    pub(crate) fn new(instance: Instance, admin: Option<weir_admin::AdminServer>) -> Self {
+        Self { instance, admin }
+    }
+
+    /// Where the admin endpoint listens, when `admin_listen` is set (with
+    /// port 0, the port picked).
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr())
+    }
+
+    /// Whether every stream thread has its assignment and no task is
+    /// restoring (the admin endpoint's `/ready`).
+    pub fn is_ready(&self) -> bool {
+        self.instance.is_ready()
     }
 
     /// A read-only handle on `store`, usable from any thread while the
@@ -55,7 +69,10 @@ impl Running {
     /// # Errors
     /// As [`weir_runtime::Instance::wait`].
     pub fn wait(self) -> Result<()> {
-        self.instance.wait()
+        let Running { instance, admin } = self;
+        let result = instance.wait();
+        drop(admin);
+        result
     }
 }
 

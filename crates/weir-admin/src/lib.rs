@@ -1,0 +1,240 @@
+//! The admin HTTP endpoint of a Weir instance (axum), one listener per
+//! instance at `admin_listen`:
+//!
+//! - `GET /health`: 200 `{"status": "UP", "instance_id": ..}` while the
+//!   process serves;
+//! - `GET /ready`: 200 while every stream thread has its assignment (no
+//!   rebalance in progress) and no task is restoring, else 503 with
+//!   `Retry-After` (Kafka Streams' RUNNING state);
+//! - `GET /metrics`: the instance's registry in the Prometheus text format
+//!   (names in [`metrics`]);
+//! - `GET /topology`: the topology as JSON, or `?format=mermaid`.
+//!
+//! Errors are JSON `{"error": CODE, "message": ..}` with their status: an
+//! unknown route is 404 `NOT_FOUND`, a wrong method 405
+//! `METHOD_NOT_ALLOWED`, a bad query 400 `BAD_REQUEST`.
+//!
+//! The runtime does not depend on this crate; the `weir` facade starts it
+//! beside an instance. It runs on a small tokio runtime of its own, so a
+//! slow scrape never holds up a stream thread.
+
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use weir_dsl::Topology;
+use weir_runtime::RuntimeStats;
+
+/// What the endpoint serves.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The instance's id.
+    pub instance_id: String,
+    /// Its counters.
+    pub stats: Arc<RuntimeStats>,
+    /// The topology it runs (topics renamed).
+    pub topology: Topology,
+    /// Whether it is ready (see `/ready`).
+    pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// `admin_listen` is not `host:port`, or cannot be bound.
+    #[error("admin_listen {listen}: {message}")]
+    Listen {
+        /// The address given.
+        listen: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// A running admin endpoint; stops when dropped.
+pub struct AdminServer {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for AdminServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl AdminServer {
+    /// Binds `listen` (`host:port`; port 0 picks a free one) and serves
+    /// `state` until dropped.
+    ///
+    /// # Errors
+    /// [`AdminError::Listen`] when the address does not parse or cannot be
+    /// bound.
+    pub fn start(listen: &str, state: AdminState) -> Result<Self, AdminError> {
+        let err = |message: String| AdminError::Listen {
+            listen: listen.to_string(),
+            message,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("weir-admin")
+            .enable_all()
+            .build()
+            .map_err(|e| err(format!("cannot start a runtime: {e}")))?;
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(listen))
+            .map_err(|e| err(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| err(e.to_string()))?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(state);
+        let thread = std::thread::Builder::new()
+            .name("weir-admin".into())
+            .spawn(move || {
+                let served = rt.block_on(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = rx.await;
+                        })
+                        .await
+                });
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "admin endpoint stopped");
+                }
+            })
+            .map_err(|e| err(format!("cannot start its thread: {e}")))?;
+        tracing::info!(%addr, "admin endpoint listening");
+        Ok(Self {
+            addr,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The routes (public for tests that serve it on their own listener).
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(prometheus_text))
+        .route("/topology", get(topology))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(Arc::new(state))
+}
+
+/// An error response: `{"error": code, "message": message}`.
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": code, "message": message.into() })),
+    )
+        .into_response()
+}
+
+async fn health(State(s): State<Arc<AdminState>>) -> Response {
+    Json(serde_json::json!({ "status": "UP", "instance_id": s.instance_id })).into_response()
+}
+
+async fn ready(State(s): State<Arc<AdminState>>) -> Response {
+    if (s.ready)() {
+        Json(serde_json::json!({ "ready": true, "instance_id": s.instance_id })).into_response()
+    } else {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NOT_READY",
+            format!(
+                "waiting for the group's assignment or for restoration ({} task(s) restoring)",
+                s.stats.tasks_restoring()
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        r
+    }
+}
+
+async fn prometheus_text(State(s): State<Arc<AdminState>>) -> Response {
+    match metrics::render(&s.stats) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "METRICS", e.to_string()),
+    }
+}
+
+async fn topology(
+    State(s): State<Arc<AdminState>>,
+    query: Result<
+        Query<std::collections::BTreeMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "the query string does not parse",
+        );
+    };
+    let d = s.topology.describe();
+    match q.get("format").map(String::as_str) {
+        None | Some("json") => Json(&d).into_response(),
+        Some("mermaid") => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            d.to_mermaid(),
+        )
+            .into_response(),
+        Some(other) => error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            format!("format {other:?} is not one of json, mermaid"),
+        ),
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("no route {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}

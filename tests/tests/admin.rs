@@ -1,0 +1,200 @@
+//! The admin endpoint of an instance, over a real socket: `/health`,
+//! `/ready` (503 with `Retry-After` until the instance has its assignment,
+//! then 200), `/metrics` in the Prometheus text format with the per-node
+//! counts of what was processed, `/topology` as JSON and Mermaid, and JSON
+//! errors for an unknown route, a wrong method and a bad format.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use weir::prelude::*;
+use weir::{App, Config};
+use weir_testkit::{create_topics, publish, TestBroker};
+
+/// One HTTP/1.1 request; the status, the headers (lower-case names) and
+/// the body.
+fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, BTreeMap<String, String>, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the admin endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a response head");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// The value of the sample `name` (a full series with labels) in Prometheus text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
+    let broker = TestBroker::shared();
+    let bootstrap = broker.bootstrap().to_string();
+    let app = TestBroker::unique("admin");
+    let (input, output) = (format!("{app}-in"), format!("{app}-out"));
+    create_topics(&bootstrap, &[(&input, 2)]).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let vars: Vec<(String, String)> = [
+        ("WEIR_APPLICATION_ID", app.as_str()),
+        ("WEIR_BOOTSTRAP_SERVERS", &bootstrap),
+        ("WEIR_STATE_DIR", &state.path().display().to_string()),
+        ("WEIR_AUTO_CREATE_TOPICS", "true"),
+        ("WEIR_AUTO_CREATE_PARTITIONS", "2"),
+        ("WEIR_COMMIT_INTERVAL_MS", "100"),
+        ("WEIR_ADMIN_LISTEN", "127.0.0.1:0"),
+        ("WEIR_TOPICS__IN", &input),
+        ("WEIR_TOPICS__OUT", &output),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = Config::load(&BTreeMap::new(), None, vars).unwrap();
+    let b = Topology::builder();
+    b.stream("in", Str, Str)
+        .try_map_values(|v: String| {
+            if v.starts_with("bad") {
+                Err(OpError::permanent("refused"))
+            } else {
+                Ok(v.to_uppercase())
+            }
+        })
+        .named("upper")
+        .to("out");
+    let running = App::builder()
+        .with_config(config)
+        .start(b.build().unwrap())
+        .unwrap();
+    let addr = running.admin_addr().expect("admin_listen was set");
+
+    let (status, _, body) = http(addr, "GET", "/health");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["status"], "UP");
+
+    // Ready once the group has assigned the partitions; 503 before.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, headers, body) = http(addr, "GET", "/ready");
+        if status == 200 {
+            assert_eq!(json(&body)["ready"], true);
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(json(&body)["error"], "NOT_READY");
+        assert_eq!(headers.get("retry-after").map(String::as_str), Some("1"));
+        assert!(Instant::now() < deadline, "ready within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let keys: Vec<String> = (0..40).map(|i| format!("k{}", i % 5)).collect();
+    let values: Vec<String> = (0..40)
+        .map(|i| {
+            if i % 10 == 0 {
+                format!("bad{i}")
+            } else {
+                format!("v{i}")
+            }
+        })
+        .collect();
+    publish(
+        &bootstrap,
+        &input,
+        keys.iter()
+            .zip(&values)
+            .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()))),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let (status, headers, text) = http(addr, "GET", "/metrics");
+        assert_eq!(status, 200);
+        assert!(headers["content-type"].starts_with("text/plain; version=0.0.4"));
+        // Both input partitions caught up (the lag is published every 500 ms).
+        let caught_up = text
+            .lines()
+            .filter(|l| l.starts_with("weir_consumer_lag{") && l.contains(input.as_str()))
+            .filter(|l| l.ends_with(" 0"))
+            .count();
+        if sample(&text, "weir_records_consumed_total") == Some(40.0) && caught_up == 2 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "40 records consumed and no lag within 60 s:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(sample(&text, "weir_records_dead_lettered_total"), Some(4.0));
+    assert_eq!(
+        sample(&text, r#"weir_node_records_in_total{node="upper"}"#),
+        Some(40.0)
+    );
+    assert_eq!(
+        sample(&text, r#"weir_node_records_out_total{node="upper"}"#),
+        Some(36.0)
+    );
+    assert_eq!(
+        sample(&text, r#"weir_node_dead_lettered_total{node="upper"}"#),
+        Some(4.0)
+    );
+    assert!(
+        text.contains("# TYPE weir_records_consumed_total counter"),
+        "{text}"
+    );
+
+    let (status, _, body) = http(addr, "GET", "/topology");
+    assert_eq!(status, 200);
+    let t = json(&body);
+    let nodes: Vec<&str> = t["subtopologies"][0]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert!(nodes.contains(&"upper"), "{body}");
+    assert!(body.contains(&output), "the renamed output topic: {body}");
+    let (status, _, body) = http(addr, "GET", "/topology?format=mermaid");
+    assert_eq!(status, 200);
+    assert!(body.starts_with("flowchart"), "{body}");
+
+    for (method, path, want, code) in [
+        ("GET", "/no/such/route", 404, "NOT_FOUND"),
+        ("POST", "/health", 405, "METHOD_NOT_ALLOWED"),
+        ("GET", "/topology?format=svg", 400, "BAD_REQUEST"),
+    ] {
+        let (status, _, body) = http(addr, method, path);
+        assert_eq!(status, want, "{method} {path}: {body}");
+        assert_eq!(json(&body)["error"], code, "{method} {path}");
+        assert!(json(&body)["message"].is_string());
+    }
+    running.stop();
+    running.wait().unwrap();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the endpoint stops with the instance"
+    );
+}
