@@ -8,19 +8,21 @@ tools="$HOME/.cache/weir/tools"
 broker="$tools/bin/crabka-broker"
 
 # System packages: a C toolchain for librdkafka (bundled), libclang for
-# RocksDB's bindings (state stores).
+# RocksDB's bindings (state stores), promtool for a test.
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v perl >/dev/null 2>&1 || missing+=(perl)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+# promtool (Debian package prometheus) checks the admin endpoint's metrics.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # The test broker: crabka-broker 0.3.8, pinned by tools/test-broker (its

@@ -1,7 +1,7 @@
 //! The admin endpoint of an instance, over a real socket: `/health`,
 //! `/ready` (503 with `Retry-After` until the instance has its assignment,
 //! then 200), `/metrics` in the Prometheus text format with the per-node
-//! counts of what was processed, `/topology` as JSON and Mermaid, and JSON
+//! counts of what was processed (clean under `promtool check metrics`), `/topology` as JSON and Mermaid, and JSON
 //! errors for an unknown route, a wrong method and a bad format.
 
 use std::collections::BTreeMap;
@@ -164,6 +164,28 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
     assert!(
         text.contains("# TYPE weir_records_consumed_total counter"),
         "{text}"
+    );
+
+    // The exposition passes Prometheus' own linter.
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; `make deps` installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
     );
 
     let (status, _, body) = http(addr, "GET", "/topology");
