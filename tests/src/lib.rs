@@ -173,6 +173,26 @@ pub fn topology_env(
     .collect()
 }
 
+/// The configuration of an instance run in the test process: application
+/// `app` on `bootstrap`, state under `state_dir`, topics created on demand
+/// with `partitions` partitions, commits every 100 ms, logical topics `in`
+/// and `out` renamed to `topics`, plus `extra` `WEIR_*` settings.
+pub fn in_process_config(
+    app: &str,
+    bootstrap: &str,
+    state_dir: &Path,
+    partitions: i32,
+    topics: (&str, &str),
+    extra: &[(&str, &str)],
+) -> weir::Config {
+    let mut env = topology_env(app, bootstrap, state_dir, topics, extra);
+    env.push(("WEIR_AUTO_CREATE_PARTITIONS".into(), partitions.to_string()));
+    if !extra.iter().any(|(k, _)| *k == "WEIR_COMMIT_INTERVAL_MS") {
+        env.push(("WEIR_COMMIT_INTERVAL_MS".into(), "100".into()));
+    }
+    weir::Config::load(&BTreeMap::new(), None, env).expect("a valid test configuration")
+}
+
 /// A topology binary running as a child process, its output in a log file.
 pub struct TopologyProcess {
     child: Child,

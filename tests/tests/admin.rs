@@ -10,8 +10,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use weir::prelude::*;
-use weir::{App, Config};
+use weir::App;
 use weir_testkit::{create_topics, publish, TestBroker};
+use weir_tests::in_process_config;
 
 /// One HTTP/1.1 request; the status, the headers (lower-case names) and
 /// the body.
@@ -59,21 +60,14 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
     let (input, output) = (format!("{app}-in"), format!("{app}-out"));
     create_topics(&bootstrap, &[(&input, 2)]).unwrap();
     let state = tempfile::tempdir().unwrap();
-    let vars: Vec<(String, String)> = [
-        ("WEIR_APPLICATION_ID", app.as_str()),
-        ("WEIR_BOOTSTRAP_SERVERS", &bootstrap),
-        ("WEIR_STATE_DIR", &state.path().display().to_string()),
-        ("WEIR_AUTO_CREATE_TOPICS", "true"),
-        ("WEIR_AUTO_CREATE_PARTITIONS", "2"),
-        ("WEIR_COMMIT_INTERVAL_MS", "100"),
-        ("WEIR_ADMIN_LISTEN", "127.0.0.1:0"),
-        ("WEIR_TOPICS__IN", &input),
-        ("WEIR_TOPICS__OUT", &output),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let config = Config::load(&BTreeMap::new(), None, vars).unwrap();
+    let config = in_process_config(
+        &app,
+        &bootstrap,
+        state.path(),
+        2,
+        (&input, &output),
+        &[("WEIR_ADMIN_LISTEN", "127.0.0.1:0")],
+    );
     let b = Topology::builder();
     b.stream("in", Str, Str)
         .try_map_values(|v: String| {

@@ -5,14 +5,14 @@
 //! instance's store handle, every event id ends with the status and
 //! attempts that happened to it.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use weir::dsl::{EventStatus, LedgerEntry, RetryPolicy, StatusLedger};
 use weir::prelude::*;
-use weir::{App, Config};
+use weir::App;
 use weir_testkit::{create_topics, publish, TestBroker};
+use weir_tests::in_process_config;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -42,20 +42,7 @@ fn every_event_ends_with_its_status_and_attempts() {
     let (input, output) = (format!("{app}-in"), format!("{app}-out"));
     create_topics(&bootstrap, &[(&input, 4)]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let vars: Vec<(String, String)> = [
-        ("WEIR_APPLICATION_ID", app.as_str()),
-        ("WEIR_BOOTSTRAP_SERVERS", &bootstrap),
-        ("WEIR_STATE_DIR", &dir.path().display().to_string()),
-        ("WEIR_AUTO_CREATE_TOPICS", "true"),
-        ("WEIR_AUTO_CREATE_PARTITIONS", "4"),
-        ("WEIR_COMMIT_INTERVAL_MS", "100"),
-        ("WEIR_TOPICS__IN", &input),
-        ("WEIR_TOPICS__OUT", &output),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let config = Config::load(&BTreeMap::new(), None, vars).unwrap();
+    let config = in_process_config(&app, &bootstrap, dir.path(), 4, (&input, &output), &[]);
     // Keys k0, k10, k20 are down for 3 s from the first call; event e39
     // never gets through.
     let first_call = Arc::new(OnceLock::new());
