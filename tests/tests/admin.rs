@@ -1,7 +1,8 @@
 //! The admin endpoint of an instance, over a real socket: `/health`,
 //! `/ready` (503 with `Retry-After` until the instance has its assignment,
 //! then 200), `/metrics` in the Prometheus text format with the per-node
-//! counts of what was processed (clean under `promtool check metrics`), `/topology` as JSON and Mermaid, and JSON
+//! counts of what was processed and store sizes (clean under `promtool
+//! check metrics`), `/stores` (the partitions held), `/topology` as JSON and Mermaid, and JSON
 //! errors for an unknown route, a wrong method and a bad format.
 
 use std::collections::BTreeMap;
@@ -69,7 +70,8 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
         &[("WEIR_ADMIN_LISTEN", "127.0.0.1:0")],
     );
     let b = Topology::builder();
-    b.stream("in", Str, Str)
+    let upper = b
+        .stream("in", Str, Str)
         .try_map_values(|v: String| {
             if v.starts_with("bad") {
                 Err(OpError::permanent("refused"))
@@ -77,8 +79,9 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
                 Ok(v.to_uppercase())
             }
         })
-        .named("upper")
-        .to("out");
+        .named("upper");
+    upper.to("out");
+    upper.group_by_key().count("per-key");
     let running = App::builder()
         .with_config(config)
         .start(b.build().unwrap())
@@ -160,6 +163,11 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
         "{text}"
     );
 
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(r#"weir_store_keys_approximate{store="per-key"} "#)),
+        "{text}"
+    );
     // The exposition passes Prometheus' own linter.
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -196,6 +204,29 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
     let (status, _, body) = http(addr, "GET", "/topology?format=mermaid");
     assert_eq!(status, 200);
     assert!(body.starts_with("flowchart"), "{body}");
+
+    let (status, _, body) = http(addr, "GET", "/stores");
+    assert_eq!(status, 200);
+    let stores = json(&body);
+    let per_key = stores["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "per-key")
+        .unwrap_or_else(|| panic!("the store is listed: {body}"));
+    assert_eq!(per_key["partitions"], 2);
+    let mut held: Vec<i64> = per_key["held"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            assert_eq!(h["restoring"], false);
+            h["partition"].as_i64().unwrap()
+        })
+        .collect();
+    held.sort();
+    assert_eq!(held, vec![0, 1], "one instance holds both partitions");
+    assert!(per_key["approximate_keys"].is_u64(), "{body}");
 
     for (method, path, want, code) in [
         ("GET", "/no/such/route", 404, "NOT_FOUND"),

@@ -8,7 +8,9 @@
 //!   `Retry-After` (Kafka Streams' RUNNING state);
 //! - `GET /metrics`: the instance's registry in the Prometheus text format
 //!   (names in [`metrics`]);
-//! - `GET /topology`: the topology as JSON, or `?format=mermaid`.
+//! - `GET /topology`: the topology as JSON, or `?format=mermaid`;
+//! - `GET /stores`: the topology's stores, the partitions of each this
+//!   instance holds (restoring or not), and an estimate of their keys.
 //!
 //! Errors are JSON `{"error": CODE, "message": ..}` with their status: an
 //! unknown route is 404 `NOT_FOUND`, a wrong method 405
@@ -29,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use weir_dsl::Topology;
-use weir_runtime::RuntimeStats;
+use weir_runtime::{LocalStores, RuntimeStats};
 
 /// What the endpoint serves.
 #[derive(Clone)]
@@ -42,6 +44,8 @@ pub struct AdminState {
     pub topology: Topology,
     /// Whether it is ready (see `/ready`).
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// The stores it holds.
+    pub stores: Arc<LocalStores>,
 }
 
 /// Why the endpoint could not start.
@@ -143,6 +147,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus_text))
         .route("/topology", get(topology))
+        .route("/stores", get(stores))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::new(state))
@@ -180,7 +185,7 @@ async fn ready(State(s): State<Arc<AdminState>>) -> Response {
 }
 
 async fn prometheus_text(State(s): State<Arc<AdminState>>) -> Response {
-    match metrics::render(&s.stats) {
+    match metrics::render(&s.stats, &s.stores) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -221,6 +226,30 @@ async fn topology(
             format!("format {other:?} is not one of json, mermaid"),
         ),
     }
+}
+
+async fn stores(State(s): State<Arc<AdminState>>) -> Response {
+    let held = s.stores.partitions();
+    let list: Vec<serde_json::Value> = s
+        .stores
+        .stores()
+        .into_iter()
+        .map(|name| {
+            let mine: Vec<serde_json::Value> = held
+                .iter()
+                .filter(|p| p.store == name)
+                .map(|p| serde_json::json!({ "partition": p.partition, "restoring": p.restoring }))
+                .collect();
+            serde_json::json!({
+                "name": name,
+                "partitions": s.stores.partition_count(&name).ok(),
+                "held": mine,
+                // None while a held partition restores.
+                "approximate_keys": s.stores.approximate_len(&name).ok(),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "instance_id": s.instance_id, "stores": list })).into_response()
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {

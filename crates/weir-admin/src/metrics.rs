@@ -21,17 +21,18 @@
 //! | `weir_node_gauge` | gauge | `node`, `gauge` (`breaker_open`, `pending_waits`) |
 //! | `weir_consumer_lag` | gauge | `topic`, `partition` |
 //! | `weir_tasks_restoring` | gauge | |
+//! | `weir_store_keys_approximate` | gauge | `store` (over the partitions held here; absent while one restores) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus::{Counter, Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use weir_runtime::RuntimeStats;
+use weir_runtime::{LocalStores, RuntimeStats};
 
 /// The registry as Prometheus text.
 ///
 /// # Errors
 /// A `prometheus` error (a name or label clash — a bug).
-pub fn render(stats: &RuntimeStats) -> prometheus::Result<String> {
+pub fn render(stats: &RuntimeStats, stores: &LocalStores) -> prometheus::Result<String> {
     let r = Registry::new();
     let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let counters: [(&str, &str, u64); 10] = [
@@ -158,6 +159,19 @@ pub fn render(stats: &RuntimeStats) -> prometheus::Result<String> {
     let restoring = IntGauge::new("weir_tasks_restoring", "Tasks restoring their stores now.")?;
     restoring.set(stats.tasks_restoring() as i64);
     r.register(Box::new(restoring))?;
+    let sizes = GaugeVec::new(
+        Opts::new(
+            "weir_store_keys_approximate",
+            "An estimate of a store's keys over the partitions this instance holds.",
+        ),
+        &["store"],
+    )?;
+    for store in stores.stores() {
+        if let Ok(n) = stores.approximate_len(&store) {
+            sizes.with_label_values(&[&store]).set(n as f64);
+        }
+    }
+    r.register(Box::new(sizes))?;
 
     let mut out = Vec::new();
     prometheus::TextEncoder::new().encode(&r.gather(), &mut out)?;

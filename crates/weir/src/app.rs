@@ -213,6 +213,7 @@ fn start_admin(
         stats: stats.clone(),
         topology: instance.topology().clone(),
         ready: std::sync::Arc::new(move || stats.is_ready(threads)),
+        stores: instance.stores(),
     };
     match weir_admin::AdminServer::start(listen, state) {
         Ok(s) => Ok(Some(s)),
