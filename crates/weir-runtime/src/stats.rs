@@ -124,10 +124,7 @@ impl RuntimeStats {
 
     /// Stream thread `thread`'s readiness (see [`RuntimeStats::is_ready`]).
     pub fn set_thread_readiness(&self, thread: usize, joined: bool, restoring: usize) {
-        let mut r = self.registry();
-        if r.threads.get(&thread) != Some(&(joined, restoring)) {
-            r.threads.insert(thread, (joined, restoring));
-        }
+        self.registry().threads.insert(thread, (joined, restoring));
     }
 
     /// Whether all `threads` stream threads have had an assignment from the

@@ -39,6 +39,8 @@ pub(crate) struct TaskSet {
     /// The thread has its assignment (possibly empty) from the group: set
     /// on assignment, cleared on revocation (a rebalance in progress).
     pub joined: bool,
+    /// What [`TaskSet::publish_readiness`] last told the registry.
+    published_readiness: Option<(bool, usize)>,
     pub producer: BaseProducer<DeliveryContext>,
     pub failures: Arc<Mutex<Vec<Failure>>>,
     /// Acknowledged changelog records (all transactions; filtered by number).
@@ -178,6 +180,7 @@ impl TaskSet {
             dead_letter_log: DeadLetterLog::new(LOG_INTERVAL),
             first_offset: BTreeMap::new(),
             joined: false,
+            published_readiness: None,
             rewind_requested: false,
             fenced: false,
             failure: None,
@@ -853,15 +856,20 @@ impl TaskSet {
 
     /// Tells the registry whether this thread is ready: it has had an
     /// assignment and none of its tasks is restoring.
-    pub fn publish_readiness(&self) {
+    /// Called every loop: the registry's lock is taken only on a change.
+    pub fn publish_readiness(&mut self) {
         let restoring = self
             .tasks
             .values()
             .filter(|t| t.phase == TaskPhase::Restoring)
             .count();
-        self.spec
-            .stats
-            .set_thread_readiness(self.spec.index, self.joined, restoring);
+        let now = (self.joined, restoring);
+        if self.published_readiness != Some(now) {
+            self.published_readiness = Some(now);
+            self.spec
+                .stats
+                .set_thread_readiness(self.spec.index, now.0, now.1);
+        }
     }
 
     /// Closes `task`, handing its last counts to the registry.

@@ -519,6 +519,23 @@ where
     K2: Clone + Send + 'static,
     V2: Clone + Send + 'static,
 {
+    /// The parked record stored under `key`, as bytes.
+    fn parked_raw(
+        &self,
+        ctx: &mut ProcessorContext<'_, K2, V2>,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, ProcessError> {
+        let store = &self.spec.parked;
+        let (node, state) = ctx.raw();
+        let id = state
+            .store_id(store)
+            .map_err(|e| store_err(node, store, e))?;
+        state
+            .store(id)
+            .get(key)
+            .map_err(|e| store_err(node, store, e))
+    }
+
     /// Sets the `breaker_open` gauge (1 while open or probing).
     fn report_breaker(&self, ctx: &mut ProcessorContext<'_, K2, V2>) {
         if let Some(b) = &self.breaker {
@@ -657,16 +674,7 @@ where
         failure: &TimerFailure,
     ) -> Result<bool, ProcessError> {
         let store = self.spec.parked.clone();
-        let parked = {
-            let (node, state) = ctx.raw();
-            let id = state
-                .store_id(&store)
-                .map_err(|e| store_err(node, &store, e))?;
-            state
-                .store(id)
-                .get(&timer.key)
-                .map_err(|e| store_err(node, &store, e))?
-        };
+        let parked = self.parked_raw(ctx, &timer.key)?;
         let Some(p) = parked.as_deref().and_then(Parked::decode) else {
             return Ok(false);
         };
@@ -718,16 +726,7 @@ where
         timer: Timer,
     ) -> Result<(), ProcessError> {
         let store = self.spec.parked.clone();
-        let parked = {
-            let (node, state) = ctx.raw();
-            let id = state
-                .store_id(&store)
-                .map_err(|e| store_err(node, &store, e))?;
-            state
-                .store(id)
-                .get(&timer.key)
-                .map_err(|e| store_err(node, &store, e))?
-        };
+        let parked = self.parked_raw(ctx, &timer.key)?;
         // Settled already (a timer set again for a head that then went).
         let Some(bytes) = parked else {
             return Ok(());
