@@ -3,6 +3,8 @@
 //! shared test broker, a bounded-rate event feed, and exactly-once checks
 //! over what a `read_committed` reader sees.
 
+pub mod http;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -6,7 +6,7 @@
 //! errors for an unknown route, a wrong method and a bad format.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -15,30 +15,10 @@ use weir::App;
 use weir_testkit::{create_topics, publish, TestBroker};
 use weir_tests::in_process_config;
 
-/// One HTTP/1.1 request; the status, the headers (lower-case names) and
-/// the body.
+/// One request: the status, the headers (lower-case names) and the body.
 fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, BTreeMap<String, String>, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the admin endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read the response");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a response head");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("a status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-        .collect();
-    (status, headers, body.to_string())
+    let r = weir_tests::http::request(addr, method, path, &[]);
+    (r.status, r.headers, r.body)
 }
 
 fn json(body: &str) -> serde_json::Value {

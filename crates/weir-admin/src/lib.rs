@@ -10,17 +10,22 @@
 //!   (names in [`metrics`]);
 //! - `GET /topology`: the topology as JSON, or `?format=mermaid`;
 //! - `GET /stores`: the topology's stores, the partitions of each this
-//!   instance holds (restoring or not), and an estimate of their keys.
+//!   instance holds (restoring or not), and an estimate of their keys;
+//! - `GET /stores/{store}/keys/{key}` (answered here or by the key's owner)
+//!   and `GET /stores/{store}/range`: see [`query`].
 //!
 //! Errors are JSON `{"error": CODE, "message": ..}` with their status: an
 //! unknown route is 404 `NOT_FOUND`, a wrong method 405
-//! `METHOD_NOT_ALLOWED`, a bad query 400 `BAD_REQUEST`.
+//! `METHOD_NOT_ALLOWED`, a bad query 400 `BAD_REQUEST`; a query that
+//! cannot be answered correctly now (restoring, rebalancing) 503 with
+//! `Retry-After`.
 //!
 //! The runtime does not depend on this crate; the `weir` facade starts it
 //! beside an instance. It runs on a small tokio runtime of its own, so a
 //! slow scrape never holds up a stream thread.
 
 pub mod metrics;
+pub mod query;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use weir_dsl::Topology;
-use weir_runtime::{LocalStores, RuntimeStats};
+use weir_runtime::{Directory, LocalStores, RuntimeStats};
 
 /// What the endpoint serves.
 #[derive(Clone)]
@@ -46,6 +51,9 @@ pub struct AdminState {
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
     /// The stores it holds.
     pub stores: Arc<LocalStores>,
+    /// Who holds which store partition, for forwarding key queries
+    /// (`None`: never forward; a key held elsewhere is a 503).
+    pub directory: Option<Arc<Directory>>,
 }
 
 /// Why the endpoint could not start.
@@ -59,6 +67,9 @@ pub enum AdminError {
         /// Why.
         message: String,
     },
+    /// What the endpoint serves could not be set up.
+    #[error("admin endpoint: {0}")]
+    State(String),
 }
 
 /// A running admin endpoint; stops when dropped.
@@ -84,6 +95,18 @@ impl AdminServer {
     /// [`AdminError::Listen`] when the address does not parse or cannot be
     /// bound.
     pub fn start(listen: &str, state: AdminState) -> Result<Self, AdminError> {
+        Self::start_with(listen, |_| Ok(state))
+    }
+
+    /// As [`AdminServer::start`], with the state made once the address is
+    /// bound (`make` gets it: with port 0, the port picked).
+    ///
+    /// # Errors
+    /// [`AdminError::Listen`], or `make`'s error as [`AdminError::State`].
+    pub fn start_with(
+        listen: &str,
+        make: impl FnOnce(SocketAddr) -> Result<AdminState, String>,
+    ) -> Result<Self, AdminError> {
         let err = |message: String| AdminError::Listen {
             listen: listen.to_string(),
             message,
@@ -99,6 +122,7 @@ impl AdminServer {
             .map_err(|e| err(e.to_string()))?;
         let addr = listener.local_addr().map_err(|e| err(e.to_string()))?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let state = make(addr).map_err(AdminError::State)?;
         let app = router(state);
         let thread = std::thread::Builder::new()
             .name("weir-admin".into())
@@ -148,13 +172,15 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(prometheus_text))
         .route("/topology", get(topology))
         .route("/stores", get(stores))
+        .route("/stores/{store}/keys/{key}", get(query::key))
+        .route("/stores/{store}/range", get(query::range))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::new(state))
 }
 
 /// An error response: `{"error": code, "message": message}`.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
         Json(serde_json::json!({ "error": code, "message": message.into() })),
@@ -170,17 +196,13 @@ async fn ready(State(s): State<Arc<AdminState>>) -> Response {
     if (s.ready)() {
         Json(serde_json::json!({ "ready": true, "instance_id": s.instance_id })).into_response()
     } else {
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        query::unavailable(
             "NOT_READY",
             format!(
                 "waiting for the group's assignment or for restoration ({} task(s) restoring)",
                 s.stats.tasks_restoring()
             ),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        r
+        )
     }
 }
 

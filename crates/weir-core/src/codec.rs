@@ -39,6 +39,19 @@ pub trait Codec<T>: Send + Sync + 'static {
             part,
         })
     }
+
+    /// `value` as JSON, for the admin endpoint and tools; `None` when this
+    /// codec has no JSON view of its values (the default).
+    fn to_json(&self, _value: &T) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// A value from its JSON view (the inverse of [`Codec::to_json`]), as a
+    /// key typed in a URL or on a command line; `None` when this codec has
+    /// no JSON view (the default).
+    fn parse_json(&self, _json: &serde_json::Value) -> Option<Result<T, CodecError>> {
+        None
+    }
 }
 
 /// UTF-8 text. A null decodes to the empty string.
@@ -63,6 +76,20 @@ impl Codec<String> for Str {
 
     fn decode_null(&self, _part: &'static str) -> Result<String, CodecError> {
         Ok(String::new())
+    }
+
+    fn to_json(&self, value: &String) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(value.clone()))
+    }
+
+    fn parse_json(&self, json: &serde_json::Value) -> Option<Result<String, CodecError>> {
+        Some(match json {
+            serde_json::Value::String(s) => Ok(s.clone()),
+            other => Err(CodecError::Decode {
+                codec: "string",
+                message: format!("expected a JSON string, got {other}"),
+            }),
+        })
     }
 }
 
@@ -142,6 +169,25 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for Json<T> {
             part,
         })
     }
+
+    fn to_json(&self, value: &T) -> Option<serde_json::Value> {
+        serde_json::to_value(value).ok()
+    }
+
+    fn parse_json(&self, json: &serde_json::Value) -> Option<Result<T, CodecError>> {
+        Some(from_json_value("json", json))
+    }
+}
+
+/// `T` from a JSON value through serde (the JSON view of serde codecs).
+fn from_json_value<T: DeserializeOwned>(
+    codec: &'static str,
+    json: &serde_json::Value,
+) -> Result<T, CodecError> {
+    T::deserialize(json).map_err(|e| CodecError::Decode {
+        codec,
+        message: e.to_string(),
+    })
 }
 
 /// Compact binary through bincode 2 (serde mode, standard configuration).
@@ -211,6 +257,14 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for Bincode<T> {
         }
         Ok(value)
     }
+
+    fn to_json(&self, value: &T) -> Option<serde_json::Value> {
+        serde_json::to_value(value).ok()
+    }
+
+    fn parse_json(&self, json: &serde_json::Value) -> Option<Result<T, CodecError>> {
+        Some(from_json_value("bincode", json))
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +297,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_json_view_of_serde_codecs_round_trips(e in event()) {
+            for c in [&Json::<Event>::new() as &dyn Codec<Event>, &Bincode::<Event>::new()] {
+                let view = c.to_json(&e).expect("a JSON view");
+                prop_assert_eq!(view["amount"].as_i64(), Some(e.amount));
+                prop_assert_eq!(c.parse_json(&view).expect("a JSON view").unwrap(), e.clone());
+            }
+        }
+
+        #[test]
+        fn the_json_view_of_strings_is_the_string(s in ".*") {
+            let view = Str.to_json(&s).expect("a JSON view");
+            prop_assert_eq!(view.as_str(), Some(s.as_str()));
+            prop_assert_eq!(Str.parse_json(&view).expect("a JSON view").unwrap(), s);
+        }
+
         #[test]
         fn json_round_trips(e in event()) {
             let c = Json::<Event>::new();

@@ -64,6 +64,8 @@ pub(crate) struct GraphBuilder {
     /// Shared by the `validate` nodes (see [`crate::validate`]).
     pub(crate) schemas: crate::validate::SchemaSlot,
     pub(crate) validated_types: std::collections::BTreeSet<String>,
+    /// The JSON face of each store declared with typed codecs.
+    pub(crate) views: BTreeMap<String, crate::store_view::StoreView>,
 }
 
 impl GraphBuilder {
@@ -83,6 +85,12 @@ impl GraphBuilder {
                 store: name.to_string(),
             });
         }
+    }
+
+    /// Declares store `name` with its JSON face (see [`crate::StoreView`]).
+    pub(crate) fn declare_viewed_store(&mut self, name: &str, view: crate::store_view::StoreView) {
+        self.declare_store(name);
+        self.views.insert(name.to_string(), view);
     }
 
     /// Declares timer store `name` (see [`TopologyBuilder::timer_store`]).
@@ -235,18 +243,22 @@ impl TopologyBuilder {
     ///     .to("counts");
     /// assert_eq!(b.build().unwrap().stores(), vec!["counts"]);
     /// ```
-    pub fn key_value_store<K, V>(
+    pub fn key_value_store<K: 'static, V: 'static>(
         &self,
         name: impl Into<String>,
         key_codec: impl Codec<K>,
         value_codec: impl Codec<V>,
     ) -> Store<K, V> {
         let name = name.into();
-        self.graph.borrow_mut().declare_store(&name);
+        let (kc, vc): (Arc<dyn Codec<K>>, Arc<dyn Codec<V>>) =
+            (Arc::new(key_codec), Arc::new(value_codec));
+        self.graph
+            .borrow_mut()
+            .declare_viewed_store(&name, crate::store_view::StoreView::key_value(&kc, &vc));
         Store {
             name: name.into(),
-            key_codec: Arc::new(key_codec),
-            value_codec: Arc::new(value_codec),
+            key_codec: kc,
+            value_codec: vc,
         }
     }
 
@@ -400,6 +412,7 @@ impl TopologyBuilder {
                 ledger: g.ledger,
                 schemas: g.schemas,
                 validated_types: g.validated_types,
+                store_views: g.views,
             }),
         })
     }

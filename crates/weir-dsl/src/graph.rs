@@ -246,6 +246,8 @@ pub(crate) struct TopologyInner {
     /// they check.
     pub schemas: crate::validate::SchemaSlot,
     pub validated_types: std::collections::BTreeSet<String>,
+    /// The JSON face of each store declared with typed codecs.
+    pub store_views: BTreeMap<String, crate::store_view::StoreView>,
 }
 
 /// A fix-up for dead letters (see [`crate::TopologyBuilder::dead_letter_fix`]).
@@ -353,6 +355,12 @@ impl Topology {
     /// are positions in this list).
     pub fn subtopology_stores(&self, id: usize) -> &[String] {
         &self.inner.subtopology_stores[id]
+    }
+
+    /// How store `name`'s keys and values look as JSON, for stores declared
+    /// with typed codecs (`None` for internal stores and unknown names).
+    pub fn store_view(&self, name: &str) -> Option<&crate::store_view::StoreView> {
+        self.inner.store_views.get(name)
     }
 
     /// Every store of the topology, in name order.
@@ -463,6 +471,7 @@ impl Topology {
                     .map(|(s, t)| (s.clone(), map(t)))
                     .collect(),
                 timer_stores: self.inner.timer_stores.clone(),
+                store_views: self.inner.store_views.clone(),
                 fixes: self.inner.fixes.clone(),
                 ledger: self.inner.ledger.clone().map(|mut l| {
                     l.topic = map(&l.topic);

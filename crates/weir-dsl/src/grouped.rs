@@ -287,7 +287,10 @@ where
         let Some(ac) = codec else {
             return self.placeholder(input, store);
         };
-        input.graph.borrow_mut().declare_store(&store);
+        input
+            .graph
+            .borrow_mut()
+            .declare_viewed_store(&store, crate::StoreView::key_value(&kc, &ac));
         let handle: Store<K, A> = Store {
             name: store.as_str().into(),
             key_codec: kc.clone(),

@@ -35,6 +35,7 @@ mod process;
 mod retry;
 mod session;
 mod sliding;
+mod store_view;
 mod suppress;
 mod table;
 mod validate;
@@ -57,6 +58,7 @@ pub use process::{
 pub use retry::{RetryPolicy, Retrying};
 pub use session::{session, SessionGrouped, SessionTable, SessionWindows};
 pub use sliding::{sliding, SlidingGrouped, SlidingWindows};
+pub use store_view::{StoreKind, StoreView};
 pub use wait::{Outcome, Pending, PendingCodec, Wait};
 pub use weir_state::{Clock, Timer};
 pub use window::{

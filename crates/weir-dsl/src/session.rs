@@ -197,7 +197,10 @@ where
                 (key, unavailable)
             }
         };
-        graph.borrow_mut().declare_store(&store);
+        graph.borrow_mut().declare_viewed_store(
+            &store,
+            crate::StoreView::new(crate::StoreKind::Session, kc.clone(), ac.clone()),
+        );
         let suppressed = Arc::new(AtomicBool::new(false));
         let spec = Arc::new(Spec {
             store: store.clone(),

@@ -23,7 +23,7 @@ use weir_core::{Codec, CodecError};
 
 use crate::builder::add_source;
 use crate::process::Store;
-use crate::{Stream, Table, TopologyBuilder};
+use crate::{StoreView, Stream, Table, TopologyBuilder};
 
 /// A table topic's value codec: a tombstone decodes to `None`.
 struct Nullable<V>(Arc<dyn Codec<V>>);
@@ -93,7 +93,7 @@ impl TopologyBuilder {
         let vc: Arc<dyn Codec<V>> = Arc::new(value_codec);
         {
             let mut g = self.graph.borrow_mut();
-            g.declare_store(&store);
+            g.declare_viewed_store(&store, StoreView::key_value(&kc, &vc));
             g.table_sources.insert(store.clone(), topic.clone());
         }
         let source: Stream<K, Option<V>> = add_source(
@@ -161,7 +161,9 @@ where
                 },
             };
         };
-        self.graph.borrow_mut().declare_store(&store);
+        self.graph
+            .borrow_mut()
+            .declare_viewed_store(&store, StoreView::key_value(&kc, &vc));
         let handle: Store<K, V> = Store {
             name: store.as_str().into(),
             key_codec: kc.clone(),

@@ -487,7 +487,11 @@ where
             });
             return WindowedTable::placeholder(&input, store, self.windows.clone());
         };
-        graph.borrow_mut().declare_store(&store);
+        let windows = self.windows.clone();
+        graph.borrow_mut().declare_viewed_store(
+            &store,
+            crate::StoreView::windowed(kc.clone(), ac.clone(), move || windows().segment_ms()),
+        );
         let handle = WindowedStore {
             name: store.as_str().into(),
             key_codec: kc.clone(),

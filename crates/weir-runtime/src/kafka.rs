@@ -70,6 +70,24 @@ pub(crate) fn restore_consumer_config(cfg: &Config, client_id: &str) -> ClientCo
     c
 }
 
+/// The reader of the instance directory: no group (its one partition is
+/// assigned by hand from the beginning); non-transactional records.
+pub(crate) fn directory_consumer_config(cfg: &Config, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.bootstrap_servers);
+    for (k, v) in &cfg.kafka {
+        if !is_producer_only(k) && !k.starts_with("group.") && k != "auto.offset.reset" {
+            c.set(k, v);
+        }
+    }
+    c.set("client.id", client_id)
+        .set("group.id", format!("{}-directory", cfg.application_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    c
+}
+
 /// The producer of a stream thread: transactional under exactly-once,
 /// idempotent under at least once; Java's default partitioner.
 pub(crate) fn producer_config(

@@ -46,6 +46,7 @@ mod committer;
 mod config;
 mod dead_letters;
 mod delivery;
+mod directory;
 mod dlq;
 mod error;
 pub mod failpoint;
@@ -74,6 +75,7 @@ pub use config::{
     Config, ConfigError, ConfigValue, ProcessingGuarantee, EOS_RESERVED_KAFKA_KEYS,
     REFUSED_KAFKA_KEYS,
 };
+pub use directory::{instances_topic, Directory, InstanceInfo};
 pub use dlq::{
     list_dead_letters, replay_dead_letters, DeadLetterEntry, DeadLetterListing, FixUp,
     ReplayOptions, ReplaySummary,

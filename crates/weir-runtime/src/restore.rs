@@ -47,6 +47,9 @@ const STEP_TIME: Duration = Duration::from_millis(100);
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The restore consumer's context: librdkafka's logs, nothing else.
+/// The context of hand-assigned readers (restore, instance directory):
+/// librdkafka's log through `tracing`, the test broker's noise quietened.
+#[derive(Default)]
 pub(crate) struct RestoreContext {
     noise: FetchNoise,
 }

@@ -310,6 +310,16 @@ pub(crate) fn prepare_topics(
         }
     }
 
+    // The instance directory, when instances serve queries (compacted: the
+    // latest record of each instance).
+    if cfg.admin_listen.is_some() {
+        let topic = crate::directory::instances_topic(&cfg.application_id);
+        if !have.contains_key(&topic) {
+            tracing::info!(%topic, "creating the instance directory topic");
+            admin.create(&[(topic, 1)], "compact")?;
+        }
+    }
+
     // Changelogs: one partition per task of the store's sub-topology.
     let mut changelogs = Vec::new();
     let mut store_partitions = BTreeMap::new();

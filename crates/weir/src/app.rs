@@ -208,14 +208,25 @@ fn start_admin(
     };
     let stats = instance.stats();
     let threads = config.num_stream_threads;
-    let state = weir_admin::AdminState {
-        instance_id: instance.instance_id().to_string(),
-        stats: stats.clone(),
-        topology: instance.topology().clone(),
-        ready: std::sync::Arc::new(move || stats.is_ready(threads)),
-        stores: instance.stores(),
-    };
-    match weir_admin::AdminServer::start(listen, state) {
+    let started = weir_admin::AdminServer::start_with(listen, |addr| {
+        let url = advertised_url(config, addr);
+        let directory = weir_runtime::Directory::start(
+            config,
+            instance.instance_id(),
+            Some(url),
+            instance.stores(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(weir_admin::AdminState {
+            instance_id: instance.instance_id().to_string(),
+            stats: stats.clone(),
+            topology: instance.topology().clone(),
+            ready: std::sync::Arc::new(move || stats.is_ready(threads)),
+            stores: instance.stores(),
+            directory: Some(std::sync::Arc::new(directory)),
+        })
+    });
+    match started {
         Ok(s) => Ok(Some(s)),
         Err(e) => {
             // The instance started: stop it before reporting.
@@ -223,6 +234,21 @@ fn start_admin(
             Err(Error::Usage(e.to_string()))
         }
     }
+}
+
+/// `admin_advertised_url`, or `http://` + the bound address (an unspecified
+/// IP — `0.0.0.0` — becomes `127.0.0.1`: set `admin_advertised_url` when
+/// instances run on several hosts).
+fn advertised_url(config: &Config, addr: std::net::SocketAddr) -> String {
+    if let Some(url) = &config.admin_advertised_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        tracing::warn!(%addr, "admin_listen binds every address and admin_advertised_url is unset: other instances are told 127.0.0.1");
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{addr}")
 }
 
 /// Registers each shipped definition whose type the cluster does not know.

@@ -1,0 +1,397 @@
+//! Store queries over HTTP.
+//!
+//! - `GET /stores/{store}/keys/{key}`: the key (URL-encoded, read through
+//!   the store's key codec: JSON for the key type, or the text as a
+//!   string) lives in partition `murmur2(serialized key) mod partitions`.
+//!   An instance holding that partition answers from its committed state;
+//!   another forwards the request once to the owner named by the instance
+//!   directory (`weir_runtime::Directory`), with the header
+//!   `X-Weir-Forwarded: <its instance id>`. The answer is
+//!   `{"store", "key", "value", "partition", "served_by"}` (`served_by` =
+//!   the instance that read it). A forwarded request the target does not
+//!   hold (running) is refused with 503, never forwarded again; so is a
+//!   query whose partition restores, has no known owner, or whose owner
+//!   does not answer: during a rebalance an answer is correct or a 503
+//!   with `Retry-After`. An unknown key is a 404 `KEY_NOT_FOUND`.
+//! - `GET /stores/{store}/range?from=&to=&limit=`: up to `limit` (default
+//!   100, at most 10,000) entries with `from <= key <= to` (by serialized
+//!   key order; either bound may be left out) of the partitions this
+//!   instance holds — a range is not forwarded.
+
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http_body_util::BodyExt;
+use weir_dsl::{StoreKind, StoreView};
+use weir_runtime::QueryError;
+use weir_state::KeyRange;
+
+use crate::{error, AdminState};
+
+/// The header that marks a forwarded query.
+pub const FORWARDED: &str = "x-weir-forwarded";
+
+/// How long a forwarded query may take, connection included.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most entries one range answer carries.
+const MAX_LIMIT: usize = 10_000;
+
+/// An error answer, before it becomes a [`Response`] (small enough to
+/// return in a `Result`).
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, self.code, self.message)
+    }
+}
+
+/// A 503 with `Retry-After: 1`.
+pub(crate) fn unavailable(code: &str, message: impl Into<String>) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+}
+
+/// The key-value view of `store`, or the error response.
+fn kv_view<'a>(s: &'a AdminState, store: &str) -> Result<&'a StoreView, ApiError> {
+    if !s.stores.stores().iter().any(|n| n == store) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "STORE_NOT_FOUND",
+            format!(
+                "the topology has no store {store}; its stores are {}",
+                s.stores.stores().join(", ")
+            ),
+        ));
+    }
+    let Some(view) = s.topology.store_view(store) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "NOT_QUERYABLE",
+            format!("store {store} is internal to its operator and has no key view"),
+        ));
+    };
+    match view.kind() {
+        StoreKind::KeyValue => Ok(view),
+        kind => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "WRONG_STORE_KIND",
+            format!(
+                "store {store} is a {} store; query it by key and time (/stores/{store}/windows)",
+                match kind {
+                    StoreKind::Window => "window",
+                    _ => "session",
+                }
+            ),
+        )),
+    }
+}
+
+fn query_error(e: &QueryError) -> Response {
+    match e {
+        QueryError::UnknownStore { .. } => {
+            error(StatusCode::NOT_FOUND, "STORE_NOT_FOUND", e.to_string())
+        }
+        QueryError::NotLocal { .. } => unavailable("NOT_OWNER", e.to_string()),
+        QueryError::Restoring { .. } => unavailable("RESTORING", e.to_string()),
+        QueryError::Codec { .. } => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "STORED_VALUE_UNREADABLE",
+            e.to_string(),
+        ),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "STORE", e.to_string()),
+    }
+}
+
+fn render(
+    view: &StoreView,
+    store: &str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(serde_json::Value, serde_json::Value), ApiError> {
+    let unreadable = |e: weir_core::CodecError| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "STORED_VALUE_UNREADABLE",
+            format!("store {store}: {e}"),
+        )
+    };
+    Ok((
+        view.render_key(key).map_err(unreadable)?,
+        view.render_value(value).map_err(unreadable)?,
+    ))
+}
+
+/// `GET /stores/{store}/keys/{key}`.
+pub(crate) async fn key(
+    State(s): State<Arc<AdminState>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(Path((store, text))) = path else {
+        return bad_request("the path does not decode (a key must be URL-encoded UTF-8)");
+    };
+    let view = match kv_view(&s, &store) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let key = match view.parse_key(&text) {
+        Ok(k) => k,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BAD_KEY",
+                format!("{text:?} is not a key of store {store}: {e}"),
+            )
+        }
+    };
+    let partition = match s.stores.partition_of(&store, &key) {
+        Ok(p) => p,
+        Err(e) => return query_error(&e),
+    };
+    match s.stores.get(&store, &key) {
+        Ok(Some(value)) => match render(view, &store, &key, &value) {
+            Ok((k, v)) => Json(serde_json::json!({
+                "store": store,
+                "key": k,
+                "value": v,
+                "partition": partition,
+                "served_by": s.instance_id,
+            }))
+            .into_response(),
+            Err(e) => e.into_response(),
+        },
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "KEY_NOT_FOUND",
+            format!(
+                "store {store} has no key {text:?} (partition {partition}, served by {})",
+                s.instance_id
+            ),
+        ),
+        Err(QueryError::NotLocal { .. }) => {
+            forward_key(&s, &store, &text, partition, &headers).await
+        }
+        Err(e) => query_error(&e),
+    }
+}
+
+/// Forwards a key query once to the owner of `partition`.
+async fn forward_key(
+    s: &AdminState,
+    store: &str,
+    text: &str,
+    partition: i32,
+    headers: &HeaderMap,
+) -> Response {
+    if let Some(from) = headers.get(FORWARDED) {
+        return unavailable(
+            "NOT_OWNER",
+            format!(
+                "store {store}: partition {partition} is not held by {} (forwarded by {}); the assignment is moving",
+                s.instance_id,
+                from.to_str().unwrap_or("?")
+            ),
+        );
+    }
+    let owner = s.directory.as_ref().and_then(|d| d.owner(store, partition));
+    let Some(owner) = owner.filter(|o| o.instance_id != s.instance_id) else {
+        return unavailable(
+            "OWNER_UNKNOWN",
+            format!("store {store}: no instance holds partition {partition} now (rebalancing?)"),
+        );
+    };
+    let Some(url) = owner.admin_advertised_url.as_deref() else {
+        return unavailable(
+            "OWNER_UNREACHABLE",
+            format!(
+                "store {store}: partition {partition} is held by {}, which has no admin endpoint",
+                owner.instance_id
+            ),
+        );
+    };
+    let path = format!(
+        "/stores/{}/keys/{}",
+        encode_segment(store),
+        encode_segment(text)
+    );
+    match get(url, &path, &s.instance_id).await {
+        Ok(relayed) => relayed,
+        Err(message) => unavailable(
+            "OWNER_UNREACHABLE",
+            format!(
+                "store {store}: partition {partition} is held by {} at {url}: {message}",
+                owner.instance_id
+            ),
+        ),
+    }
+}
+
+/// Percent-encodes one path segment.
+fn encode_segment(s: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// `GET base + path` with the forwarded header; the owner's answer as is
+/// (status, content type, `Retry-After`, body).
+async fn get(base: &str, path: &str, from: &str) -> Result<Response, String> {
+    let uri: hyper::Uri = format!("{}{path}", base.trim_end_matches('/'))
+        .parse()
+        .map_err(|e| format!("bad URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// admin URLs can be forwarded to".into());
+    }
+    let host = uri.host().ok_or("the URL has no host")?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let call = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        let req = hyper::Request::get(uri.path())
+            .header(header::HOST, authority)
+            .header(FORWARDED, from)
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let mut out = (parts.status, body).into_response();
+        for h in [header::CONTENT_TYPE, header::RETRY_AFTER] {
+            if let Some(v) = parts.headers.get(&h) {
+                out.headers_mut().insert(h, v.clone());
+            }
+        }
+        Ok::<_, String>(out)
+    };
+    tokio::time::timeout(FORWARD_TIMEOUT, call)
+        .await
+        .map_err(|_| format!("no answer in {FORWARD_TIMEOUT:?}"))?
+}
+
+/// `GET /stores/{store}/range`.
+pub(crate) async fn range(
+    State(s): State<Arc<AdminState>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<std::collections::BTreeMap<String, String>>, QueryRejection>,
+) -> Response {
+    let (Ok(Path(store)), Ok(Query(q))) = (path, query) else {
+        return bad_request("the path or query string does not decode");
+    };
+    let view = match kv_view(&s, &store) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(unknown) = q
+        .keys()
+        .find(|k| !matches!(k.as_str(), "from" | "to" | "limit"))
+    {
+        return bad_request(format!(
+            "unknown parameter {unknown:?}; use from, to, limit"
+        ));
+    }
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => return bad_request(format!("limit must be 1..={MAX_LIMIT}")),
+    };
+    let bound = |name: &str| -> Result<Option<Vec<u8>>, ApiError> {
+        q.get(name)
+            .map(|t| {
+                view.parse_key(t).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "BAD_KEY",
+                        format!("{name}={t:?} is not a key of store {store}: {e}"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (from, to) = match (bound("from"), bound("to")) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let bound_of = |b: Option<Vec<u8>>| b.map_or(Bound::Unbounded, Bound::Included);
+    let range = KeyRange {
+        from: bound_of(from),
+        to: bound_of(to),
+    };
+    let entries = match s.stores.range(&store, &range, limit) {
+        Ok(e) => e,
+        Err(e) => return query_error(&e),
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (k, v) in &entries {
+        let (key, value) = match render(view, &store, k, v) {
+            Ok(kv) => kv,
+            Err(e) => return e.into_response(),
+        };
+        let partition = s.stores.partition_of(&store, k).ok();
+        out.push(serde_json::json!({ "key": key, "value": value, "partition": partition }));
+    }
+    let held: Vec<i32> = s
+        .stores
+        .partitions()
+        .into_iter()
+        .filter(|p| p.store == store)
+        .map(|p| p.partition)
+        .collect();
+    Json(serde_json::json!({
+        "store": store,
+        "served_by": s.instance_id,
+        "partitions": held,
+        "entries": out,
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_is_encoded_so_that_it_decodes_back() {
+        assert_eq!(encode_segment("c-17"), "c-17");
+        assert_eq!(encode_segment("a b/c?d"), "a%20b%2Fc%3Fd");
+        assert_eq!(encode_segment("é"), "%C3%A9");
+    }
+}
