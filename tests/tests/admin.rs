@@ -116,7 +116,15 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
             .filter(|l| l.starts_with("weir_consumer_lag{") && l.contains(input.as_str()))
             .filter(|l| l.ends_with(" 0"))
             .count();
-        if sample(&text, "weir_records_consumed_total") == Some(40.0) && caught_up == 2 {
+        // Processing times are folded in with the lag; the dead-letter
+        // topic's size is sampled every 5 s.
+        let timed = sample(&text, "weir_event_processing_time_seconds_count") >= Some(40.0);
+        let dlq_sampled = sample(&text, "weir_dead_letter_queue_size") >= Some(4.0);
+        if sample(&text, "weir_records_consumed_total") == Some(40.0)
+            && caught_up == 2
+            && timed
+            && dlq_sampled
+        {
             break text;
         }
         assert!(
@@ -137,6 +145,22 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
     assert_eq!(
         sample(&text, r#"weir_node_dead_lettered_total{node="upper"}"#),
         Some(4.0)
+    );
+    // The event bus's four series, and the latency histograms.
+    assert_eq!(sample(&text, "weir_event_delivery_success_rate"), Some(0.9));
+    assert_eq!(sample(&text, "weir_queue_depth"), Some(0.0));
+    assert_eq!(
+        sample(
+            &text,
+            r#"weir_event_processing_time_seconds_bucket{le="+Inf"}"#
+        ),
+        sample(&text, "weir_event_processing_time_seconds_count")
+    );
+    assert!(sample(&text, "weir_event_processing_time_seconds_sum") > Some(0.0));
+    assert!(sample(&text, "weir_commit_latency_seconds_count") >= Some(1.0));
+    assert!(
+        text.contains("# TYPE weir_commit_latency_seconds histogram"),
+        "{text}"
     );
     assert!(
         text.contains("# TYPE weir_records_consumed_total counter"),

@@ -127,10 +127,9 @@ impl TaskSet {
         // An interval's dead-letter summary is printed at the first commit after it.
         self.dead_letter_log.flush(started);
         self.commit_inner(consumer);
-        RuntimeStats::add(
-            &self.spec.stats.commit_micros,
-            started.elapsed().as_micros() as u64,
-        );
+        let took = started.elapsed();
+        RuntimeStats::add(&self.spec.stats.commit_micros, took.as_micros() as u64);
+        self.spec.stats.commit_latency.observe(took);
     }
 
     fn commit_inner(&mut self, consumer: &BaseConsumer<ThreadContext>) {

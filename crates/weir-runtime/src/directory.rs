@@ -155,7 +155,7 @@ impl Directory {
                 .create()
                 .map_err(|e| kafka("producer", e))?;
         let consumer: BaseConsumer<RestoreContext> =
-            crate::kafka::directory_consumer_config(cfg, &format!("{instance_id}-directory"))
+            crate::kafka::reader_config(cfg, &format!("{instance_id}-directory"))
                 .create_with_context(RestoreContext::default())
                 .map_err(|e| kafka("consumer", e))?;
         let mut tpl = TopicPartitionList::new();

@@ -105,8 +105,9 @@ pub fn run(config: Config, topology: Topology) -> Result<()> {
 /// means to stop it.
 pub struct Instance {
     shutdown: Arc<AtomicBool>,
-    /// The monitoring reporter, when enabled.
-    monitor: Option<std::thread::JoinHandle<()>>,
+    /// The monitoring reporter (when enabled) and the dead-letter size
+    /// sampler; they stop with `shutdown`.
+    helpers: Vec<std::thread::JoinHandle<()>>,
     handles: Vec<std::thread::JoinHandle<Result<()>>>,
     watches: Vec<Arc<CallWatch>>,
     stats: Arc<RuntimeStats>,
@@ -187,7 +188,7 @@ impl Instance {
     pub fn wait(self) -> Result<()> {
         let Instance {
             shutdown,
-            monitor,
+            helpers,
             handles,
             watches,
             stats,
@@ -231,8 +232,8 @@ impl Instance {
         }
         // The reporter's last report carries the final counters.
         shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(m) = monitor {
-            let _ = m.join();
+        for h in helpers {
+            let _ = h.join();
         }
         tracing::info!("stopped: {}", stats.summary());
         eprintln!("weir: stopped: {}", stats.summary());
@@ -322,8 +323,15 @@ pub fn start(config: Config, topology: Topology) -> Result<Instance> {
         stats.clone(),
         shutdown.clone(),
     );
+    let dlq_size = crate::dlq_size::start(
+        &cfg,
+        identity.instance_id(),
+        dead_letter_topic.clone(),
+        stats.clone(),
+        shutdown.clone(),
+    );
     Ok(Instance {
-        monitor,
+        helpers: monitor.into_iter().chain(dlq_size).collect(),
         shutdown,
         handles,
         watches,

@@ -70,9 +70,9 @@ pub(crate) fn restore_consumer_config(cfg: &Config, client_id: &str) -> ClientCo
     c
 }
 
-/// The reader of the instance directory: no group (its one partition is
-/// assigned by hand from the beginning); non-transactional records.
-pub(crate) fn directory_consumer_config(cfg: &Config, client_id: &str) -> ClientConfig {
+/// A reader of hand-assigned partitions (the instance directory, the
+/// dead-letter size sampler): no subscription, no commits.
+pub(crate) fn reader_config(cfg: &Config, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.bootstrap_servers);
     for (k, v) in &cfg.kafka {
@@ -81,7 +81,7 @@ pub(crate) fn directory_consumer_config(cfg: &Config, client_id: &str) -> Client
         }
     }
     c.set("client.id", client_id)
-        .set("group.id", format!("{}-directory", cfg.application_id))
+        .set("group.id", format!("{}-reader", cfg.application_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");

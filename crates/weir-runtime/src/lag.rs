@@ -55,7 +55,11 @@ impl TaskSet {
     /// against the consumer's fetch position (Kafka Streams' records-lag;
     /// records fetched but not yet processed are not lag). Partitions whose
     /// end or position is not known yet are left out.
-    pub(crate) fn publish_lag(&self, consumer: &BaseConsumer<ThreadContext>) {
+    pub(crate) fn publish_lag(&mut self, consumer: &BaseConsumer<ThreadContext>) {
+        self.spec
+            .stats
+            .process_latency
+            .absorb(&mut self.process_latency);
         let positions = consumer.position().ok();
         let ends = lock_ends(&self.partition_ends).clone();
         let mut lag = Vec::new();

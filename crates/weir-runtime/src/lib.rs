@@ -48,8 +48,10 @@ mod dead_letters;
 mod delivery;
 mod directory;
 mod dlq;
+mod dlq_size;
 mod error;
 pub mod failpoint;
+mod histogram;
 mod identity;
 mod instance;
 mod kafka;
@@ -81,6 +83,7 @@ pub use dlq::{
     ReplayOptions, ReplaySummary,
 };
 pub use error::{Error, Result};
+pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
 pub use identity::{IdentityError, InstanceIdentity};
 pub use instance::{configured_topology, run, start, Instance};
 pub use monitoring::monitoring_topic;

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::histogram::Histogram;
+
 use weir_dsl::TaskMetrics;
 
 /// One node's totals in the registry.
@@ -67,12 +69,36 @@ pub struct RuntimeStats {
     pub commit_phase_micros: [AtomicU64; 4],
     /// Outputs not yet acknowledged when commits began to flush, summed.
     pub flush_backlog: AtomicU64,
+    /// How long each input record took through the topology (decode,
+    /// operators, encode; not the commit).
+    pub process_latency: Histogram,
+    /// How long each commit took (changelogs, flush, offsets, commit, store
+    /// batch).
+    pub commit_latency: Histogram,
+    /// See [`RuntimeStats::dead_letter_queue_size`]: the size plus one, 0
+    /// while unknown.
+    dlq_size_plus_one: AtomicU64,
     /// Per-node counts, processors' gauges and lag (see
     /// [`RuntimeStats::absorb`]).
     registry: Mutex<Registry>,
 }
 
 impl RuntimeStats {
+    /// Offsets in the dead-letter topic — its partitions' ends minus their
+    /// starts: dead letters, plus the transaction markers of the
+    /// transactions that wrote them — sampled every few seconds; `None`
+    /// until the first sample.
+    pub fn dead_letter_queue_size(&self) -> Option<u64> {
+        self.dlq_size_plus_one
+            .load(Ordering::Relaxed)
+            .checked_sub(1)
+    }
+
+    pub(crate) fn set_dead_letter_queue_size(&self, n: u64) {
+        self.dlq_size_plus_one
+            .store(n.saturating_add(1), Ordering::Relaxed);
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }

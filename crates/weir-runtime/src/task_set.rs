@@ -98,6 +98,9 @@ pub(crate) struct TaskSet {
     /// Since when each empty, lagging input of a task writing repartition
     /// topics has been waited for (see [`TaskSet::process_ready`]).
     pub(crate) upstream_lag_since: HashMap<Tp, Instant>,
+    /// Per-record processing times since the last lag publication (folded
+    /// into the registry's histogram there).
+    pub(crate) process_latency: crate::histogram::LocalHistogram,
     /// `process_ready` stopped to wait for a lagging input.
     pub held_for_lag: bool,
     /// Per sub-topology: the repartition topics it writes (where its
@@ -178,6 +181,7 @@ impl TaskSet {
             sources: Vec::new(),
             poisoned,
             dead_letter_log: DeadLetterLog::new(LOG_INTERVAL),
+            process_latency: Default::default(),
             first_offset: BTreeMap::new(),
             joined: false,
             published_readiness: None,
@@ -447,7 +451,10 @@ impl TaskSet {
                 .state
                 .as_mut()
                 .expect("a running task has its stores open");
-            if let Err(e) = task.executor.process(&record, &mut self.out, state) {
+            let started = Instant::now();
+            let processed = task.executor.process(&record, &mut self.out, state);
+            self.process_latency.observe(started.elapsed());
+            if let Err(e) = processed {
                 if let ProcessError::Unavailable { retry_at, .. } = e {
                     // Not processed: back to the head of its partition,
                     // and the task waits (its position does not move).
