@@ -124,6 +124,7 @@ impl TaskSet {
     /// acknowledged outputs), then applies every task's pending writes.
     pub fn commit(&mut self, consumer: &BaseConsumer<ThreadContext>) {
         let started = Instant::now();
+        let _span = tracing::debug_span!("commit", txn = self.txn).entered();
         // An interval's dead-letter summary is printed at the first commit after it.
         self.dead_letter_log.flush(started);
         self.commit_inner(consumer);

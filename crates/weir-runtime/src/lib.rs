@@ -71,6 +71,7 @@ mod task;
 mod task_set;
 mod timers;
 mod topics;
+mod trace;
 mod watchdog;
 
 pub use config::{

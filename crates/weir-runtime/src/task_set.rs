@@ -101,6 +101,8 @@ pub(crate) struct TaskSet {
     /// Per-record processing times since the last lag publication (folded
     /// into the registry's histogram there).
     pub(crate) process_latency: crate::histogram::LocalHistogram,
+    /// Span ids for the outputs' `traceparent` (see [`crate::trace`]).
+    span_ids: crate::trace::SpanIds,
     /// `process_ready` stopped to wait for a lagging input.
     pub held_for_lag: bool,
     /// Per sub-topology: the repartition topics it writes (where its
@@ -182,6 +184,7 @@ impl TaskSet {
             poisoned,
             dead_letter_log: DeadLetterLog::new(LOG_INTERVAL),
             process_latency: Default::default(),
+            span_ids: Default::default(),
             first_offset: BTreeMap::new(),
             joined: false,
             published_readiness: None,
@@ -452,6 +455,10 @@ impl TaskSet {
                 .as_mut()
                 .expect("a running task has its stores open");
             let started = Instant::now();
+            // A debug-level span for one record in 64: samples, not every record.
+            let _span = (record.offset % 64 == 0).then(|| {
+                tracing::debug_span!("record", topic = %record.topic, partition = record.partition, offset = record.offset).entered()
+            });
             let processed = task.executor.process(&record, &mut self.out, state);
             self.process_latency.observe(started.elapsed());
             if let Err(e) = processed {
@@ -501,6 +508,7 @@ impl TaskSet {
                 }
             }
         }
+        crate::trace::continue_trace(&record, &mut self.out, &mut self.span_ids);
         let source = self.sources.len();
         self.sources.push((tp, record.offset));
         let mut out = std::mem::take(&mut self.out);

@@ -45,6 +45,24 @@ pub fn publish_at<'a>(
     topic: &str,
     records: impl IntoIterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>, Option<i64>)>,
 ) -> Result<usize, BrokerError> {
+    publish_records(
+        bootstrap,
+        topic,
+        records
+            .into_iter()
+            .map(|(k, v, t)| (k, v, t, Headers::new())),
+    )
+}
+
+/// As [`publish_at`], each record with its headers.
+///
+/// # Errors
+/// [`BrokerError::Admin`] if a record cannot be sent or acknowledged.
+pub fn publish_records<'a>(
+    bootstrap: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>, Option<i64>, Headers)>,
+) -> Result<usize, BrokerError> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -53,8 +71,18 @@ pub fn publish_at<'a>(
         .create()
         .map_err(|e| admin_err(bootstrap, e.to_string()))?;
     let mut n = 0;
-    for (key, value, timestamp) in records {
+    for (key, value, timestamp, headers) in records {
         let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if !headers.is_empty() {
+            let mut owned = rdkafka::message::OwnedHeaders::new();
+            for h in headers.iter() {
+                owned = owned.insert(rdkafka::message::Header {
+                    key: &h.key,
+                    value: h.value.as_deref(),
+                });
+            }
+            rec = rec.headers(owned);
+        }
         if let Some(t) = timestamp {
             rec = rec.timestamp(t);
         }

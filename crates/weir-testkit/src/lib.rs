@@ -17,7 +17,7 @@ mod features;
 mod process;
 
 pub use broker::{create_compacted_topics, create_topics, BrokerError, BrokerProcess, TestBroker};
-pub use clients::{force_rebalance, publish, publish_at, TopicReader};
+pub use clients::{force_rebalance, publish, publish_at, publish_records, TopicReader};
 pub use driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use features::{downgrade_transaction_version, FeatureError};
 pub use process::{summary_counter, terminate};
