@@ -37,7 +37,21 @@ pub fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
-    try_request(addr, method, path, headers)
+    send(addr, method, path, headers, "")
+}
+
+/// `method path` on `addr` with `headers` and `body`.
+///
+/// # Panics
+/// As [`request`].
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
+    try_send(addr, method, path, headers, body)
         .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
 }
 
@@ -51,6 +65,16 @@ pub fn try_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<HttpResponse> {
+    try_send(addr, method, path, headers, "")
+}
+
+fn try_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(15)))?;
     let extra: String = headers
@@ -59,7 +83,8 @@ pub fn try_request(
         .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
     )?;
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;

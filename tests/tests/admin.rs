@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use weir::prelude::*;
 use weir::App;
 use weir_testkit::{create_topics, publish, TestBroker};
+use weir_tests::http::{get, send};
 use weir_tests::in_process_config;
 
 /// One request: the status, the headers (lower-case names) and the body.
@@ -33,6 +34,8 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+const TOKEN: &str = "s3cret-token";
+
 #[test]
 fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
     let broker = TestBroker::shared();
@@ -47,7 +50,10 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
         state.path(),
         2,
         (&input, &output),
-        &[("WEIR_ADMIN_LISTEN", "127.0.0.1:0")],
+        &[
+            ("WEIR_ADMIN_LISTEN", "127.0.0.1:0"),
+            ("WEIR_ADMIN_TOKEN", TOKEN),
+        ],
     );
     let b = Topology::builder();
     let upper = b
@@ -231,6 +237,110 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
     held.sort();
     assert_eq!(held, vec![0, 1], "one instance holds both partitions");
     assert!(per_key["approximate_keys"].is_u64(), "{body}");
+
+    // The store, by key (served here: this instance holds every partition).
+    let r = get(addr, "/stores/per-key/keys/k1");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        (v["key"].as_str(), v["value"].as_i64()),
+        (Some("k1"), Some(8)),
+        "{v}"
+    );
+    assert!(v["served_by"].is_string());
+    let r = get(addr, "/stores/per-key/range?from=k0&to=k2");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let keys: Vec<String> = r.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["k0", "k1", "k2"]);
+
+    // Dead letters: listed with their reasons; a replay needs the token.
+    let r = get(addr, "/dlq");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = r.json();
+    assert_eq!(d["total"], 4, "{d}");
+    assert_eq!(d["entries"][0]["node"], "upper", "{d}");
+    assert!(
+        d["entries"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{d}"
+    );
+    assert!(
+        d["entries"][0]["record"]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad"),
+        "{d}"
+    );
+    let r = send(addr, "POST", "/dlq/replay", &[], "{}");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.json()["error"], "UNAUTHORIZED");
+    assert_eq!(
+        r.headers.get("www-authenticate").map(String::as_str),
+        Some("Bearer")
+    );
+    let wrong = [("Authorization", "Bearer s3cret-tokeX")];
+    assert_eq!(send(addr, "POST", "/dlq/replay", &wrong, "").status, 401);
+    let auth = [("Authorization", "Bearer s3cret-token")];
+    let r = send(addr, "POST", "/dlq/replay", &auth, r#"{"kinds": "x"}"#);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("BAD_REQUEST")),
+        "{}",
+        r.body
+    );
+    let kind = d["entries"][0]["kind"].clone();
+    assert_eq!(d["by_kind"][kind.as_str().unwrap()], 4, "{d}");
+    let body = serde_json::json!({ "kinds": [kind] }).to_string();
+    let r = send(addr, "POST", "/dlq/replay", &auth, &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["replayed"], 4, "{}", r.body);
+    // Replayed to the input, they fail again: four more dead letters.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(addr, "/dlq").json()["total"] != 8 {
+        assert!(
+            Instant::now() < deadline,
+            "the replayed records dead-lettered again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Event definitions: registering needs the token; read back.
+    let def = r#"{"schema": {"type": "object", "required": ["id"]}, "owner": "ops"}"#;
+    let ty = format!("{app}.Thing");
+    let path = format!("/schemas/{ty}");
+    assert_eq!(send(addr, "PUT", &path, &[], def).status, 401);
+    let r = send(addr, "PUT", &path, &auth, def);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["version"], 1);
+    let r = send(
+        addr,
+        "PUT",
+        &path,
+        &auth,
+        r#"{"schema": {"type": "nonsense"}}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("INVALID_DEFINITION")),
+        "{}",
+        r.body
+    );
+    let r = send(addr, "PUT", &path, &auth, "not json");
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = get(addr, &format!("{path}?version=1"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["owner"], "ops");
+    assert_eq!(get(addr, &format!("{path}?version=2")).status, 404);
+    let r = get(addr, "/schemas");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(&ty), "{}", r.body);
 
     for (method, path, want, code) in [
         ("GET", "/no/such/route", 404, "NOT_FOUND"),

@@ -12,7 +12,10 @@
 //! - `GET /stores`: the topology's stores, the partitions of each this
 //!   instance holds (restoring or not), and an estimate of their keys;
 //! - `GET /stores/{store}/keys/{key}` (answered here or by the key's owner)
-//!   and `GET /stores/{store}/range`: see [`query`].
+//!   and `GET /stores/{store}/range`: see [`query`];
+//! - `GET /dlq`, `POST /dlq/replay`, `GET /schemas`,
+//!   `GET|PUT /schemas/{event_type}`: see [`ops`] (the mutating ones need
+//!   the bearer token `admin_token` when it is set).
 //!
 //! Errors are JSON `{"error": CODE, "message": ..}` with their status: an
 //! unknown route is 404 `NOT_FOUND`, a wrong method 405
@@ -25,6 +28,7 @@
 //! slow scrape never holds up a stream thread.
 
 pub mod metrics;
+pub mod ops;
 pub mod query;
 
 use std::net::SocketAddr;
@@ -33,7 +37,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use weir_dsl::Topology;
 use weir_runtime::{Directory, LocalStores, RuntimeStats};
@@ -54,6 +58,11 @@ pub struct AdminState {
     /// Who holds which store partition, for forwarding key queries
     /// (`None`: never forward; a key held elsewhere is a 503).
     pub directory: Option<Arc<Directory>>,
+    /// Dead letters and event definitions (`None`: those routes answer
+    /// 501).
+    pub ops: Option<Arc<ops::Operations>>,
+    /// `admin_token`: required on mutating routes when set.
+    pub token: Option<String>,
 }
 
 /// Why the endpoint could not start.
@@ -174,6 +183,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/stores", get(stores))
         .route("/stores/{store}/keys/{key}", get(query::key))
         .route("/stores/{store}/range", get(query::range))
+        .route("/dlq", get(ops::dlq))
+        .route("/dlq/replay", post(ops::replay))
+        .route("/schemas", get(ops::schemas))
+        .route(
+            "/schemas/{event_type}",
+            get(ops::schema).put(ops::put_schema),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::new(state))

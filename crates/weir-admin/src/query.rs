@@ -50,30 +50,50 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// One header to add (`Retry-After`, `WWW-Authenticate`).
+    header: Option<(header::HeaderName, &'static str)>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
+            header: None,
+        }
+    }
+
+    /// A 503 with `Retry-After: 1`.
+    pub(crate) fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            header: Some((header::RETRY_AFTER, "1")),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+
+    pub(crate) fn with_header(self, name: header::HeaderName, value: &'static str) -> Self {
+        Self {
+            header: Some((name, value)),
+            ..self
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        error(self.status, self.code, self.message)
+        let mut r = error(self.status, self.code, self.message);
+        if let Some((name, value)) = self.header {
+            r.headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+        r
     }
 }
 
 /// A 503 with `Retry-After: 1`.
-pub(crate) fn unavailable(code: &str, message: impl Into<String>) -> Response {
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
+pub(crate) fn unavailable(code: &'static str, message: impl Into<String>) -> Response {
+    ApiError::unavailable(code, message).into_response()
 }
 
 fn bad_request(message: impl Into<String>) -> Response {

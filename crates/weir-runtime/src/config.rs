@@ -159,12 +159,17 @@ pub struct Config {
     /// Stream threads per instance (default 1).
     #[serde(default = "default_threads")]
     pub num_stream_threads: usize,
-    /// Address of the admin HTTP endpoint (not served yet).
+    /// Address of the admin HTTP endpoint (`host:port`; unset: none).
     #[serde(default)]
     pub admin_listen: Option<String>,
-    /// URL other instances use to reach this one's admin endpoint (not used yet).
+    /// URL other instances use to reach this one's admin endpoint (default
+    /// `http://` + the bound address).
     #[serde(default)]
     pub admin_advertised_url: Option<String>,
+    /// A bearer token the admin endpoint's mutating routes require (unset:
+    /// none required).
+    #[serde(default)]
+    pub admin_token: Option<String>,
     /// One memory budget in MiB for the block cache and memtables of every
     /// RocksDB store of the instance (default 256).
     #[serde(default = "default_memory_budget")]
@@ -287,6 +292,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("num_stream_threads", KeyType::Int),
     ("admin_listen", KeyType::Str),
     ("admin_advertised_url", KeyType::Str),
+    ("admin_token", KeyType::Str),
     ("state_memory_budget_mb", KeyType::Int),
     ("max_task_idle_ms", KeyType::Int),
     ("max_aborts_per_record", KeyType::Int),

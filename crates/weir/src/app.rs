@@ -224,6 +224,11 @@ fn start_admin(
             ready: std::sync::Arc::new(move || stats.is_ready(threads)),
             stores: instance.stores(),
             directory: Some(std::sync::Arc::new(directory)),
+            ops: Some(std::sync::Arc::new(weir_admin::ops::Operations::new(
+                config.clone(),
+                config.dead_letter_topic(instance.topology().dead_letter_topic()),
+            ))),
+            token: config.admin_token.clone().filter(|t| !t.is_empty()),
         })
     });
     match started {

@@ -1,0 +1,422 @@
+//! Operations on the cluster behind an instance: dead letters and event
+//! definitions.
+//!
+//! - `GET /dlq?limit=`: the dead-letter topic's records by kind and its
+//!   first `limit` (default 100, at most 10,000) entries, each with its
+//!   reason, source and record (key and value as text when UTF-8, else
+//!   `{"hex": ..}`);
+//! - `POST /dlq/replay` (token): replays dead letters to their source topic
+//!   (or `to`), optionally only some `kinds` or an offset range
+//!   (`from_offset`, `to_offset`), exactly once (see
+//!   `weir_runtime::replay_dead_letters`); body JSON, all fields optional;
+//!   answers the summary;
+//! - `GET /schemas`: the latest definition of every event type;
+//!   `GET /schemas/{event_type}?version=`: one definition (latest by
+//!   default); `PUT /schemas/{event_type}?compatibility=none|backward`
+//!   (token): registers a new version (body: `schema`, `description`,
+//!   `examples`, `owner`), 201 with the stored definition, 400 with the
+//!   reason when refused.
+//!
+//! With `admin_token` set, the mutating routes need `Authorization: Bearer
+//! <token>` (else 401 `UNAUTHORIZED` with `WWW-Authenticate: Bearer`).
+//! Each call runs on a blocking thread: a slow broker never holds up the
+//! endpoint's other routes.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use weir_core::Record;
+use weir_runtime::{Config, DeadLetterEntry, ReplayOptions};
+use weir_schema::{Compatibility, NewDefinition, SchemaError, SchemaRegistry};
+
+use crate::query::ApiError;
+use crate::{error, AdminState};
+
+type QueryMap = std::collections::BTreeMap<String, String>;
+
+/// What the operations routes need: the instance's configuration and
+/// dead-letter topic; the definitions registry is connected on first use.
+pub struct Operations {
+    config: Config,
+    dead_letter_topic: String,
+    registry: OnceLock<Arc<SchemaRegistry>>,
+}
+
+impl std::fmt::Debug for Operations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operations")
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .finish()
+    }
+}
+
+impl Operations {
+    /// Operations of the application `config` describes, whose dead
+    /// letters go to `dead_letter_topic`.
+    pub fn new(config: Config, dead_letter_topic: impl Into<String>) -> Self {
+        Self {
+            config,
+            dead_letter_topic: dead_letter_topic.into(),
+            registry: OnceLock::new(),
+        }
+    }
+
+    fn registry(&self) -> Result<Arc<SchemaRegistry>, weir_runtime::Error> {
+        if let Some(r) = self.registry.get() {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(weir_runtime::schema_registry(&self.config)?);
+        Ok(self.registry.get_or_init(|| r).clone())
+    }
+}
+
+/// 401 unless the request carries the token (when one is set).
+pub(crate) fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = s.token.as_deref() else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compared without an early exit, so the time taken tells nothing.
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        "this route needs Authorization: Bearer <admin_token>",
+    )
+    .with_header(header::WWW_AUTHENTICATE, "Bearer"))
+}
+
+fn ops(s: &AdminState) -> Result<Arc<Operations>, ApiError> {
+    s.ops.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NOT_AVAILABLE",
+            "this endpoint serves no cluster operations",
+        )
+    })
+}
+
+/// Runs blocking `f` off the endpoint's worker.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            format!("the operation failed: {e}"),
+        ))
+    })
+}
+
+fn kafka_error(e: &weir_runtime::Error) -> ApiError {
+    match e {
+        weir_runtime::Error::Usage(m) => {
+            ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", m.clone())
+        }
+        other => ApiError::unavailable("BROKER_UNAVAILABLE", other.to_string()),
+    }
+}
+
+/// Bytes as JSON: text when UTF-8, else hex.
+fn bytes_json(b: Option<&[u8]>) -> serde_json::Value {
+    match b {
+        None => serde_json::Value::Null,
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(t) => serde_json::Value::String(t.to_string()),
+            Err(_) => {
+                let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                serde_json::json!({ "hex": hex })
+            }
+        },
+    }
+}
+
+fn record_json(r: &Record) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = r
+        .headers
+        .iter()
+        .map(|h| (h.key.clone(), bytes_json(h.value.as_deref())))
+        .collect();
+    serde_json::json!({
+        "key": bytes_json(r.key.as_deref()),
+        "value": bytes_json(r.value.as_deref()),
+        "timestamp": r.timestamp,
+        "headers": headers,
+    })
+}
+
+fn entry_json(e: &DeadLetterEntry) -> serde_json::Value {
+    serde_json::json!({
+        "partition": e.partition,
+        "offset": e.offset,
+        "kind": e.kind,
+        "message": e.message,
+        "node": e.node,
+        "source": {
+            "topic": e.source_topic,
+            "partition": e.source_partition,
+            "offset": e.source_offset,
+        },
+        "attempts": e.attempts,
+        "record": record_json(&e.record),
+    })
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+}
+
+/// `GET /dlq`.
+pub(crate) async fn dlq(
+    State(s): State<Arc<AdminState>>,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return bad_request("the query string does not parse");
+    };
+    if let Some(k) = q.keys().find(|k| k.as_str() != "limit") {
+        return bad_request(format!("unknown parameter {k:?}; use limit"));
+    }
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if n <= 10_000 => n,
+        Some(_) => return bad_request("limit must be 0..=10000"),
+    };
+    let ops = match ops(&s) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let listed = blocking(move || {
+        weir_runtime::list_dead_letters(&ops.config, &ops.dead_letter_topic, limit)
+            .map(|l| (ops.dead_letter_topic.clone(), l))
+            .map_err(|e| kafka_error(&e))
+    })
+    .await;
+    match listed {
+        Ok((topic, l)) => Json(serde_json::json!({
+            "topic": topic,
+            "total": l.total,
+            "by_kind": l.by_kind,
+            "entries": l.entries.iter().map(entry_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The body of `POST /dlq/replay`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    #[serde(default)]
+    kinds: Vec<String>,
+    from_offset: Option<i64>,
+    to_offset: Option<i64>,
+    to: Option<String>,
+}
+
+/// `POST /dlq/replay`.
+pub(crate) async fn replay(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = authorize(&s, &headers) {
+        return e.into_response();
+    }
+    let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return bad_request(format!("the body is not a replay request: {e}")),
+        }
+    };
+    if req.to.as_deref().is_some_and(str::is_empty) {
+        return bad_request("to must be a topic name");
+    }
+    let ops = match ops(&s) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let done = blocking(move || {
+        let mut opts = ReplayOptions::new(&ops.config, ops.dead_letter_topic.clone());
+        opts.kinds = req.kinds;
+        opts.from_offset = req.from_offset;
+        opts.to_offset = req.to_offset;
+        opts.to = req.to;
+        weir_runtime::replay_dead_letters(&ops.config, &opts, None, &mut |_, _| {})
+            .map(|summary| (opts.topic, summary))
+            .map_err(|e| kafka_error(&e))
+    })
+    .await;
+    match done {
+        Ok((topic, sum)) => {
+            tracing::info!(%topic, replayed = sum.replayed, "dead letters replayed over the admin endpoint");
+            Json(serde_json::json!({
+                "topic": topic,
+                "replayed": sum.replayed,
+                "filtered": sum.filtered,
+                "dropped": sum.dropped,
+                "no_target": sum.no_target,
+                "read": sum.read,
+            }))
+            .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn schema_error(e: &SchemaError) -> ApiError {
+    match e {
+        SchemaError::Kafka(_) | SchemaError::Timeout(_) => {
+            ApiError::unavailable("BROKER_UNAVAILABLE", e.to_string())
+        }
+        SchemaError::Incompatible { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "INCOMPATIBLE_SCHEMA", e.to_string())
+        }
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "INVALID_DEFINITION", e.to_string()),
+    }
+}
+
+/// `GET /schemas`.
+pub(crate) async fn schemas(State(s): State<Arc<AdminState>>) -> Response {
+    let ops = match ops(&s) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let listed = blocking(move || {
+        let r = ops.registry().map_err(|e| kafka_error(&e))?;
+        r.refresh().map_err(|e| schema_error(&e))?;
+        Ok(r.list())
+    })
+    .await;
+    match listed {
+        Ok(list) => Json(serde_json::json!({ "definitions": list })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /schemas/{event_type}`.
+pub(crate) async fn schema(
+    State(s): State<Arc<AdminState>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> Response {
+    let (Ok(Path(event_type)), Ok(Query(q))) = (path, query) else {
+        return bad_request("the path or query string does not decode");
+    };
+    if let Some(k) = q.keys().find(|k| k.as_str() != "version") {
+        return bad_request(format!("unknown parameter {k:?}; use version"));
+    }
+    let version = match q.get("version").map(|v| v.parse::<u32>()) {
+        None => None,
+        Some(Ok(v)) if v >= 1 => Some(v),
+        Some(_) => return bad_request("version must be a positive integer"),
+    };
+    let ops = match ops(&s) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let found = blocking(move || {
+        let r = ops.registry().map_err(|e| kafka_error(&e))?;
+        r.refresh().map_err(|e| schema_error(&e))?;
+        r.get(&event_type, version).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "SCHEMA_NOT_FOUND",
+                match version {
+                    Some(v) => format!("event type {event_type} has no version {v}"),
+                    None => format!("no definition of event type {event_type}"),
+                },
+            )
+        })
+    })
+    .await;
+    match found {
+        Ok(d) => Json(d).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `PUT /schemas/{event_type}`.
+pub(crate) async fn put_schema(
+    State(s): State<Arc<AdminState>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<QueryMap>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = authorize(&s, &headers) {
+        return e.into_response();
+    }
+    let (Ok(Path(event_type)), Ok(Query(q))) = (path, query) else {
+        return bad_request("the path or query string does not decode");
+    };
+    if let Some(k) = q.keys().find(|k| k.as_str() != "compatibility") {
+        return bad_request(format!("unknown parameter {k:?}; use compatibility"));
+    }
+    let compat = match q.get("compatibility").map(String::as_str) {
+        None | Some("none") => Compatibility::None,
+        Some("backward") => Compatibility::Backward,
+        Some(other) => {
+            return bad_request(format!(
+                "compatibility {other:?} is not one of none, backward"
+            ))
+        }
+    };
+    let mut json: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        Ok(_) => return bad_request("the body must be a JSON object with a schema"),
+        Err(e) => return bad_request(format!("the body is not JSON: {e}")),
+    };
+    match json.get("event_type") {
+        None => {
+            json["event_type"] = serde_json::Value::String(event_type.clone());
+        }
+        Some(t) if *t == serde_json::Value::String(event_type.clone()) => {}
+        Some(t) => {
+            return bad_request(format!(
+                "the body's event_type {t} is not the path's {event_type:?}"
+            ))
+        }
+    }
+    let new: NewDefinition = match serde_json::from_value(json) {
+        Ok(d) => d,
+        Err(e) => return bad_request(format!("the body is not an event definition: {e}")),
+    };
+    let ops = match ops(&s) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let stored = blocking(move || {
+        let r = ops.registry().map_err(|e| kafka_error(&e))?;
+        r.register(new, compat).map_err(|e| schema_error(&e))
+    })
+    .await;
+    match stored {
+        Ok(d) => {
+            tracing::info!(event_type = %d.event_type, version = d.version, "event definition registered over the admin endpoint");
+            (StatusCode::CREATED, Json(d)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
