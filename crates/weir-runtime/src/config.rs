@@ -170,6 +170,10 @@ pub struct Config {
     /// none required).
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// Where to send traces over OTLP/gRPC (`http://collector:4317`; unset:
+    /// no export).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
     /// One memory budget in MiB for the block cache and memtables of every
     /// RocksDB store of the instance (default 256).
     #[serde(default = "default_memory_budget")]
@@ -293,6 +297,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("admin_listen", KeyType::Str),
     ("admin_advertised_url", KeyType::Str),
     ("admin_token", KeyType::Str),
+    ("otlp_endpoint", KeyType::Str),
     ("state_memory_budget_mb", KeyType::Int),
     ("max_task_idle_ms", KeyType::Int),
     ("max_aborts_per_record", KeyType::Int),
