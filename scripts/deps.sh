@@ -17,12 +17,24 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 # promtool (Debian package prometheus) checks the admin endpoint's metrics.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# Python with venv for schemathesis (below).
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# schemathesis (PyPI) fuzzes the admin endpoint against its OpenAPI
+# document in a test; pinned, in a venv of its own.
+venv="$HOME/.cache/weir/venv"
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "deps: installing schemathesis into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet "schemathesis==4.32.5"
 fi
 
 # The test broker: crabka-broker 0.3.8, pinned by tools/test-broker (its

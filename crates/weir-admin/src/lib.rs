@@ -28,6 +28,7 @@
 //! slow scrape never holds up a stream thread.
 
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod query;
 
@@ -39,6 +40,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use openapi::ErrorBody;
 use weir_dsl::Topology;
 use weir_runtime::{Directory, LocalStores, RuntimeStats};
 
@@ -190,6 +192,7 @@ pub fn router(state: AdminState) -> Router {
             "/schemas/{event_type}",
             get(ops::schema).put(ops::put_schema),
         )
+        .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::new(state))
@@ -204,11 +207,13 @@ pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) 
         .into_response()
 }
 
-async fn health(State(s): State<Arc<AdminState>>) -> Response {
+#[utoipa::path(get, path = "/health", tag = "instance", responses((status = 200, description = "The process serves", body = serde_json::Value)))]
+pub(crate) async fn health(State(s): State<Arc<AdminState>>) -> Response {
     Json(serde_json::json!({ "status": "UP", "instance_id": s.instance_id })).into_response()
 }
 
-async fn ready(State(s): State<Arc<AdminState>>) -> Response {
+#[utoipa::path(get, path = "/ready", tag = "instance", responses((status = 200, description = "Every task runs", body = serde_json::Value), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
+pub(crate) async fn ready(State(s): State<Arc<AdminState>>) -> Response {
     if (s.ready)() {
         Json(serde_json::json!({ "ready": true, "instance_id": s.instance_id })).into_response()
     } else {
@@ -222,7 +227,8 @@ async fn ready(State(s): State<Arc<AdminState>>) -> Response {
     }
 }
 
-async fn prometheus_text(State(s): State<Arc<AdminState>>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "instance", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), (status = 500, description = "The registry failed", body = ErrorBody)))]
+pub(crate) async fn prometheus_text(State(s): State<Arc<AdminState>>) -> Response {
     match metrics::render(&s.stats, &s.stores) {
         Ok(text) => (
             [(
@@ -236,7 +242,8 @@ async fn prometheus_text(State(s): State<Arc<AdminState>>) -> Response {
     }
 }
 
-async fn topology(
+#[utoipa::path(get, path = "/topology", tag = "instance", params(("format" = Option<openapi::TopologyFormat>, Query, description = "json (default) or mermaid")), responses((status = 200, description = "The topology", content((serde_json::Value = "application/json"), (String = "text/plain"))), (status = 400, description = "A malformed request", body = ErrorBody)))]
+pub(crate) async fn topology(
     State(s): State<Arc<AdminState>>,
     query: Result<
         Query<std::collections::BTreeMap<String, String>>,
@@ -266,7 +273,8 @@ async fn topology(
     }
 }
 
-async fn stores(State(s): State<Arc<AdminState>>) -> Response {
+#[utoipa::path(get, path = "/stores", tag = "stores", responses((status = 200, description = "The stores and the partitions held here", body = serde_json::Value)))]
+pub(crate) async fn stores(State(s): State<Arc<AdminState>>) -> Response {
     let held = s.stores.partitions();
     let list: Vec<serde_json::Value> = s
         .stores

@@ -34,6 +34,7 @@ use weir_core::Record;
 use weir_runtime::{Config, DeadLetterEntry, ReplayOptions};
 use weir_schema::{Compatibility, NewDefinition, SchemaError, SchemaRegistry};
 
+use crate::openapi::ErrorBody;
 use crate::query::ApiError;
 use crate::{error, AdminState};
 
@@ -185,6 +186,7 @@ fn bad_request(message: impl Into<String>) -> Response {
 }
 
 /// `GET /dlq`.
+#[utoipa::path(get, path = "/dlq", tag = "dead letters", params(("limit" = Option<u32>, Query, minimum = 0, maximum = 10000, description = "Entries to list (default 100)")), responses((status = 200, description = "Dead letters by kind, and the first entries", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 501, description = "This endpoint serves no cluster operations", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 pub(crate) async fn dlq(
     State(s): State<Arc<AdminState>>,
     query: Result<Query<QueryMap>, QueryRejection>,
@@ -223,9 +225,9 @@ pub(crate) async fn dlq(
 }
 
 /// The body of `POST /dlq/replay`.
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReplayRequest {
+pub(crate) struct ReplayBody {
     #[serde(default)]
     kinds: Vec<String>,
     from_offset: Option<i64>,
@@ -234,6 +236,7 @@ struct ReplayRequest {
 }
 
 /// `POST /dlq/replay`.
+#[utoipa::path(post, path = "/dlq/replay", tag = "dead letters", request_body(content = Option<ReplayBody>, description = "Which dead letters, and where to (all optional)", content_type = "application/json"), security(("bearer" = [])), responses((status = 200, description = "What was replayed", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 401, description = "The bearer token is missing or wrong", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer"))), (status = 404, description = "Not found", body = ErrorBody), (status = 501, description = "This endpoint serves no cluster operations", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 pub(crate) async fn replay(
     State(s): State<Arc<AdminState>>,
     headers: HeaderMap,
@@ -242,8 +245,8 @@ pub(crate) async fn replay(
     if let Err(e) = authorize(&s, &headers) {
         return e.into_response();
     }
-    let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReplayRequest::default()
+    let req: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayBody::default()
     } else {
         match serde_json::from_slice(&body) {
             Ok(r) => r,
@@ -298,6 +301,7 @@ fn schema_error(e: &SchemaError) -> ApiError {
 }
 
 /// `GET /schemas`.
+#[utoipa::path(get, path = "/schemas", tag = "event definitions", responses((status = 200, description = "The latest definition of every event type", body = serde_json::Value), (status = 501, description = "This endpoint serves no cluster operations", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 pub(crate) async fn schemas(State(s): State<Arc<AdminState>>) -> Response {
     let ops = match ops(&s) {
         Ok(o) => o,
@@ -316,6 +320,7 @@ pub(crate) async fn schemas(State(s): State<Arc<AdminState>>) -> Response {
 }
 
 /// `GET /schemas/{event_type}`.
+#[utoipa::path(get, path = "/schemas/{event_type}", tag = "event definitions", params(("event_type" = String, Path, description = "The event type"), ("version" = Option<u32>, Query, minimum = 1, description = "A version (default: the latest)")), responses((status = 200, description = "The definition", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 501, description = "This endpoint serves no cluster operations", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 pub(crate) async fn schema(
     State(s): State<Arc<AdminState>>,
     path: Result<Path<String>, PathRejection>,
@@ -358,6 +363,7 @@ pub(crate) async fn schema(
 }
 
 /// `PUT /schemas/{event_type}`.
+#[utoipa::path(put, path = "/schemas/{event_type}", tag = "event definitions", params(("event_type" = String, Path, description = "The event type"), ("compatibility" = Option<crate::openapi::CompatibilityParam>, Query, description = "none (default) or backward")), request_body(content = serde_json::Value, description = "schema, description, examples, owner", content_type = "application/json"), security(("bearer" = [])), responses((status = 201, description = "The stored definition", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 401, description = "The bearer token is missing or wrong", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer"))), (status = 409, description = "Not backward compatible", body = ErrorBody), (status = 501, description = "This endpoint serves no cluster operations", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 pub(crate) async fn put_schema(
     State(s): State<Arc<AdminState>>,
     path: Result<Path<String>, PathRejection>,

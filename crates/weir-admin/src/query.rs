@@ -33,6 +33,7 @@ use weir_dsl::{StoreKind, StoreView};
 use weir_runtime::QueryError;
 use weir_state::KeyRange;
 
+use crate::openapi::{ErrorBody, KeyAnswer};
 use crate::{error, AdminState};
 
 /// The header that marks a forwarded query.
@@ -171,6 +172,7 @@ fn render(
 }
 
 /// `GET /stores/{store}/keys/{key}`.
+#[utoipa::path(get, path = "/stores/{store}/keys/{key}", tag = "stores", params(("store" = String, Path, description = "A key-value store"), ("key" = String, Path, description = "The key: JSON for the key type, or text for a string key"), ("X-Weir-Forwarded" = Option<String>, Header, description = "Set by a forwarding instance")), responses((status = 200, description = "The committed value and who served it", body = KeyAnswer), (status = 400, description = "A malformed request", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 500, description = "A stored value does not decode with its codec", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 pub(crate) async fn key(
     State(s): State<Arc<AdminState>>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -328,6 +330,7 @@ async fn get(base: &str, path: &str, from: &str) -> Result<Response, String> {
 }
 
 /// `GET /stores/{store}/range`.
+#[utoipa::path(get, path = "/stores/{store}/range", tag = "stores", params(("store" = String, Path, description = "A key-value store"), ("from" = Option<String>, Query, description = "The lowest key"), ("to" = Option<String>, Query, description = "The highest key"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "At most this many entries (default 100)")), responses((status = 200, description = "Entries of the partitions held here", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 500, description = "A stored value does not decode with its codec", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 pub(crate) async fn range(
     State(s): State<Arc<AdminState>>,
     path: Result<Path<String>, PathRejection>,

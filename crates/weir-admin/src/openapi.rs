@@ -1,0 +1,133 @@
+//! `GET /openapi.json`: the endpoint's OpenAPI 3.1 description, generated
+//! from the handlers' annotations (utoipa), so a route and its document
+//! cannot drift apart silently; a test fuzzes a running instance against
+//! it.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// Every error: `{"error": CODE, "message": ..}`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a description of what `crate::error` writes
+pub(crate) struct ErrorBody {
+    /// A stable code (`NOT_FOUND`, `BAD_REQUEST`, `NOT_OWNER`, …).
+    error: String,
+    /// What went wrong, for a person.
+    message: String,
+}
+
+/// The answer to a key query.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a description of what `crate::query::key` writes
+pub(crate) struct KeyAnswer {
+    /// The store.
+    store: String,
+    /// The key, as the store's key codec renders it.
+    key: serde_json::Value,
+    /// The committed value, as the store's value codec renders it.
+    value: serde_json::Value,
+    /// The key's partition.
+    partition: i32,
+    /// The instance that read it.
+    served_by: String,
+}
+
+/// `GET /topology?format=`.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // a description of what `crate::topology` reads
+pub(crate) enum TopologyFormat {
+    /// The description as JSON (the default).
+    Json,
+    /// A Mermaid flowchart.
+    Mermaid,
+}
+
+/// `PUT /schemas/{event_type}?compatibility=`.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // a description of what `crate::ops::put_schema` reads
+pub(crate) enum CompatibilityParam {
+    /// Any valid schema may follow (the default).
+    None,
+    /// Payloads valid under the latest version stay valid.
+    Backward,
+}
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Weir admin endpoint",
+        description = "Health, metrics, the topology, store queries (forwarded to the owner), dead letters and event definitions of one Weir instance."
+    ),
+    paths(
+        crate::health,
+        crate::ready,
+        crate::prometheus_text,
+        crate::topology,
+        crate::stores,
+        crate::query::key,
+        crate::query::range,
+        crate::ops::dlq,
+        crate::ops::replay,
+        crate::ops::schemas,
+        crate::ops::schema,
+        crate::ops::put_schema,
+        document,
+    ),
+    components(schemas(ErrorBody, KeyAnswer, crate::ops::ReplayBody, TopologyFormat, CompatibilityParam)),
+    modifiers(&BearerToken)
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`.
+#[utoipa::path(get, path = "/openapi.json", tag = "instance", responses((status = 200, description = "This document", body = serde_json::Value)))]
+pub(crate) async fn document() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_described() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, method) in [
+            ("/health", "get"),
+            ("/ready", "get"),
+            ("/metrics", "get"),
+            ("/topology", "get"),
+            ("/stores", "get"),
+            ("/stores/{store}/keys/{key}", "get"),
+            ("/stores/{store}/range", "get"),
+            ("/dlq", "get"),
+            ("/dlq/replay", "post"),
+            ("/schemas", "get"),
+            ("/schemas/{event_type}", "get"),
+            ("/schemas/{event_type}", "put"),
+            ("/openapi.json", "get"),
+        ] {
+            assert!(paths[path][method].is_object(), "{method} {path}");
+        }
+        let put = &paths["/schemas/{event_type}"]["put"];
+        assert!(put["responses"]["401"].is_object(), "{put}");
+        assert!(put["security"].is_array(), "{put}");
+    }
+}
