@@ -277,6 +277,53 @@ fn any_instance_answers_any_key_through_the_owner_and_never_with_stale_data() {
         ));
     }
 
+    // The command line asks any instance too.
+    let weir = binary("weir", "weir-cli");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(&weir)
+            .args(args)
+            .env_remove("WEIR_ADMIN_URL")
+            .output()
+            .expect("run weir");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.success(),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let url = format!("http://{}", c.addr);
+    let (ok, out, err) = cli(&[
+        "query",
+        "--admin",
+        &url,
+        "customer-totals",
+        customer,
+        "--output",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(is_recount(&v, customer, &want), "{v}");
+    assert_eq!(v["served_by"], owners[&p].as_str());
+    let (ok, out, err) = cli(&["query", "--admin", &url, "customer-totals", customer]);
+    assert!(ok, "{err}");
+    let (n, _) = want[customer];
+    assert!(
+        out.lines().nth(1).is_some_and(
+            |l| l.starts_with(customer.as_str()) && l.contains(&format!("\"count\":{n}"))
+        ),
+        "a table row for {customer}:\n{out}"
+    );
+    let (ok, _, err) = cli(&["query", "--admin", &url, "customer-totals", "nobody-at-all"]);
+    assert!(!ok && err.contains("404"), "{err}");
+    let (ok, out, err) = cli(&["topology", "--admin", &url]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("subtopology") && out.contains("customer-totals"),
+        "{out}"
+    );
+
     // SIGKILL one: while its partitions move, every 200 is still the recount.
     c.process.kill9();
     let survivors = [&a, &b];

@@ -27,6 +27,7 @@
 //! beside an instance. It runs on a small tokio runtime of its own, so a
 //! slow scrape never holds up a stream thread.
 
+pub mod client;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;

@@ -9,7 +9,10 @@
 //!   binary).
 //! - `weir schema register|get|list`: event definitions on the cluster's
 //!   `_weir_event_definitions` topic.
+//! - `weir query`, `weir topology`, and `weir dlq|schema --admin URL …`:
+//!   through a running instance's admin endpoint (see [`admin`]).
 
+mod admin;
 mod demo;
 mod dev_broker;
 
@@ -28,29 +31,74 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run a local test broker (crabka-broker) until SIGTERM/Ctrl-C.
     DevBroker(dev_broker::DevBrokerArgs),
-    /// Inspect or replay an application's dead-letter topic.
+    /// Inspect or replay an application's dead-letter topic (through Kafka,
+    /// or a running instance with `--admin`).
     Dlq {
         /// A TOML config file; `WEIR_*` environment variables override it.
         #[arg(long)]
         config: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        via: Via,
         #[command(subcommand)]
         command: weir::dlq::DlqCommand,
     },
-    /// Register, get or list event definitions (`_weir_event_definitions`).
+    /// Register, get or list event definitions (`_weir_event_definitions`;
+    /// through Kafka, or a running instance with `--admin`).
     Schema {
         /// A TOML config file; `WEIR_*` environment variables override it.
         #[arg(long)]
         config: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        via: Via,
         #[command(subcommand)]
         command: weir::schema::SchemaCommand,
     },
+    /// Read a store of a running topology by key (any instance answers,
+    /// forwarding to the owner), or a range of one instance's partitions.
+    Query(admin::QueryArgs),
+    /// Print a running topology (its sub-topologies and nodes).
+    Topology(admin::TopologyArgs),
+}
+
+/// `--admin` for the commands that can go through an admin endpoint.
+#[derive(clap::Args)]
+struct Via {
+    /// Go through this instance's admin endpoint (`http://host:port`)
+    /// instead of Kafka.
+    #[arg(long, global = true)]
+    admin: Option<String>,
+    /// The bearer token of mutating routes (with `--admin`).
+    #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// How to print (with `--admin`).
+    #[arg(long, value_enum, default_value_t = admin::Output::Table, global = true)]
+    output: admin::Output,
+}
+
+impl Via {
+    fn endpoint(&self) -> Option<admin::Endpoint> {
+        self.admin.clone().map(|admin| admin::Endpoint {
+            admin,
+            token: self.token.clone(),
+        })
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
         Command::DevBroker(args) => dev_broker::run(args),
-        Command::Dlq { config, command } => {
+        Command::Query(args) => admin::query(args),
+        Command::Topology(args) => admin::topology(args),
+        Command::Dlq { via, command, .. } if via.admin.is_some() => {
+            admin::dlq(&via.endpoint().expect("--admin"), via.output, command)
+        }
+        Command::Schema { via, command, .. } if via.admin.is_some() => {
+            admin::schema(&via.endpoint().expect("--admin"), via.output, command)
+        }
+        Command::Dlq {
+            config, command, ..
+        } => {
             let cfg = weir::runtime::Config::load(
                 &Default::default(),
                 config.as_deref(),
@@ -59,7 +107,9 @@ fn main() -> anyhow::Result<()> {
             weir::dlq::run_dlq(&cfg, None, command)?;
             Ok(())
         }
-        Command::Schema { config, command } => {
+        Command::Schema {
+            config, command, ..
+        } => {
             // Definitions belong to the cluster, not to an application:
             // only the connection settings matter.
             let defaults = [(
