@@ -68,6 +68,10 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
         .named("upper");
     upper.to("out");
     upper.group_by_key().count("per-key");
+    upper
+        .group_by_key()
+        .windowed_by(weir::dsl::tumbling(Duration::from_secs(60)))
+        .count("per-minute");
     let running = App::builder()
         .with_config(config)
         .start(b.build().unwrap())
@@ -257,6 +261,39 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
         .map(|e| e["key"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(keys, ["k0", "k1", "k2"]);
+
+    // A window store, by key and time: k1's windows hold its 8 records.
+    let r = get(addr, "/stores/per-minute/windows?key=k1");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let w = r.json();
+    let windows = w["windows"].as_array().unwrap();
+    assert!(!windows.is_empty(), "{w}");
+    let total: i64 = windows.iter().map(|x| x["value"].as_i64().unwrap()).sum();
+    assert_eq!(total, 8, "{w}");
+    let start = windows[0]["start"].as_i64().unwrap();
+    assert_eq!(start % 60_000, 0, "a tumbling window's start: {w}");
+    let r = get(
+        addr,
+        &format!("/stores/per-minute/windows?key=k1&from={}", start + 1),
+    );
+    assert_eq!(
+        r.json()["windows"].as_array().unwrap().len(),
+        windows.len() - 1
+    );
+    for (path, code) in [
+        ("/stores/per-minute/keys/k1", "WRONG_STORE_KIND"),
+        ("/stores/per-key/windows?key=k1", "WRONG_STORE_KIND"),
+        ("/stores/per-minute/windows", "BAD_REQUEST"),
+        ("/stores/per-minute/windows?key=k1&from=soon", "BAD_REQUEST"),
+    ] {
+        let r = get(addr, path);
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (400, Some(code)),
+            "{path}: {}",
+            r.body
+        );
+    }
 
     // Dead letters: listed with their reasons; a replay needs the token.
     let r = get(addr, "/dlq");

@@ -186,6 +186,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/stores", get(stores))
         .route("/stores/{store}/keys/{key}", get(query::key))
         .route("/stores/{store}/range", get(query::range))
+        .route("/stores/{store}/windows", get(query::windows))
         .route("/dlq", get(ops::dlq))
         .route("/dlq/replay", post(ops::replay))
         .route("/schemas", get(ops::schemas))

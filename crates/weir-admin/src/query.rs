@@ -103,6 +103,11 @@ fn bad_request(message: impl Into<String>) -> Response {
 
 /// The key-value view of `store`, or the error response.
 fn kv_view<'a>(s: &'a AdminState, store: &str) -> Result<&'a StoreView, ApiError> {
+    view_of(s, store, StoreKind::KeyValue)
+}
+
+/// The view of `store` when it is of kind `want`, or the error response.
+fn view_of<'a>(s: &'a AdminState, store: &str, want: StoreKind) -> Result<&'a StoreView, ApiError> {
     if !s.stores.stores().iter().any(|n| n == store) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -120,36 +125,32 @@ fn kv_view<'a>(s: &'a AdminState, store: &str) -> Result<&'a StoreView, ApiError
             format!("store {store} is internal to its operator and has no key view"),
         ));
     };
-    match view.kind() {
-        StoreKind::KeyValue => Ok(view),
-        kind => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "WRONG_STORE_KIND",
-            format!(
-                "store {store} is a {} store; query it by key and time (/stores/{store}/windows)",
-                match kind {
-                    StoreKind::Window => "window",
-                    _ => "session",
-                }
-            ),
-        )),
+    let name = |k: StoreKind| match k {
+        StoreKind::KeyValue => "key-value",
+        StoreKind::Window => "window",
+        _ => "session",
+    };
+    if view.kind() == want {
+        return Ok(view);
     }
+    let route = match view.kind() {
+        StoreKind::KeyValue => format!("/stores/{store}/keys/{{key}}"),
+        StoreKind::Window => format!("/stores/{store}/windows?key="),
+        _ => "no route yet".to_string(),
+    };
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "WRONG_STORE_KIND",
+        format!(
+            "store {store} is a {} store, not a {} store ({route})",
+            name(view.kind()),
+            name(want)
+        ),
+    ))
 }
 
 fn query_error(e: &QueryError) -> Response {
-    match e {
-        QueryError::UnknownStore { .. } => {
-            error(StatusCode::NOT_FOUND, "STORE_NOT_FOUND", e.to_string())
-        }
-        QueryError::NotLocal { .. } => unavailable("NOT_OWNER", e.to_string()),
-        QueryError::Restoring { .. } => unavailable("RESTORING", e.to_string()),
-        QueryError::Codec { .. } => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "STORED_VALUE_UNREADABLE",
-            e.to_string(),
-        ),
-        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "STORE", e.to_string()),
-    }
+    query_err(e).into_response()
 }
 
 fn render(
@@ -220,17 +221,22 @@ pub(crate) async fn key(
             ),
         ),
         Err(QueryError::NotLocal { .. }) => {
-            forward_key(&s, &store, &text, partition, &headers).await
+            let path = format!(
+                "/stores/{}/keys/{}",
+                encode_segment(&store),
+                encode_segment(&text)
+            );
+            forward(&s, &store, &path, partition, &headers).await
         }
         Err(e) => query_error(&e),
     }
 }
 
 /// Forwards a key query once to the owner of `partition`.
-async fn forward_key(
+async fn forward(
     s: &AdminState,
     store: &str,
-    text: &str,
+    path: &str,
     partition: i32,
     headers: &HeaderMap,
 ) -> Response {
@@ -260,12 +266,7 @@ async fn forward_key(
             ),
         );
     };
-    let path = format!(
-        "/stores/{}/keys/{}",
-        encode_segment(store),
-        encode_segment(text)
-    );
-    match get(url, &path, &s.instance_id).await {
+    match get(url, path, &s.instance_id).await {
         Ok(relayed) => relayed,
         Err(message) => unavailable(
             "OWNER_UNREACHABLE",
@@ -308,7 +309,8 @@ async fn get(base: &str, path: &str, from: &str) -> Result<Response, String> {
                 .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-        let req = hyper::Request::get(uri.path())
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        let req = hyper::Request::get(target)
             .header(header::HOST, authority)
             .header(FORWARDED, from)
             .body(http_body_util::Empty::<Bytes>::new())
@@ -416,5 +418,171 @@ mod tests {
         assert_eq!(encode_segment("c-17"), "c-17");
         assert_eq!(encode_segment("a b/c?d"), "a%20b%2Fc%3Fd");
         assert_eq!(encode_segment("é"), "%C3%A9");
+    }
+}
+
+/// `GET /stores/{store}/windows?key=&from=&to=&limit=`: a window store's
+/// windows of one key with `from <= start <= to` (either bound may be left
+/// out), oldest first, answered by the key's owner as key queries are.
+#[utoipa::path(get, path = "/stores/{store}/windows", tag = "stores", params(("store" = String, Path, description = "A window store (a windowed aggregation)"), ("key" = String, Query, description = "The key: JSON for the key type, or text for a string key"), ("from" = Option<i64>, Query, description = "The earliest window start (ms)"), ("to" = Option<i64>, Query, description = "The latest window start (ms)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "At most this many windows (default 100)"), ("X-Weir-Forwarded" = Option<String>, Header, description = "Set by a forwarding instance")), responses((status = 200, description = "The key's committed windows and who served them", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 404, description = "No such store", body = ErrorBody), (status = 500, description = "A stored value does not decode with its codec", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
+pub(crate) async fn windows(
+    State(s): State<Arc<AdminState>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<std::collections::BTreeMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let (Ok(Path(store)), Ok(Query(q))) = (path, query) else {
+        return bad_request("the path or query string does not decode");
+    };
+    match windows_of(&s, &store, &q) {
+        Ok(WindowAnswer::Here(v)) => Json(v).into_response(),
+        Ok(WindowAnswer::Elsewhere(partition)) => {
+            let query: Vec<String> = q
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode_segment(k), encode_segment(v)))
+                .collect();
+            let path = format!(
+                "/stores/{}/windows?{}",
+                encode_segment(&store),
+                query.join("&")
+            );
+            forward(&s, &store, &path, partition, &headers).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+enum WindowAnswer {
+    Here(serde_json::Value),
+    /// Another instance holds this partition.
+    Elsewhere(i32),
+}
+
+fn windows_of(
+    s: &AdminState,
+    store: &str,
+    q: &std::collections::BTreeMap<String, String>,
+) -> Result<WindowAnswer, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", m);
+    let view = view_of(s, store, StoreKind::Window)?;
+    if let Some(k) = q
+        .keys()
+        .find(|k| !matches!(k.as_str(), "key" | "from" | "to" | "limit"))
+    {
+        return Err(bad(format!(
+            "unknown parameter {k:?}; use key, from, to, limit"
+        )));
+    }
+    let text = q.get("key").ok_or_else(|| bad("key is required".into()))?;
+    let time = |name: &str, default: i64| -> Result<i64, ApiError> {
+        q.get(name).map_or(Ok(default), |t| {
+            t.parse()
+                .map_err(|_| bad(format!("{name}={t:?} is not a time in ms")))
+        })
+    };
+    let (from, to) = (time("from", i64::MIN)?, time("to", i64::MAX)?);
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => return Err(bad(format!("limit must be 1..={MAX_LIMIT}"))),
+    };
+    let key = view.parse_key(text).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_KEY",
+            format!("{text:?} is not a key of store {store}: {e}"),
+        )
+    })?;
+    let segment_ms = view.segment_ms().unwrap_or(1).max(1);
+    let partition = s
+        .stores
+        .partition_of(store, &key)
+        .map_err(|e| query_err(&e))?;
+    let engine = |e: QueryError| match e {
+        QueryError::NotLocal { .. } => None,
+        other => Some(query_err(&other)),
+    };
+    // Segment by segment (a handful: retention / segment span), each a
+    // short range of this key's windows.
+    let mut out = Vec::new();
+    let mut cursor = vec![WINDOW_TAG];
+    while out.len() < limit {
+        let probe = KeyRange {
+            from: Bound::Included(cursor.clone()),
+            to: Bound::Excluded(vec![WINDOW_TAG + 1]),
+        };
+        let first = match s.stores.range_in(store, partition, &probe, 1) {
+            Ok(f) => f,
+            Err(e) => return engine(e).map_or(Ok(WindowAnswer::Elsewhere(partition)), Err),
+        };
+        let Some((k, _)) = first.first() else { break };
+        let Some(segment) = k.get(1..9).and_then(weir_state::from_time_key) else {
+            break;
+        };
+        let (lo, hi) = (
+            from.max(segment.saturating_mul(segment_ms)),
+            to.min(segment.saturating_add(1).saturating_mul(segment_ms) - 1),
+        );
+        if lo <= hi {
+            let mine = KeyRange::inclusive(
+                &weir_state::window_key(segment_ms, &key, lo),
+                &weir_state::window_key(segment_ms, &key, hi),
+            );
+            let entries = s
+                .stores
+                .range_in(store, partition, &mine, limit - out.len())
+                .map_err(|e| query_err(&e))?;
+            for (k, v) in entries {
+                let Some((_, start)) = weir_state::decode_window_key(&k) else {
+                    continue;
+                };
+                let (latest, value) = view.render_window_slot(&v).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "STORED_VALUE_UNREADABLE",
+                        format!("store {store}: {e}"),
+                    )
+                })?;
+                out.push(serde_json::json!({
+                    "start": start,
+                    "value": value,
+                    "latest_timestamp": latest,
+                }));
+            }
+        }
+        let Some(next) = segment.checked_add(1) else {
+            break;
+        };
+        cursor = vec![WINDOW_TAG];
+        cursor.extend_from_slice(&weir_state::time_key(next));
+    }
+    let key_json = view
+        .render_key(&key)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BAD_KEY", e.to_string()))?;
+    Ok(WindowAnswer::Here(serde_json::json!({
+        "store": store,
+        "key": key_json,
+        "partition": partition,
+        "served_by": s.instance_id,
+        "windows": out,
+    })))
+}
+
+/// The tag of window entries in a window store (see `weir_state::window`).
+const WINDOW_TAG: u8 = 0x01;
+
+fn query_err(e: &QueryError) -> ApiError {
+    match e {
+        QueryError::UnknownStore { .. } => {
+            ApiError::new(StatusCode::NOT_FOUND, "STORE_NOT_FOUND", e.to_string())
+        }
+        QueryError::NotLocal { .. } => ApiError::unavailable("NOT_OWNER", e.to_string()),
+        QueryError::Restoring { .. } => ApiError::unavailable("RESTORING", e.to_string()),
+        QueryError::Codec { .. } => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "STORED_VALUE_UNREADABLE",
+            e.to_string(),
+        ),
+        _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "STORE", e.to_string()),
     }
 }

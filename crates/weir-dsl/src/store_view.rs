@@ -130,6 +130,25 @@ impl StoreView {
     pub fn render_value(&self, bytes: &[u8]) -> Result<serde_json::Value, CodecError> {
         self.value.render(bytes)
     }
+
+    /// A window store's stored slot — the timestamp of the latest record
+    /// it holds, then the serialized aggregate — as that timestamp and the
+    /// aggregate as JSON.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the slot is too short or the aggregate does not
+    /// decode with the value codec.
+    pub fn render_window_slot(
+        &self,
+        stored: &[u8],
+    ) -> Result<(i64, serde_json::Value), CodecError> {
+        let (latest, aggregate) =
+            crate::window::decode_slot(stored).ok_or_else(|| CodecError::Decode {
+                codec: self.value.codec(),
+                message: format!("a window slot of {} bytes", stored.len()),
+            })?;
+        Ok((latest, self.value.render(aggregate)?))
+    }
 }
 
 trait JsonView: Send + Sync {
