@@ -58,31 +58,29 @@ pub fn publish_input(
     Ok((input, avg))
 }
 
-/// Builds `package`'s binary `name` in release and returns its path.
+/// Builds `package`'s binary `name` in the profile this benchmark was
+/// built in (release under `cargo bench`; `cargo bench --profile dev` for
+/// a quick run without a release build) and returns its path.
 ///
 /// # Errors
 /// When cargo fails.
 pub fn release_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            package,
-            "--bin",
-            name,
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("building {name} failed");
-    }
     let exe = std::env::current_exe()?;
+    // <target>/<profile dir>/deps/<bench>
     let dir = exe
         .parent()
         .and_then(|p| p.parent())
         .context("target dir")?;
+    let release = dir.file_name().is_some_and(|d| d == "release");
+    let mut args = vec!["build", "--quiet", "-p", package, "--bin", name];
+    if release {
+        args.push("--release");
+    }
+    let status = Command::new(cargo).args(&args).status()?;
+    if !status.success() {
+        bail!("building {name} failed");
+    }
     Ok(dir.join(name))
 }
 

@@ -159,22 +159,26 @@ impl App {
                 Ok(())
             }
             Command::Run => {
-                init_logging();
+                let telemetry = init_telemetry(&self.config)?;
                 seed_definitions(&self.config, &self.definitions)?;
                 let instance = weir_runtime::start(self.config.clone(), topology)?;
                 let admin = start_admin(&self.config, &instance)?;
                 instance.stop_on_signals()?;
                 let result = instance.wait();
                 drop(admin);
+                // The last spans (the final commit's) leave before exit.
+                telemetry.shutdown();
                 result
             }
             Command::Dlq { command } => {
-                init_logging();
+                let _telemetry =
+                    crate::telemetry::init(&self.config, self.config.instance_id.as_deref())?;
                 let t = weir_runtime::configured_topology(&self.config, &topology)?;
                 crate::dlq::run_dlq(&self.config, Some(&t), command)
             }
             Command::Schema { command } => {
-                init_logging();
+                let _telemetry =
+                    crate::telemetry::init(&self.config, self.config.instance_id.as_deref())?;
                 crate::schema::run_schema(&self.config, command)
             }
         }
@@ -185,16 +189,19 @@ impl App {
     /// Starts the topology in this process and returns at once with the
     /// [`crate::Running`] instance: query its stores from any thread, then
     /// `stop` and `wait`. Ignores the command line's `describe`; installs
-    /// no signal handler.
+    /// no signal handler. Installs the process's log and, with
+    /// `otlp_endpoint`, trace export (see [`crate::telemetry`]) unless a
+    /// subscriber is installed already; `wait` flushes the export.
     ///
     /// # Errors
-    /// As [`weir_runtime::start`].
+    /// As [`weir_runtime::start`]; [`Error::Usage`] for a bad
+    /// `otlp_endpoint`.
     pub fn start(self, topology: Topology) -> Result<crate::Running> {
-        init_logging();
+        let telemetry = init_telemetry(&self.config)?;
         seed_definitions(&self.config, &self.definitions)?;
         let instance = weir_runtime::start(self.config.clone(), topology)?;
         let admin = start_admin(&self.config, &instance)?;
-        Ok(crate::Running::new(instance, admin))
+        Ok(crate::Running::new(instance, admin, telemetry))
     }
 }
 
@@ -269,11 +276,20 @@ fn seed_definitions(config: &Config, definitions: &[weir_schema::NewDefinition])
     Ok(())
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// The log, and trace export when `otlp_endpoint` is set, for an instance
+/// about to start: its spans carry `service.instance.id` — the configured
+/// id, else the one persisted in the state dir (created now if new, as
+/// [`weir_runtime::start`] would). If the state dir is locked, start
+/// reports that; the id is then left out.
+fn init_telemetry(config: &Config) -> Result<crate::telemetry::Telemetry> {
+    let instance_id = match (&config.otlp_endpoint, &config.instance_id) {
+        (None, _) => None,
+        (Some(_), Some(id)) => Some(id.clone()),
+        (Some(_), None) => {
+            weir_runtime::InstanceIdentity::acquire(&config.state_dir, &config.application_id, None)
+                .ok()
+                .map(|identity| identity.instance_id().to_string())
+        }
+    };
+    crate::telemetry::init(config, instance_id.as_deref())
 }

@@ -30,6 +30,7 @@ mod app;
 pub mod dlq;
 mod query;
 pub mod schema;
+pub mod telemetry;
 
 pub use app::{App, AppBuilder};
 pub use query::{Running, StoreQuery};

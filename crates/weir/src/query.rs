@@ -15,11 +15,21 @@ pub struct Running {
     instance: Instance,
     /// The admin endpoint, when `admin_listen` is set (stops with this).
     admin: Option<weir_admin::AdminServer>,
+    /// The trace export, flushed when the instance has stopped.
+    telemetry: crate::telemetry::Telemetry,
 }
 
 impl Running {
-    pub(crate) fn new(instance: Instance, admin: Option<weir_admin::AdminServer>) -> Self {
-        Self { instance, admin }
+    pub(crate) fn new(
+        instance: Instance,
+        admin: Option<weir_admin::AdminServer>,
+        telemetry: crate::telemetry::Telemetry,
+    ) -> Self {
+        Self {
+            instance,
+            admin,
+            telemetry,
+        }
     }
 
     /// Where the admin endpoint listens, when `admin_listen` is set (with
@@ -64,14 +74,20 @@ impl Running {
         self.instance.is_finished()
     }
 
-    /// Waits until the instance stops.
+    /// Waits until the instance stops, then flushes its trace export
+    /// (`otlp_endpoint`).
     ///
     /// # Errors
     /// As [`weir_runtime::Instance::wait`].
     pub fn wait(self) -> Result<()> {
-        let Running { instance, admin } = self;
+        let Running {
+            instance,
+            admin,
+            telemetry,
+        } = self;
         let result = instance.wait();
         drop(admin);
+        telemetry.shutdown();
         result
     }
 }
