@@ -124,6 +124,8 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
             "--report-dir",
         ])
         .arg(&report)
+        // Its caches go to the temporary dir, not into the repository.
+        .current_dir(state.path())
         .output()
         .expect("run schemathesis");
     let text = format!(

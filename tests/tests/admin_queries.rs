@@ -105,6 +105,35 @@ fn group_owners(app: &str, live: &[&Instance]) -> BTreeMap<i32, String> {
     owners
 }
 
+/// Purchases `ids` by random customers; `want` counts them.
+fn purchases(
+    rng: &mut rand::rngs::StdRng,
+    ids: std::ops::Range<usize>,
+    want: &mut Totals,
+) -> Vec<(String, Vec<u8>)> {
+    ids.map(|i| {
+        let customer = format!("cust-{}", rng.gen_range(0..CUSTOMERS));
+        let amount = rng.gen_range(-20..200i64);
+        let e = want.entry(customer.clone()).or_default();
+        e.0 += 1;
+        e.1 += amount;
+        let v = serde_json::json!({"customer": customer, "amount": amount, "id": i});
+        (format!("k-{}", i % 31), v.to_string().into_bytes())
+    })
+    .collect()
+}
+
+fn publish_all(topic: &str, records: &[(String, Vec<u8>)]) {
+    publish(
+        TestBroker::shared().bootstrap(),
+        topic,
+        records
+            .iter()
+            .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_slice()))),
+    )
+    .unwrap();
+}
+
 fn key_path(customer: &str) -> String {
     format!("/stores/customer-totals/keys/{customer}")
 }
@@ -192,25 +221,8 @@ fn any_instance_answers_any_key_through_the_owner_and_never_with_stale_data() {
 
     let mut want = Totals::new();
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let records: Vec<(String, Vec<u8>)> = (0..EVENTS)
-        .map(|i| {
-            let customer = format!("cust-{}", rng.gen_range(0..CUSTOMERS));
-            let amount = rng.gen_range(-20..200i64);
-            let e = want.entry(customer.clone()).or_default();
-            e.0 += 1;
-            e.1 += amount;
-            let v = serde_json::json!({"customer": customer, "amount": amount, "id": i});
-            (format!("k-{}", i % 31), v.to_string().into_bytes())
-        })
-        .collect();
-    publish(
-        broker.bootstrap(),
-        &events,
-        records
-            .iter()
-            .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_slice()))),
-    )
-    .unwrap();
+    let records = purchases(&mut rng, 0..EVENTS, &mut want);
+    publish_all(&events, &records);
     assert_eq!(want.len(), CUSTOMERS, "every customer has events");
 
     // Every instance answers every key with the recount, served by the owner.
@@ -371,4 +383,40 @@ fn any_instance_answers_any_key_through_the_owner_and_never_with_stale_data() {
         group_owners(&app, &survivors).len() == PARTITIONS as usize,
         "the survivors hold every partition"
     );
+
+    // A paused instance (SIGSTOP) loses its partitions without knowing it;
+    // more events arrive meanwhile. Resumed (SIGCONT), it must not answer
+    // from its old stores: until its consumer learns of the revocation, a
+    // query to it is a 503 or the new owner's (current) answer.
+    b.process.signal(nix::sys::signal::Signal::SIGSTOP);
+    let more = purchases(&mut rng, EVENTS..EVENTS + 1_000, &mut want);
+    publish_all(&events, &more);
+    eventually(Duration::from_secs(120), || check_all(&app, &[&a], &want))
+        .unwrap_or_else(|e| panic!("while b is paused: {e}; log:\n{}", a.process.log_text()));
+    b.process.signal(nix::sys::signal::Signal::SIGCONT);
+    let until = Instant::now() + Duration::from_secs(5);
+    let (mut answered, mut refused) = (0, 0);
+    while Instant::now() < until {
+        for customer in want.keys() {
+            let r = request(b.addr, "GET", &key_path(customer), &[]);
+            match r.status {
+                200 => {
+                    answered += 1;
+                    let v = r.json();
+                    assert!(
+                        is_recount(&v, customer, &want),
+                        "a stale answer from the resumed instance: {v}, want {:?}",
+                        want[customer]
+                    );
+                }
+                503 => refused += 1,
+                other => panic!("{customer} at the resumed {}: {other} {}", b.id, r.body),
+            }
+        }
+    }
+    eprintln!("after SIGCONT: {answered} answers, {refused} 503s");
+    eventually(Duration::from_secs(120), || {
+        check_all(&app, &survivors, &want)
+    })
+    .unwrap_or_else(|e| panic!("after the pause: {e}; logs:\n{}", logs(&survivors)));
 }

@@ -136,13 +136,23 @@ impl AdminClient {
             url: url.clone(),
             source,
         };
-        let addr = self
-            .authority
-            .to_socket_addrs()
-            .map_err(io)?
-            .next()
-            .ok_or_else(|| ClientError::Url { url: url.clone() })?;
-        let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(io)?;
+        // Every address the name resolves to (localhost: ::1, then 127.0.0.1).
+        let mut last = None;
+        let mut connected = None;
+        for addr in self.authority.to_socket_addrs().map_err(io)? {
+            match TcpStream::connect_timeout(&addr, self.timeout) {
+                Ok(s) => {
+                    connected = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let mut s = match (connected, last) {
+            (Some(s), _) => s,
+            (None, Some(e)) => return Err(io(e)),
+            (None, None) => return Err(ClientError::Url { url }),
+        };
         s.set_read_timeout(Some(self.timeout)).map_err(io)?;
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -168,8 +178,9 @@ impl AdminClient {
 }
 
 fn parse(raw: &[u8]) -> Option<Answer> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let body = &raw[split + 4..];
     let mut lines = head.lines();
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
     let headers: BTreeMap<String, String> = lines
@@ -182,26 +193,28 @@ fn parse(raw: &[u8]) -> Option<Answer> {
     {
         dechunk(body)?
     } else {
-        body.to_string()
+        body.to_vec()
     };
     Some(Answer {
         status,
         headers,
-        body,
+        body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
 
-/// A chunked body's content.
-fn dechunk(mut s: &str) -> Option<String> {
-    let mut out = String::new();
+/// A chunked body's content (sizes count bytes, so this works on bytes).
+fn dechunk(mut s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
     loop {
-        let (size, rest) = s.split_once("\r\n")?;
+        let line_end = s.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&s[..line_end]).ok()?;
         let n = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        let rest = &s[line_end + 2..];
         if n == 0 {
             return Some(out);
         }
-        out.push_str(rest.get(..n)?);
-        s = rest.get(n..)?.strip_prefix("\r\n")?;
+        out.extend_from_slice(rest.get(..n)?);
+        s = rest.get(n..)?.strip_prefix(b"\r\n")?;
     }
 }
 
@@ -221,6 +234,9 @@ mod tests {
         assert_eq!(a.error_message().unwrap(), "404: m");
         let c = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
         assert_eq!(c.body, "abcde");
+        // A chunk boundary inside a multi-byte character.
+        let e = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\na\xc3\r\n1\r\n\xa9\r\n0\r\n\r\n").unwrap();
+        assert_eq!(e.body, "a\u{e9}");
         assert!(c.error_message().is_none());
         assert!(parse(b"garbage").is_none());
     }

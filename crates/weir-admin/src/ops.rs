@@ -84,7 +84,13 @@ pub(crate) fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), ApiEr
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // The scheme is case-insensitive (RFC 7235).
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
+        })
         .unwrap_or("");
     // Compared without an early exit, so the time taken tells nothing.
     let same = given.len() == token.len()
@@ -233,6 +239,10 @@ pub(crate) struct ReplayBody {
     from_offset: Option<i64>,
     to_offset: Option<i64>,
     to: Option<String>,
+    /// The replay's consumer group (default `<application_id>-dlq-replay`).
+    /// The group's position moves past the dead letters a filter left out,
+    /// so replay those later under another group.
+    group: Option<String>,
 }
 
 /// `POST /dlq/replay`.
@@ -256,6 +266,9 @@ pub(crate) async fn replay(
     if req.to.as_deref().is_some_and(str::is_empty) {
         return bad_request("to must be a topic name");
     }
+    if req.group.as_deref().is_some_and(str::is_empty) {
+        return bad_request("group must be a consumer group name");
+    }
     let ops = match ops(&s) {
         Ok(o) => o,
         Err(e) => return e.into_response(),
@@ -266,6 +279,9 @@ pub(crate) async fn replay(
         opts.from_offset = req.from_offset;
         opts.to_offset = req.to_offset;
         opts.to = req.to;
+        if let Some(g) = req.group {
+            opts.group = g;
+        }
         weir_runtime::replay_dead_letters(&ops.config, &opts, None, &mut |_, _| {})
             .map(|summary| (opts.topic, summary))
             .map_err(|e| kafka_error(&e))

@@ -42,6 +42,23 @@ pub const FORWARDED: &str = "x-weir-forwarded";
 /// How long a forwarded query may take, connection included.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// 503 while this instance's stores may be stale (see
+/// `RuntimeStats::stalled`: a stream thread paused past a consumer session,
+/// or just back from one).
+fn fresh(s: &AdminState) -> Result<(), ApiError> {
+    match s.stats.stalled() {
+        Some(d) => Err(ApiError::unavailable(
+            "STALLED",
+            format!(
+                "{} was paused (its oldest poll is {} ms old); its partitions may have moved",
+                s.instance_id,
+                d.as_millis()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The most entries one range answer carries.
 const MAX_LIMIT: usize = 10_000;
 
@@ -90,6 +107,20 @@ impl IntoResponse for ApiError {
         }
         r
     }
+}
+
+/// Runs a store read off the endpoint's one worker (RocksDB reads block),
+/// so a long range never holds up `/health` or a peer's forwarded query.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            format!("the read failed: {e}"),
+        )
+    })
 }
 
 /// A 503 with `Retry-After: 1`.
@@ -200,7 +231,18 @@ pub(crate) async fn key(
         Ok(p) => p,
         Err(e) => return query_error(&e),
     };
-    match s.stores.get(&store, &key) {
+    if let Err(e) = fresh(&s) {
+        return e.into_response();
+    }
+    let read = {
+        let (stores, store, key) = (s.stores.clone(), store.clone(), key.clone());
+        blocking(move || stores.get(&store, &key)).await
+    };
+    let read = match read {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match read {
         Ok(Some(value)) => match render(view, &store, &key, &value) {
             Ok((k, v)) => Json(serde_json::json!({
                 "store": store,
@@ -297,7 +339,13 @@ async fn get(base: &str, path: &str, from: &str) -> Result<Response, String> {
     if uri.scheme_str() != Some("http") {
         return Err("only http:// admin URLs can be forwarded to".into());
     }
-    let host = uri.host().ok_or("the URL has no host")?.to_string();
+    // An IPv6 host comes with its brackets.
+    let host = uri
+        .host()
+        .ok_or("the URL has no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(80);
     let call = async {
         let stream = tokio::net::TcpStream::connect((host.as_str(), port))
@@ -380,9 +428,17 @@ pub(crate) async fn range(
         from: bound_of(from),
         to: bound_of(to),
     };
-    let entries = match s.stores.range(&store, &range, limit) {
-        Ok(e) => e,
-        Err(e) => return query_error(&e),
+    if let Err(e) = fresh(&s) {
+        return e.into_response();
+    }
+    let read = {
+        let (stores, store) = (s.stores.clone(), store.clone());
+        blocking(move || stores.range(&store, &range, limit)).await
+    };
+    let entries = match read {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return query_error(&e),
+        Err(e) => return e.into_response(),
     };
     let mut out = Vec::with_capacity(entries.len());
     for (k, v) in &entries {
@@ -434,7 +490,11 @@ pub(crate) async fn windows(
     let (Ok(Path(store)), Ok(Query(q))) = (path, query) else {
         return bad_request("the path or query string does not decode");
     };
-    match windows_of(&s, &store, &q) {
+    let answer = {
+        let (s, store, q) = (s.clone(), store.clone(), q.clone());
+        blocking(move || windows_of(&s, &store, &q)).await
+    };
+    match answer.and_then(|a| a) {
         Ok(WindowAnswer::Here(v)) => Json(v).into_response(),
         Ok(WindowAnswer::Elsewhere(partition)) => {
             let query: Vec<String> = q
@@ -493,6 +553,7 @@ fn windows_of(
             format!("{text:?} is not a key of store {store}: {e}"),
         )
     })?;
+    fresh(s)?;
     let segment_ms = view.segment_ms().unwrap_or(1).max(1);
     let partition = s
         .stores
@@ -505,7 +566,9 @@ fn windows_of(
     // Segment by segment (a handful: retention / segment span), each a
     // short range of this key's windows.
     let mut out = Vec::new();
+    let (first_segment, last_segment) = (from.div_euclid(segment_ms), to.div_euclid(segment_ms));
     let mut cursor = vec![WINDOW_TAG];
+    cursor.extend_from_slice(&weir_state::time_key(first_segment));
     while out.len() < limit {
         let probe = KeyRange {
             from: Bound::Included(cursor.clone()),
@@ -519,10 +582,15 @@ fn windows_of(
         let Some(segment) = k.get(1..9).and_then(weir_state::from_time_key) else {
             break;
         };
-        let (lo, hi) = (
-            from.max(segment.saturating_mul(segment_ms)),
-            to.min(segment.saturating_add(1).saturating_mul(segment_ms) - 1),
-        );
+        if segment > last_segment {
+            break;
+        }
+        let seg_start = segment.checked_mul(segment_ms).unwrap_or(i64::MIN);
+        let seg_end = segment
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(segment_ms))
+            .map_or(i64::MAX, |e| e - 1);
+        let (lo, hi) = (from.max(seg_start), to.min(seg_end));
         if lo <= hi {
             let mine = KeyRange::inclusive(
                 &weir_state::window_key(segment_ms, &key, lo),

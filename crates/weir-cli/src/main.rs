@@ -65,7 +65,7 @@ enum Command {
 struct Via {
     /// Go through this instance's admin endpoint (`http://host:port`)
     /// instead of Kafka.
-    #[arg(long, global = true)]
+    #[arg(long, env = "WEIR_ADMIN_URL", global = true)]
     admin: Option<String>,
     /// The bearer token of mutating routes (with `--admin`).
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true, global = true)]

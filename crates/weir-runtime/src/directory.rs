@@ -22,10 +22,13 @@
 //! reads the topic from the beginning and keeps the latest record of each
 //! instance with its offset.
 //!
-//! **Ownership** of a store partition is the claim in the *latest* record
-//! (highest offset) that lists it: a record is written only after the
-//! change it reports, so a newer owner's claim always follows the old
-//! owner's, and a killed instance's stale record loses to its successor's.
+//! **Ownership** of a store partition goes to the instance whose unbroken
+//! claim of it *began* last (the offset of the first record of a run of
+//! records that all list it): a record is written only after the change it
+//! reports, so a newer owner's claim always begins after the old owner's;
+//! a killed instance's stale record, or the 30 s refresh of a paused
+//! instance that has not yet noticed it lost the partition, loses to its
+//! successor's.
 //! Between a revoke and the next owner's claim a partition may have no
 //! owner, or a stale one; the admin endpoint answers 503 then (a forwarded
 //! query the target does not hold is refused, never answered from elsewhere),
@@ -75,10 +78,17 @@ pub struct InstanceInfo {
     pub timestamp: i64,
 }
 
+/// One instance's latest record, and since which offset it has claimed
+/// each store partition without a break.
+struct Entry {
+    info: InstanceInfo,
+    since: BTreeMap<(String, i32), i64>,
+}
+
 #[derive(Default)]
 struct Known {
-    /// instance id → (its latest record, that record's offset).
-    instances: BTreeMap<String, (InstanceInfo, i64)>,
+    /// instance id → its latest record.
+    instances: BTreeMap<String, Entry>,
 }
 
 impl Known {
@@ -89,7 +99,22 @@ impl Known {
         };
         match serde_json::from_slice::<InstanceInfo>(bytes) {
             Ok(info) if info.instance_id == key => {
-                self.instances.insert(key.to_string(), (info, offset));
+                let before = self
+                    .instances
+                    .remove(key)
+                    .map(|e| e.since)
+                    .unwrap_or_default();
+                let since = info
+                    .stores
+                    .iter()
+                    .flat_map(|(store, ps)| ps.iter().map(move |&p| (store.clone(), p)))
+                    .map(|sp| {
+                        let at = before.get(&sp).copied().unwrap_or(offset);
+                        (sp, at)
+                    })
+                    .collect();
+                self.instances
+                    .insert(key.to_string(), Entry { info, since });
             }
             Ok(info) => tracing::warn!(
                 key,
@@ -100,16 +125,16 @@ impl Known {
         }
     }
 
+    /// The instance whose unbroken claim of the partition began last: a
+    /// refresh of an old claim (a paused instance that has not noticed it
+    /// lost the partition) never takes it from a newer owner.
     fn owner(&self, store: &str, partition: i32) -> Option<&InstanceInfo> {
+        let sp = (store.to_string(), partition);
         self.instances
             .values()
-            .filter(|(info, _)| {
-                info.stores
-                    .get(store)
-                    .is_some_and(|ps| ps.contains(&partition))
-            })
-            .max_by_key(|(_, offset)| *offset)
-            .map(|(info, _)| info)
+            .filter_map(|e| e.since.get(&sp).map(|&at| (at, &e.info)))
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, info)| info)
     }
 }
 
@@ -222,7 +247,7 @@ impl Directory {
         lock(&self.known)
             .instances
             .values()
-            .map(|(i, _)| i.clone())
+            .map(|e| e.info.clone())
             .collect()
     }
 }
@@ -261,6 +286,8 @@ impl Publisher {
         if !due {
             return;
         }
+        // Counted once the record is acknowledged.
+        let previous = self.info.generation;
         if self
             .published
             .as_ref()
@@ -289,6 +316,7 @@ impl Publisher {
                 if let Err(e) = crate::kafka::flush_quickly(&self.producer, Duration::from_secs(5))
                 {
                     tracing::warn!(error = %e, topic = %self.topic, "directory record not acknowledged; retrying");
+                    self.info.generation = previous;
                     return;
                 }
                 tracing::debug!(stores = ?held, generation = self.info.generation, "published this instance's holdings");
@@ -296,6 +324,7 @@ impl Publisher {
             }
             Err((e, _)) => {
                 tracing::warn!(error = %e, topic = %self.topic, "directory record not sent; retrying");
+                self.info.generation = previous;
             }
         }
     }
@@ -338,8 +367,21 @@ mod tests {
         assert_eq!(k.owner("totals", 0).unwrap().instance_id, "a");
         assert!(k.owner("other", 0).is_none());
         assert!(k.owner("totals", 7).is_none());
-        // a stops cleanly: its tombstone removes its claims.
-        k.apply("a", None, 3);
+        // a, paused, refreshes its old claim of 1: b keeps it.
+        k.apply("a", Some(&record("a", "totals", &[0, 1])), 3);
+        assert_eq!(k.owner("totals", 1).unwrap().instance_id, "b");
+        // b loses 1 and a gets it back: a owns it again.
+        k.apply("b", Some(&record("b", "totals", &[])), 4);
+        assert_eq!(k.owner("totals", 1).unwrap().instance_id, "a");
+        k.apply("b", Some(&record("b", "totals", &[1])), 5);
+        k.apply("a", Some(&record("a", "totals", &[0])), 6);
+        k.apply("a", Some(&record("a", "totals", &[0, 1])), 7);
+        assert_eq!(
+            k.owner("totals", 1).unwrap().instance_id,
+            "a",
+            "a's new claim began last"
+        );
+        k.apply("a", None, 8);
         assert!(k.owner("totals", 0).is_none());
     }
 

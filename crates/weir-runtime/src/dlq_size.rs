@@ -46,7 +46,8 @@ pub(crate) fn start(
                     }
                     next = Instant::now() + INTERVAL;
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                // Serves the client's events (errors, logs) so none pile up.
+                let _ = consumer.poll(Duration::from_millis(100));
             }
         })
         .map_err(|e| tracing::warn!(error = %e, "cannot start the dead-letter size sampler"))

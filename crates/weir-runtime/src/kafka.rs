@@ -84,7 +84,10 @@ pub(crate) fn reader_config(cfg: &Config, client_id: &str) -> ClientConfig {
         .set("group.id", format!("{}-reader", cfg.application_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // No statistics events to pile up in a queue nobody polls (the
+        // dead-letter size sampler only asks for metadata and watermarks).
+        .set("statistics.interval.ms", "0");
     c
 }
 

@@ -66,6 +66,15 @@ pub enum QueryError {
     },
 }
 
+/// The error for an unknown store, built from the map already locked (a
+/// second read lock while a writer waits may deadlock).
+fn unknown(stores: &BTreeMap<String, StoreEntry>, store: &str) -> QueryError {
+    QueryError::UnknownStore {
+        store: store.to_string(),
+        known: stores.keys().cloned().collect::<Vec<_>>().join(", "),
+    }
+}
+
 /// One partition of a store held by this instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorePartition {
@@ -180,22 +189,16 @@ impl LocalStores {
             .collect()
     }
 
-    fn unknown(&self, store: &str) -> QueryError {
-        QueryError::UnknownStore {
-            store: store.to_string(),
-            known: self.stores().join(", "),
-        }
-    }
-
     /// The number of partitions of `store` (its sub-topology's tasks).
     ///
     /// # Errors
     /// [`QueryError::UnknownStore`].
     pub fn partition_count(&self, store: &str) -> Result<i32, QueryError> {
-        self.read()
+        let stores = self.read();
+        stores
             .get(store)
             .map(|e| e.partitions)
-            .ok_or_else(|| self.unknown(store))
+            .ok_or_else(|| unknown(&stores, store))
     }
 
     /// The partition of `store` that holds the serialized `key`.
@@ -210,7 +213,7 @@ impl LocalStores {
     /// The reader of a held, running partition.
     fn reader(&self, store: &str, partition: i32) -> Result<Arc<dyn StoreReader>, QueryError> {
         let stores = self.read();
-        let entry = stores.get(store).ok_or_else(|| self.unknown(store))?;
+        let entry = stores.get(store).ok_or_else(|| unknown(&stores, store))?;
         match entry.held.get(&partition) {
             None => Err(QueryError::NotLocal {
                 store: store.to_string(),
@@ -275,7 +278,7 @@ impl LocalStores {
     ) -> Result<Vec<KvPair>, QueryError> {
         let held: Vec<i32> = {
             let stores = self.read();
-            let entry = stores.get(store).ok_or_else(|| self.unknown(store))?;
+            let entry = stores.get(store).ok_or_else(|| unknown(&stores, store))?;
             entry.held.keys().copied().collect()
         };
         let mut all = Vec::new();
@@ -295,7 +298,7 @@ impl LocalStores {
     pub fn approximate_len(&self, store: &str) -> Result<u64, QueryError> {
         let held: Vec<i32> = {
             let stores = self.read();
-            let entry = stores.get(store).ok_or_else(|| self.unknown(store))?;
+            let entry = stores.get(store).ok_or_else(|| unknown(&stores, store))?;
             entry.held.keys().copied().collect()
         };
         let mut n = 0;

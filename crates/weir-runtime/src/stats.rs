@@ -7,6 +7,12 @@ use std::sync::Mutex;
 
 use crate::histogram::Histogram;
 
+/// A poll gap longer than this (the consumer's session timeout) may have
+/// cost the thread its partitions.
+const STALL_MS: i64 = 10_000;
+/// After such a gap, how long the stores stay suspect (a few heartbeats).
+const RESUME_GRACE_MS: i64 = 3_000;
+
 use weir_dsl::TaskMetrics;
 
 /// One node's totals in the registry.
@@ -78,6 +84,9 @@ pub struct RuntimeStats {
     /// See [`RuntimeStats::dead_letter_queue_size`]: the size plus one, 0
     /// while unknown.
     dlq_size_plus_one: AtomicU64,
+    /// Per stream thread: when its consumer last returned from a poll, and
+    /// until when its stores are suspect after a long pause (ms).
+    polled_at: Mutex<BTreeMap<usize, (i64, i64)>>,
     /// Per-node counts, processors' gauges and lag (see
     /// [`RuntimeStats::absorb`]).
     registry: Mutex<Registry>,
@@ -146,6 +155,38 @@ impl RuntimeStats {
         for (topic, partition, n) in lag {
             r.lag.insert((thread, topic, partition), n);
         }
+    }
+
+    /// Stream thread `thread`'s consumer returned from a poll now (its
+    /// rebalance callbacks, if any, have run).
+    pub(crate) fn polled(&self, thread: usize) {
+        let now = crate::task_set::now_ms();
+        let mut polls = self.polled_at.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = polls.entry(thread).or_insert((now, now));
+        if now - entry.0 > STALL_MS {
+            // Back from a pause longer than a session: the group may have
+            // moved its partitions; the first polls may not know it yet
+            // (the heartbeat that tells comes within a second or so).
+            entry.1 = now + RESUME_GRACE_MS;
+        }
+        entry.0 = now;
+    }
+
+    /// Whether this instance's stores may be stale: a stream thread has not
+    /// polled for longer than a consumer session (10 s), or resumed from
+    /// such a pause less than 3 s ago. A paused process (SIGSTOP, a stall)
+    /// may have lost its partitions without knowing it yet: until a poll
+    /// has run the revocation, its stores must not answer queries. The
+    /// duration is how long ago the oldest poll was.
+    pub fn stalled(&self) -> Option<std::time::Duration> {
+        let now = crate::task_set::now_ms();
+        let polls = self.polled_at.lock().unwrap_or_else(|e| e.into_inner());
+        polls
+            .values()
+            .find(|(last, suspect_until)| now - last > STALL_MS || now < *suspect_until)
+            .map(|(last, _)| {
+                std::time::Duration::from_millis(now.saturating_sub(*last).max(0) as u64)
+            })
     }
 
     /// Stream thread `thread`'s readiness (see [`RuntimeStats::is_ready`]).
@@ -261,6 +302,26 @@ impl RuntimeStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stores_are_suspect_after_a_pause_until_a_grace_has_passed() {
+        let s = RuntimeStats::default();
+        assert_eq!(s.stalled(), None, "no thread yet");
+        s.polled(0);
+        assert_eq!(s.stalled(), None, "polling regularly");
+        let now = crate::task_set::now_ms();
+        // Thread 0 last polled 11 s ago: paused past a session.
+        s.polled_at.lock().unwrap().insert(0, (now - 11_000, 0));
+        assert!(s.stalled().is_some_and(|d| d.as_millis() >= 11_000));
+        // Back: its first polls may not know of a revocation yet.
+        s.polled(0);
+        assert!(s.stalled().is_some(), "suspect during the grace");
+        s.polled_at.lock().unwrap().insert(0, (now, now - 1));
+        assert_eq!(s.stalled(), None, "the grace has passed");
+        // Any thread stalled is enough.
+        s.polled_at.lock().unwrap().insert(1, (now - 20_000, 0));
+        assert!(s.stalled().is_some());
+    }
 
     #[test]
     fn ready_when_every_thread_has_joined_and_nothing_restores() {

@@ -219,6 +219,7 @@ fn run_generation(spec: &Arc<ThreadSpec>, poisoned: &mut PoisonLedger) -> Result
             next = consumer.poll(Duration::ZERO);
         }
         let mut s = lock(&state);
+        s.spec.stats.polled(s.spec.index);
         s.producer.poll(Duration::ZERO);
         s.advance_tasks(&consumer);
         if s.unknown_positions {
