@@ -396,3 +396,97 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
         "the endpoint stops with the instance"
     );
 }
+
+#[test]
+fn the_admin_endpoint_shows_what_a_wait_holds_for_a_key() {
+    let broker = TestBroker::shared();
+    let bootstrap = broker.bootstrap().to_string();
+    let app = TestBroker::unique("admin-waits");
+    let (orders, outcomes, payments) = (
+        format!("{app}-orders"),
+        format!("{app}-outcomes"),
+        format!("{app}-payments"),
+    );
+    create_topics(&bootstrap, &[(&orders, 2), (&payments, 2)]).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let config = in_process_config(
+        &app,
+        &bootstrap,
+        state.path(),
+        2,
+        (&orders, &outcomes),
+        &[
+            ("WEIR_ADMIN_LISTEN", "127.0.0.1:0"),
+            ("WEIR_TOPICS__PAYMENTS", &payments),
+        ],
+    );
+    let b = Topology::builder();
+    let paid = b.stream("payments", Str, Json::<f64>::new());
+    b.stream("in", Str, Json::<f64>::new())
+        .await_event(
+            &paid,
+            weir::dsl::Wait::named("payment")
+                .when(|order: &f64, paid: &f64| order == paid)
+                .timeout(Duration::from_secs(3600)),
+        )
+        .map_values(|o| format!("{o:?}"))
+        .with_value_codec(Str)
+        .to("out");
+    let running = App::builder()
+        .with_config(config)
+        .start(b.build().unwrap())
+        .unwrap();
+    let addr = running.admin_addr().unwrap();
+    publish(
+        &bootstrap,
+        &orders,
+        [("o1", "10.0"), ("o1", "20.0"), ("o2", "5.0")]
+            .iter()
+            .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()))),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let r = get(addr, "/waits/payment/o1");
+        if r.status == 200 && r.json()["pending"].as_array().is_some_and(|p| p.len() == 2) {
+            break r.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "o1's two orders pending within 60 s: {} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let values: Vec<f64> = held["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values, [10.0, 20.0], "{held}");
+    assert_eq!(held["key"], "o1");
+    assert!(held["pending"][0]["timestamp"].is_i64(), "{held}");
+    let r = get(addr, "/waits/payment/o2");
+    assert_eq!(
+        r.json()["pending"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
+    let r = get(addr, "/waits/payment/nobody");
+    assert_eq!(
+        (r.status, r.json()["pending"].clone()),
+        (200, serde_json::json!([]))
+    );
+    let r = get(addr, "/waits/no-such-wait/o1");
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (404, Some("WAIT_NOT_FOUND")),
+        "{}",
+        r.body
+    );
+    running.stop();
+    running.wait().unwrap();
+}

@@ -12,7 +12,9 @@
 //! - `GET /stores`: the topology's stores, the partitions of each this
 //!   instance holds (restoring or not), and an estimate of their keys;
 //! - `GET /stores/{store}/keys/{key}` (answered here or by the key's owner)
-//!   and `GET /stores/{store}/range`: see [`query`];
+//!   `GET /stores/{store}/range`, `GET /stores/{store}/windows`,
+//!   `GET /waits/{wait}/{key}`: see [`query`];
+//! - `GET /openapi.json`: this API's OpenAPI document;
 //! - `GET /dlq`, `POST /dlq/replay`, `GET /schemas`,
 //!   `GET|PUT /schemas/{event_type}`: see [`ops`] (the mutating ones need
 //!   the bearer token `admin_token` when it is set).
@@ -187,6 +189,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/stores/{store}/keys/{key}", get(query::key))
         .route("/stores/{store}/range", get(query::range))
         .route("/stores/{store}/windows", get(query::windows))
+        .route("/waits/{wait}/{key}", get(query::waits))
         .route("/dlq", get(ops::dlq))
         .route("/dlq/replay", post(ops::replay))
         .route("/schemas", get(ops::schemas))

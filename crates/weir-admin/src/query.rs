@@ -17,6 +17,16 @@
 //!   100, at most 10,000) entries with `from <= key <= to` (by serialized
 //!   key order; either bound may be left out) of the partitions this
 //!   instance holds — a range is not forwarded.
+//! - `GET /stores/{store}/windows?key=&from=&to=&limit=`: a window store's
+//!   windows of one key (`start`, `value`, `latest_timestamp`), forwarded
+//!   like key queries.
+//! - `GET /waits/{wait}/{key}`: the records a wait (`await_event`) holds
+//!   for a key, forwarded like key queries; none is an empty list.
+//!
+//! Every local read first checks that this instance was not paused past a
+//! consumer session (`RuntimeStats::stalled`): a paused instance may have
+//! lost its partitions without knowing it yet, so it answers 503 `STALLED`
+//! until a poll after the pause has run the revocation.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -653,4 +663,88 @@ fn query_err(e: &QueryError) -> ApiError {
         ),
         _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "STORE", e.to_string()),
     }
+}
+
+/// `GET /waits/{wait}/{key}`: what the wait named `wait` (an
+/// `await_event`) holds for a key — its pending records, oldest first —
+/// answered by the key's owner as key queries are. No pending record is an
+/// empty list.
+#[utoipa::path(get, path = "/waits/{wait}/{key}", tag = "stores", params(("wait" = String, Path, description = "The wait's name"), ("key" = String, Path, description = "The key: JSON for the key type, or text for a string key"), ("X-Weir-Forwarded" = Option<String>, Header, description = "Set by a forwarding instance")), responses((status = 200, description = "The key's pending records and who served them", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 404, description = "No such wait", body = ErrorBody), (status = 500, description = "A stored value does not decode with its codec", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
+pub(crate) async fn waits(
+    State(s): State<Arc<AdminState>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(Path((wait, text))) = path else {
+        return bad_request("the path does not decode (a key must be URL-encoded UTF-8)");
+    };
+    let store = format!("{wait}-waits");
+    let known = s.stores.stores();
+    if !known.contains(&store) || s.topology.store_view(&store).is_none() {
+        let waits: Vec<&str> = known
+            .iter()
+            .filter_map(|n| n.strip_suffix("-waits"))
+            .collect();
+        return error(
+            StatusCode::NOT_FOUND,
+            "WAIT_NOT_FOUND",
+            format!(
+                "the topology has no wait {wait}; its waits are {}",
+                waits.join(", ")
+            ),
+        );
+    }
+    let view = match kv_view(&s, &store) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let key = match view.parse_key(&text) {
+        Ok(k) => k,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BAD_KEY",
+                format!("{text:?} is not a key of wait {wait}: {e}"),
+            )
+        }
+    };
+    let partition = match s.stores.partition_of(&store, &key) {
+        Ok(p) => p,
+        Err(e) => return query_error(&e),
+    };
+    if let Err(e) = fresh(&s) {
+        return e.into_response();
+    }
+    let read = {
+        let (stores, store, key) = (s.stores.clone(), store.clone(), key.clone());
+        blocking(move || stores.get(&store, &key)).await
+    };
+    let read = match read {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let pending = match read {
+        Ok(Some(value)) => match render(view, &store, &key, &value) {
+            Ok((_, v)) => v,
+            Err(e) => return e.into_response(),
+        },
+        Ok(None) => serde_json::json!([]),
+        Err(QueryError::NotLocal { .. }) => {
+            let path = format!("/waits/{}/{}", encode_segment(&wait), encode_segment(&text));
+            return forward(&s, &store, &path, partition, &headers).await;
+        }
+        Err(e) => return query_error(&e),
+    };
+    let key_json = match view.render_key(&key) {
+        Ok(k) => k,
+        Err(e) => return bad_request(e.to_string()),
+    };
+    Json(serde_json::json!({
+        "wait": wait,
+        "key": key_json,
+        "pending": pending,
+        "partition": partition,
+        "served_by": s.instance_id,
+    }))
+    .into_response()
 }

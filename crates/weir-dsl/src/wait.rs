@@ -240,6 +240,26 @@ impl<T: 'static> Codec<Vec<Pending<T>>> for PendingCodec<T> {
         }
         Ok(list)
     }
+
+    /// The list as JSON: `[{"timestamp", "partition", "offset", "value"}]`,
+    /// each value through the inner codec's JSON view.
+    fn to_json(&self, list: &Vec<Pending<T>>) -> Option<serde_json::Value> {
+        Some(serde_json::Value::Array(
+            list.iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "timestamp": p.timestamp,
+                        "partition": p.partition,
+                        "offset": p.offset,
+                        "value": self
+                            .0
+                            .to_json(&p.value)
+                            .unwrap_or_else(|| serde_json::json!({ "codec": self.0.name() })),
+                    })
+                })
+                .collect(),
+        ))
+    }
 }
 
 /// A codec that is not there (the build already failed with a
@@ -605,8 +625,13 @@ where
         );
         let timers: Timers = {
             let mut g = self.graph.borrow_mut();
-            g.declare_store(&waits_name);
-            g.declare_store(&early_name);
+            // Queryable: the admin endpoint's /waits/{wait}/{key}.
+            let waits_codec: Arc<dyn Codec<Vec<Pending<A>>>> =
+                Arc::new(PendingCodec::new(ac.clone()));
+            let early_codec: Arc<dyn Codec<Vec<Pending<B>>>> =
+                Arc::new(PendingCodec::new(bc.clone()));
+            g.declare_viewed_store(&waits_name, crate::StoreView::key_value(&kc, &waits_codec));
+            g.declare_viewed_store(&early_name, crate::StoreView::key_value(&kc, &early_codec));
             g.declare_timer_store(&timers_name);
             Timers {
                 name: timers_name.into(),
