@@ -213,6 +213,43 @@ fn render(
     ))
 }
 
+/// A local read of the serialized form of `text` in key-value store
+/// `store`: the view, the key, its partition and the read (`NotLocal` when
+/// another instance holds it). `what` names the store in messages.
+async fn read_key<'a>(
+    s: &'a AdminState,
+    store: &str,
+    text: &str,
+    what: &str,
+) -> Result<
+    (
+        &'a StoreView,
+        Vec<u8>,
+        i32,
+        Result<Option<Vec<u8>>, QueryError>,
+    ),
+    ApiError,
+> {
+    let view = kv_view(s, store)?;
+    let key = view.parse_key(text).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_KEY",
+            format!("{text:?} is not a key of {what}: {e}"),
+        )
+    })?;
+    let partition = s
+        .stores
+        .partition_of(store, &key)
+        .map_err(|e| query_err(&e))?;
+    fresh(s)?;
+    let read = {
+        let (stores, store, key) = (s.stores.clone(), store.to_string(), key.clone());
+        blocking(move || stores.get(&store, &key)).await?
+    };
+    Ok((view, key, partition, read))
+}
+
 /// `GET /stores/{store}/keys/{key}`.
 #[utoipa::path(get, path = "/stores/{store}/keys/{key}", tag = "stores", params(("store" = String, Path, description = "A key-value store"), ("key" = String, Path, description = "The key: JSON for the key type, or text for a string key"), ("X-Weir-Forwarded" = Option<String>, Header, description = "Set by a forwarding instance")), responses((status = 200, description = "The committed value and who served it", body = KeyAnswer), (status = 400, description = "A malformed request", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 500, description = "A stored value does not decode with its codec", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 pub(crate) async fn key(
@@ -223,35 +260,11 @@ pub(crate) async fn key(
     let Ok(Path((store, text))) = path else {
         return bad_request("the path does not decode (a key must be URL-encoded UTF-8)");
     };
-    let view = match kv_view(&s, &store) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let key = match view.parse_key(&text) {
-        Ok(k) => k,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "BAD_KEY",
-                format!("{text:?} is not a key of store {store}: {e}"),
-            )
-        }
-    };
-    let partition = match s.stores.partition_of(&store, &key) {
-        Ok(p) => p,
-        Err(e) => return query_error(&e),
-    };
-    if let Err(e) = fresh(&s) {
-        return e.into_response();
-    }
-    let read = {
-        let (stores, store, key) = (s.stores.clone(), store.clone(), key.clone());
-        blocking(move || stores.get(&store, &key)).await
-    };
-    let read = match read {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
+    let (view, key, partition, read) =
+        match read_key(&s, &store, &text, &format!("store {store}")).await {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
     match read {
         Ok(Some(value)) => match render(view, &store, &key, &value) {
             Ok((k, v)) => Json(serde_json::json!({
@@ -694,35 +707,11 @@ pub(crate) async fn waits(
             ),
         );
     }
-    let view = match kv_view(&s, &store) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let key = match view.parse_key(&text) {
-        Ok(k) => k,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "BAD_KEY",
-                format!("{text:?} is not a key of wait {wait}: {e}"),
-            )
-        }
-    };
-    let partition = match s.stores.partition_of(&store, &key) {
-        Ok(p) => p,
-        Err(e) => return query_error(&e),
-    };
-    if let Err(e) = fresh(&s) {
-        return e.into_response();
-    }
-    let read = {
-        let (stores, store, key) = (s.stores.clone(), store.clone(), key.clone());
-        blocking(move || stores.get(&store, &key)).await
-    };
-    let read = match read {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
+    let (view, key, partition, read) =
+        match read_key(&s, &store, &text, &format!("wait {wait}")).await {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
     let pending = match read {
         Ok(Some(value)) => match render(view, &store, &key, &value) {
             Ok((_, v)) => v,
