@@ -48,11 +48,10 @@ pub(crate) fn consumer_config(cfg: &Config, client_id: &str) -> ClientConfig {
     c
 }
 
-/// A stream thread's restore consumer: no group (partitions are assigned
-/// by hand), `read_committed`, never resets a position on its own (an
-/// out-of-range checkpoint is the restorer's to handle), and reports
-/// reaching the end of a partition.
-pub(crate) fn restore_consumer_config(cfg: &Config, client_id: &str) -> ClientConfig {
+/// A consumer of hand-assigned partitions, group `<application_id>-<role>`
+/// (never joined: no subscription), committing nothing; the user's
+/// `[kafka]` keys but group and reset ones.
+fn assigned_consumer_config(cfg: &Config, client_id: &str, role: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.bootstrap_servers);
     for (k, v) in &cfg.kafka {
@@ -61,10 +60,19 @@ pub(crate) fn restore_consumer_config(cfg: &Config, client_id: &str) -> ClientCo
         }
     }
     c.set("client.id", client_id)
-        .set("group.id", format!("{}-restore", cfg.application_id))
+        .set("group.id", format!("{}-{role}", cfg.application_id))
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "error")
+        .set("enable.auto.offset.store", "false");
+    c
+}
+
+/// A stream thread's restore consumer: no group (partitions are assigned
+/// by hand), `read_committed`, never resets a position on its own (an
+/// out-of-range checkpoint is the restorer's to handle), and reports
+/// reaching the end of a partition.
+pub(crate) fn restore_consumer_config(cfg: &Config, client_id: &str) -> ClientConfig {
+    let mut c = assigned_consumer_config(cfg, client_id, "restore");
+    c.set("auto.offset.reset", "error")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed");
     c
@@ -73,18 +81,8 @@ pub(crate) fn restore_consumer_config(cfg: &Config, client_id: &str) -> ClientCo
 /// A reader of hand-assigned partitions (the instance directory, the
 /// dead-letter size sampler): no subscription, no commits.
 pub(crate) fn reader_config(cfg: &Config, client_id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.bootstrap_servers);
-    for (k, v) in &cfg.kafka {
-        if !is_producer_only(k) && !k.starts_with("group.") && k != "auto.offset.reset" {
-            c.set(k, v);
-        }
-    }
-    c.set("client.id", client_id)
-        .set("group.id", format!("{}-reader", cfg.application_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+    let mut c = assigned_consumer_config(cfg, client_id, "reader");
+    c.set("auto.offset.reset", "earliest")
         // No statistics events to pile up in a queue nobody polls (the
         // dead-letter size sampler only asks for metadata and watermarks).
         .set("statistics.interval.ms", "0");
