@@ -8,7 +8,7 @@ tools="$HOME/.cache/weir/tools"
 broker="$tools/bin/crabka-broker"
 
 # System packages: a C toolchain for librdkafka (bundled), libclang for
-# RocksDB's bindings (state stores), promtool for a test.
+# RocksDB's bindings (state stores), promtool and Chromium for tests.
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v make >/dev/null 2>&1 || missing+=(make)
@@ -20,6 +20,8 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # Python with venv for schemathesis (below).
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# Headless Chromium drives the dashboard in a test.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   sudo_cmd=""

@@ -629,3 +629,19 @@ pub fn assert_exactly_once(s: &Scenario, want: &Expected, got: &[Record], contex
         &problems[..problems.len().min(20)]
     );
 }
+
+/// The address in a process's "admin endpoint listening" log line (an
+/// endpoint bound to `127.0.0.1:0`).
+pub fn listening_addr(log: &str) -> Option<std::net::SocketAddr> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("admin endpoint listening"))?;
+    let at = line.find("127.0.0.1:")?;
+    let rest = &line[at..];
+    let end = rest
+        .char_indices()
+        .skip("127.0.0.1:".len())
+        .find(|(_, c)| !c.is_ascii_digit())
+        .map_or(rest.len(), |(i, _)| i);
+    rest[..end].parse().ok()
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use weir_testkit::{publish, TestBroker};
 use weir_tests::http::{get, request, try_request};
-use weir_tests::{binary, TopologyProcess};
+use weir_tests::{binary, listening_addr, TopologyProcess};
 
 const CUSTOMERS: usize = 50;
 const EVENTS: usize = 3_000;
@@ -65,21 +65,6 @@ fn start(app: &str, events: &str, totals: &str, dir: &std::path::Path, n: usize)
         .expect("an instance id")
         .to_string();
     Instance { process, addr, id }
-}
-
-/// The address in the "admin endpoint listening" log line.
-fn listening_addr(log: &str) -> Option<SocketAddr> {
-    let line = log
-        .lines()
-        .find(|l| l.contains("admin endpoint listening"))?;
-    let at = line.find("127.0.0.1:")?;
-    let rest = &line[at..];
-    let end = rest
-        .char_indices()
-        .skip("127.0.0.1:".len())
-        .find(|(_, c)| !c.is_ascii_digit())
-        .map_or(rest.len(), |(i, _)| i);
-    rest[..end].parse().ok()
 }
 
 /// Who holds each partition of the repartition topic (= of the store), by

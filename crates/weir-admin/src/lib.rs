@@ -30,6 +30,7 @@
 //! slow scrape never holds up a stream thread.
 
 pub mod client;
+pub mod ingress;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
@@ -68,6 +69,8 @@ pub struct AdminState {
     pub ops: Option<Arc<ops::Operations>>,
     /// `admin_token`: required on mutating routes when set.
     pub token: Option<String>,
+    /// HTTP ingress (`POST /v1/events`), when `ingress_enabled`.
+    pub ingress: Option<Arc<ingress::Ingress>>,
 }
 
 /// Why the endpoint could not start.
@@ -121,6 +124,19 @@ impl AdminServer {
         listen: &str,
         make: impl FnOnce(SocketAddr) -> Result<AdminState, String>,
     ) -> Result<Self, AdminError> {
+        Self::serve(listen, |addr| make(addr).map(router))
+    }
+
+    /// Binds `listen` and serves the routes `make` gives once the address
+    /// is bound (as [`AdminServer::start_with`], for any routes: `weir
+    /// ingress` serves [`ingress::standalone`]).
+    ///
+    /// # Errors
+    /// [`AdminError::Listen`], or `make`'s error as [`AdminError::State`].
+    pub fn serve(
+        listen: &str,
+        make: impl FnOnce(SocketAddr) -> Result<Router, String>,
+    ) -> Result<Self, AdminError> {
         let err = |message: String| AdminError::Listen {
             listen: listen.to_string(),
             message,
@@ -136,8 +152,7 @@ impl AdminServer {
             .map_err(|e| err(e.to_string()))?;
         let addr = listener.local_addr().map_err(|e| err(e.to_string()))?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = make(addr).map_err(AdminError::State)?;
-        let app = router(state);
+        let app = make(addr).map_err(AdminError::State)?;
         let thread = std::thread::Builder::new()
             .name("weir-admin".into())
             .spawn(move || {
@@ -180,7 +195,8 @@ impl Drop for AdminServer {
 
 /// The routes (public for tests that serve it on their own listener).
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let ingress = state.ingress.clone();
+    let admin = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus_text))
@@ -200,7 +216,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(Arc::new(state))
+        .with_state(Arc::new(state));
+    match ingress {
+        Some(i) => admin.merge(ingress::router(i)),
+        None => admin,
+    }
 }
 
 /// An error response: `{"error": code, "message": message}`.
@@ -234,7 +254,7 @@ pub(crate) async fn ready(State(s): State<Arc<AdminState>>) -> Response {
 
 #[utoipa::path(get, path = "/metrics", tag = "instance", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), (status = 500, description = "The registry failed", body = ErrorBody)))]
 pub(crate) async fn prometheus_text(State(s): State<Arc<AdminState>>) -> Response {
-    match metrics::render(&s.stats, &s.stores) {
+    match metrics::render(&s.stats, &s.stores, s.ingress.as_deref()) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -303,7 +323,7 @@ pub(crate) async fn stores(State(s): State<Arc<AdminState>>) -> Response {
     Json(serde_json::json!({ "instance_id": s.instance_id, "stores": list })).into_response()
 }
 
-async fn not_found(uri: axum::http::Uri) -> Response {
+pub(crate) async fn not_found(uri: axum::http::Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
@@ -311,7 +331,10 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     )
 }
 
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+pub(crate) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",

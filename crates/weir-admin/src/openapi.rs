@@ -90,9 +90,10 @@ impl Modify for BearerToken {
         crate::ops::schemas,
         crate::ops::schema,
         crate::ops::put_schema,
+        crate::ingress::publish_route,
         document,
     ),
-    components(schemas(ErrorBody, KeyAnswer, crate::ops::ReplayBody, TopologyFormat, CompatibilityParam)),
+    components(schemas(ErrorBody, KeyAnswer, crate::ingress::Accepted, crate::ingress::Refusal, crate::ingress::RefusalDetails, crate::ingress::ErrorStatus, crate::ingress::PublishBody, crate::ops::ReplayBody, TopologyFormat, CompatibilityParam)),
     modifiers(&BearerToken)
 )]
 pub struct ApiDoc;
@@ -127,6 +128,7 @@ mod tests {
             ("/schemas/{event_type}", "get"),
             ("/schemas/{event_type}", "put"),
             ("/openapi.json", "get"),
+            ("/v1/events", "post"),
         ] {
             assert!(paths[path][method].is_object(), "{method} {path}");
         }

@@ -81,6 +81,19 @@ pub(crate) fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), ApiEr
     let Some(token) = s.token.as_deref() else {
         return Ok(());
     };
+    if bearer_matches(headers, token) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        "this route needs Authorization: Bearer <admin_token>",
+    )
+    .with_header(header::WWW_AUTHENTICATE, "Bearer"))
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`.
+pub(crate) fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -93,21 +106,12 @@ pub(crate) fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), ApiEr
         })
         .unwrap_or("");
     // Compared without an early exit, so the time taken tells nothing.
-    let same = given.len() == token.len()
+    given.len() == token.len()
         && given
             .bytes()
             .zip(token.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        "this route needs Authorization: Bearer <admin_token>",
-    )
-    .with_header(header::WWW_AUTHENTICATE, "Bearer"))
+            == 0
 }
 
 fn ops(s: &AdminState) -> Result<Arc<Operations>, ApiError> {

@@ -9,12 +9,16 @@
 //!   binary).
 //! - `weir schema register|get|list`: event definitions on the cluster's
 //!   `_weir_event_definitions` topic.
+//! - `weir ingress`: HTTP ingress (`POST /v1/events`) on its own; `weir
+//!   publish`: events through an ingress or straight to Kafka (see
+//!   [`ingress`]).
 //! - `weir query`, `weir topology`, and `weir dlq|schema --admin URL …`:
 //!   through a running instance's admin endpoint (see [`admin`]).
 
 mod admin;
 mod demo;
 mod dev_broker;
+mod ingress;
 
 use clap::{Parser, Subcommand};
 
@@ -58,6 +62,12 @@ enum Command {
     Query(admin::QueryArgs),
     /// Print a running topology (its sub-topologies and nodes).
     Topology(admin::TopologyArgs),
+    /// Serve HTTP ingress (`POST /v1/events`: checked against event
+    /// definitions, written to the configured topics) until SIGTERM/Ctrl-C.
+    Ingress(ingress::IngressArgs),
+    /// Publish events through an ingress (`--ingress URL`) or straight to
+    /// Kafka, with the same checks; prints each answer.
+    Publish(ingress::PublishArgs),
 }
 
 /// `--admin` for the commands that can go through an admin endpoint.
@@ -90,6 +100,8 @@ fn main() -> anyhow::Result<()> {
         Command::DevBroker(args) => dev_broker::run(args),
         Command::Query(args) => admin::query(args),
         Command::Topology(args) => admin::topology(args),
+        Command::Ingress(args) => ingress::serve(args),
+        Command::Publish(args) => ingress::publish(args),
         Command::Dlq { via, command, .. } if via.admin.is_some() => {
             admin::dlq(&via.endpoint().expect("--admin"), via.output, command)
         }

@@ -214,6 +214,40 @@ pub struct Config {
     /// Renames a topology's topics for this deployment: logical name → topic.
     #[serde(default)]
     pub topics: BTreeMap<String, String>,
+    /// Serve `POST /v1/events` (HTTP ingress) on the admin endpoint too
+    /// (default false; `weir ingress` serves it on its own).
+    #[serde(default)]
+    pub ingress_enabled: bool,
+    /// Ingress: the topic of each event type (`[ingress_topics]`, or
+    /// `WEIR_INGRESS_TOPICS="user.created=users,order.placed=orders"`).
+    #[serde(default)]
+    pub ingress_topics: BTreeMap<String, String>,
+    /// Ingress: the topic of event types without an `ingress_topics` entry
+    /// (unset: such types are refused).
+    #[serde(default)]
+    pub ingress_default_topic: Option<String>,
+    /// Ingress: the record key's field per event type, a dotted path into
+    /// the event (`[ingress_keys]` or `WEIR_INGRESS_KEYS="order.placed=data.customerId"`).
+    #[serde(default)]
+    pub ingress_keys: BTreeMap<String, String>,
+    /// Ingress: the record key's field of the other types (default `id`).
+    #[serde(default = "default_ingress_key_field")]
+    pub ingress_key_field: String,
+    /// Ingress: the largest request body accepted, in bytes (default 1 MiB).
+    #[serde(default = "default_ingress_max_body")]
+    pub ingress_max_body_bytes: u64,
+    /// Ingress: how long a retried event id (or `Idempotency-Key`) is
+    /// answered with its first receipt instead of being written again (ms,
+    /// default 86,400,000: a day).
+    #[serde(default = "default_ingress_window")]
+    pub ingress_idempotency_window_ms: u64,
+    /// Ingress: how long a write may wait for the broker's acknowledgement
+    /// before the request is answered 503 (ms, default 10,000).
+    #[serde(default = "default_ingress_timeout")]
+    pub ingress_produce_timeout_ms: u64,
+    /// Ingress: a bearer token `POST /v1/events` requires (unset: none).
+    #[serde(default)]
+    pub ingress_token: Option<String>,
     /// Values of the topology's declared parameters (`WEIR_PARAMS__<NAME>`).
     #[serde(default, deserialize_with = "kafka_table")]
     pub params: BTreeMap<String, String>,
@@ -222,6 +256,18 @@ pub struct Config {
     pub kafka: BTreeMap<String, String>,
 }
 
+fn default_ingress_key_field() -> String {
+    "id".into()
+}
+fn default_ingress_max_body() -> u64 {
+    1024 * 1024
+}
+fn default_ingress_window() -> u64 {
+    86_400_000
+}
+fn default_ingress_timeout() -> u64 {
+    10_000
+}
 fn default_purge_interval() -> u64 {
     30_000
 }
@@ -308,7 +354,18 @@ const KEYS: &[(&str, KeyType)] = &[
     ("replication_factor", KeyType::Int),
     ("repartition_purge_interval_ms", KeyType::Int),
     ("dlq_topic", KeyType::Str),
+    ("ingress_enabled", KeyType::Bool),
+    ("ingress_default_topic", KeyType::Str),
+    ("ingress_key_field", KeyType::Str),
+    ("ingress_max_body_bytes", KeyType::Int),
+    ("ingress_idempotency_window_ms", KeyType::Int),
+    ("ingress_produce_timeout_ms", KeyType::Int),
+    ("ingress_token", KeyType::Str),
 ];
+
+/// Tables a `WEIR_<NAME>` variable sets whole, as `a=b,c=d` (their keys,
+/// event types, may hold characters a variable name cannot).
+const PAIR_TABLES: &[&str] = &["ingress_topics", "ingress_keys"];
 
 impl Config {
     /// Loads the configuration: `defaults`, then the TOML file `file` (if
@@ -372,6 +429,21 @@ impl Config {
             } else if let Some(rest) = name.strip_prefix("topics__") {
                 sub_table(&mut table, "topics")
                     .insert(rest.to_string(), toml::Value::String(value));
+            } else if PAIR_TABLES.contains(&name.as_str()) {
+                let mut t = toml::Table::new();
+                for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .map(|(k, v)| (k.trim(), v.trim()))
+                        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                        .ok_or_else(|| ConfigError::Invalid {
+                            key: var.clone(),
+                            message: format!("{pair:?} is not name=value (write a=b,c=d)"),
+                        })?;
+                    t.insert(k.to_string(), toml::Value::String(v.to_string()));
+                }
+                origin.insert(name.clone(), var.clone());
+                table.insert(name, toml::Value::Table(t));
             } else if let Some((_, ty)) = KEYS.iter().find(|(k, _)| *k == name) {
                 let v = match ty {
                     KeyType::Str => toml::Value::String(value),
@@ -403,6 +475,11 @@ impl Config {
                         "WEIR_TOPICS__<NAME>".into(),
                         "WEIR_PARAMS__<NAME>".into(),
                     ])
+                    .chain(
+                        PAIR_TABLES
+                            .iter()
+                            .map(|k| format!("WEIR_{}", k.to_ascii_uppercase())),
+                    )
                     .collect::<Vec<_>>()
                     .join(", ");
                 return Err(ConfigError::UnknownEnv { var, known });
@@ -454,6 +531,12 @@ impl Config {
         }
         if self.replication_factor < 1 {
             return Err(invalid("replication_factor", "must be at least 1"));
+        }
+        if self.ingress_key_field.trim().is_empty() {
+            return Err(invalid("ingress_key_field", "must not be empty"));
+        }
+        if self.ingress_produce_timeout_ms == 0 {
+            return Err(invalid("ingress_produce_timeout_ms", "must be at least 1"));
         }
         for key in self.kafka.keys() {
             if REFUSED_KAFKA_KEYS.contains(&key.as_str()) {
@@ -592,6 +675,29 @@ mod tests {
         assert_eq!(c.params["order_timeout_ms"], "900000");
         assert_eq!(c.processing_guarantee, ProcessingGuarantee::ExactlyOnceV2);
         assert_eq!(c.dead_letter_topic(None), "app-dlq");
+    }
+
+    #[test]
+    fn ingress_tables_come_from_pairs_in_one_variable() {
+        let c = Config::load(
+            &defaults(),
+            None,
+            env(&[
+                (
+                    "WEIR_INGRESS_TOPICS",
+                    "user.created=users, order.placed=orders",
+                ),
+                ("WEIR_INGRESS_KEYS", "order.placed=data.customerId"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.ingress_topics["user.created"], "users");
+        assert_eq!(c.ingress_topics["order.placed"], "orders");
+        assert_eq!(c.ingress_keys["order.placed"], "data.customerId");
+        assert_eq!(c.ingress_key_field, "id");
+        let e =
+            Config::load(&defaults(), None, env(&[("WEIR_INGRESS_TOPICS", "users")])).unwrap_err();
+        assert!(e.to_string().contains("WEIR_INGRESS_TOPICS"), "{e}");
     }
 
     #[test]

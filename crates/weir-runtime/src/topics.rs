@@ -61,7 +61,21 @@ struct Admin<'a> {
     rt: tokio::runtime::Runtime,
 }
 
-impl Admin<'_> {
+impl<'a> Admin<'a> {
+    fn connect(cfg: &'a Config) -> Result<Self, TopicError> {
+        let err = |message: String| TopicError::Admin {
+            bootstrap: cfg.bootstrap_servers.clone(),
+            message,
+        };
+        let client: AdminClient<DefaultClientContext> =
+            admin_config(cfg).create().map_err(|e| err(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Admin { cfg, client, rt })
+    }
+
     fn err(&self, message: impl Into<String>) -> TopicError {
         TopicError::Admin {
             bootstrap: self.cfg.bootstrap_servers.clone(),
@@ -173,6 +187,35 @@ pub(crate) struct RepartitionTopic {
     pub writers: u32,
 }
 
+/// Creates `topic` with `partitions` and `configs` unless the cluster has
+/// it; answers its partition count.
+///
+/// # Errors
+/// [`TopicError::Admin`] when the cluster cannot be asked or refuses.
+pub(crate) fn ensure_topic(
+    cfg: &Config,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<i32, TopicError> {
+    let admin = Admin::connect(cfg)?;
+    if let Some(&n) = admin.partitions()?.get(topic) {
+        return Ok(n);
+    }
+    tracing::info!(%topic, partitions, "creating topic");
+    admin.create_with(&[(topic.to_string(), partitions)], configs)?;
+    Ok(partitions)
+}
+
+/// Whether the cluster has `topic`.
+///
+/// # Errors
+/// [`TopicError::Admin`] when the cluster cannot be asked.
+pub(crate) fn topic_exists(cfg: &Config, topic: &str) -> Result<bool, TopicError> {
+    let admin = Admin::connect(cfg)?;
+    Ok(admin.partitions()?.contains_key(topic))
+}
+
 /// Checks (and where allowed creates) every topic the topology and the
 /// runtime need: inputs and outputs, the dead-letter topic, and each
 /// store's changelog (compacted, one partition per task).
@@ -184,19 +227,7 @@ pub(crate) fn prepare_topics(
     topology: &Topology,
     dead_letter_topic: &str,
 ) -> Result<Prepared, TopicError> {
-    let client: AdminClient<DefaultClientContext> =
-        admin_config(cfg).create().map_err(|e| TopicError::Admin {
-            bootstrap: cfg.bootstrap_servers.clone(),
-            message: e.to_string(),
-        })?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| TopicError::Admin {
-            bootstrap: cfg.bootstrap_servers.clone(),
-            message: e.to_string(),
-        })?;
-    let admin = Admin { cfg, client, rt };
+    let admin = Admin::connect(cfg)?;
     let mut have = admin.partitions()?;
 
     // Repartition topics first: they are sources and sinks of the topology.

@@ -38,6 +38,11 @@ impl SpanIds {
     }
 }
 
+/// Whether `value` is a valid `traceparent` (version 00 or later).
+pub fn valid_traceparent(value: &[u8]) -> bool {
+    parse(value).is_some()
+}
+
 /// The trace id and flags of a valid `traceparent` value.
 pub(crate) fn parse(value: &[u8]) -> Option<(&str, &str)> {
     let s = std::str::from_utf8(value).ok()?;

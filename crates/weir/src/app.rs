@@ -236,6 +236,11 @@ fn start_admin(
                 config.dead_letter_topic(instance.topology().dead_letter_topic()),
             ))),
             token: config.admin_token.clone().filter(|t| !t.is_empty()),
+            ingress: if config.ingress_enabled {
+                Some(weir_admin::ingress::Ingress::start(config).map_err(|e| e.to_string())?)
+            } else {
+                None
+            },
         })
     });
     match started {
