@@ -343,12 +343,12 @@ impl Ingress {
             .field("", e.to_string())
         })?;
         let envelope = Envelope::read(&event)?;
-        let key = match idempotency_key {
-            Some(k) if k.is_empty() || k.len() > 256 => {
+        let key = match idempotency_key.filter(|k| !k.is_empty()) {
+            Some(k) if k.len() > 256 => {
                 return Err(Refusal::new(
                     StatusCode::BAD_REQUEST,
                     "INVALID_EVENT",
-                    "Idempotency-Key must have 1 to 256 characters",
+                    "Idempotency-Key must have at most 256 characters",
                 )
                 .field("Idempotency-Key", "length"))
             }
@@ -517,7 +517,15 @@ impl<'a> Envelope<'a> {
         };
         let text = |field: &str| -> Result<&'a str, Refusal> {
             match event.get(field) {
-                Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => Ok(s),
+                // As the document's pattern: not only spaces, tabs and
+                // line ends; at most 256 characters.
+                Some(Value::String(s))
+                    if s.bytes()
+                        .any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                        && s.chars().count() <= 256 =>
+                {
+                    Ok(s)
+                }
                 Some(Value::String(_)) => Err(bad(field, "must have 1 to 256 characters")),
                 Some(_) => Err(bad(field, "must be a string")),
                 None => Err(bad(field, "is required")),
@@ -564,12 +572,16 @@ impl<'a> Envelope<'a> {
 #[schema(rename_all = "camelCase")]
 pub(crate) struct PublishBody {
     /// The event type; its latest registered definition checks the event.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,200}$")]
     event_type: String,
     /// The publishing service.
+    #[schema(min_length = 1, max_length = 256, pattern = "[^ \\t\\r\\n]")]
     source: String,
     /// The event's id (the idempotency key without `Idempotency-Key`).
+    #[schema(min_length = 1, max_length = 256, pattern = "[^ \\t\\r\\n]")]
     id: String,
-    /// When it happened (RFC 3339); the record's timestamp.
+    /// When it happened (RFC 3339, from 1970 on); the record's timestamp.
+    #[schema(format = DateTime, pattern = "^(19[7-9][1-9]|19[89][0-9]|[2-9][0-9]{3})-")]
     timestamp: String,
     /// The payload.
     data: serde_json::Map<String, Value>,
@@ -626,7 +638,7 @@ pub fn standalone(ingress: Arc<Ingress>) -> Router {
     path = "/v1/events",
     tag = "ingress",
     request_body(content = PublishBody, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Deduplicates retries (default: the event's id)")),
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 256, description = "Deduplicates retries (default: the event's id); empty: not given")),
     responses(
         (status = 202, description = "Written and acknowledged by the broker", body = Accepted),
         (status = 400, description = "Not JSON, a bad envelope, or not conforming to its definition", body = Refusal),

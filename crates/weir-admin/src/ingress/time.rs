@@ -42,7 +42,7 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 }
 
 /// ms since the epoch of an RFC 3339 date-time (`T` or a space between
-/// date and time, `Z` or `±hh:mm`, up to 9 fraction digits — beyond ms
+/// date and time, `Z` or `±hh:mm`, any fraction digits — beyond ms
 /// truncated); `None` when it is not one.
 pub(crate) fn parse(text: &str) -> Option<i64> {
     let b = text.as_bytes();
@@ -81,7 +81,7 @@ pub(crate) fn parse(text: &str) -> Option<i64> {
             i += 1;
         }
         let n = i - start;
-        if n == 0 || n > 9 {
+        if n == 0 {
             return None;
         }
         for _ in n..3 {
