@@ -15,6 +15,10 @@
 //!   `GET /stores/{store}/range`, `GET /stores/{store}/windows`,
 //!   `GET /waits/{wait}/{key}`: see [`query`];
 //! - `GET /openapi.json`: this API's OpenAPI document;
+//! - `GET /dashboard` (and `/`, redirected): the operators' page (see
+//!   `dashboard`);
+//! - `POST /v1/events` when `ingress_enabled`: HTTP ingress (see
+//!   [`ingress`]);
 //! - `GET /dlq`, `POST /dlq/replay`, `GET /schemas`,
 //!   `GET|PUT /schemas/{event_type}`: see [`ops`] (the mutating ones need
 //!   the bearer token `admin_token` when it is set).
@@ -30,6 +34,7 @@
 //! slow scrape never holds up a stream thread.
 
 pub mod client;
+mod dashboard;
 pub mod ingress;
 pub mod metrics;
 pub mod openapi;
@@ -214,6 +219,8 @@ pub fn router(state: AdminState) -> Router {
             get(ops::schema).put(ops::put_schema),
         )
         .route("/openapi.json", get(openapi::document))
+        .route("/dashboard", get(dashboard::page))
+        .route("/", get(dashboard::root))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::new(state));

@@ -91,6 +91,7 @@ impl Modify for BearerToken {
         crate::ops::schema,
         crate::ops::put_schema,
         crate::ingress::publish_route,
+        crate::dashboard::page,
         document,
     ),
     components(schemas(ErrorBody, KeyAnswer, crate::ingress::Accepted, crate::ingress::Refusal, crate::ingress::RefusalDetails, crate::ingress::ErrorStatus, crate::ingress::PublishBody, crate::ops::ReplayBody, TopologyFormat, CompatibilityParam)),
@@ -129,6 +130,7 @@ mod tests {
             ("/schemas/{event_type}", "put"),
             ("/openapi.json", "get"),
             ("/v1/events", "post"),
+            ("/dashboard", "get"),
         ] {
             assert!(paths[path][method].is_object(), "{method} {path}");
         }

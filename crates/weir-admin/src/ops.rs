@@ -1,13 +1,14 @@
 //! Operations on the cluster behind an instance: dead letters and event
 //! definitions.
 //!
-//! - `GET /dlq?limit=`: the dead-letter topic's records by kind and its
-//!   first `limit` (default 100, at most 10,000) entries, each with its
-//!   reason, source and record (key and value as text when UTF-8, else
-//!   `{"hex": ..}`);
+//! - `GET /dlq?limit=&pending=`: the dead-letter topic's records by kind,
+//!   how many no replay wrote back (`pending`), and its first `limit`
+//!   (default 100, at most 10,000) entries — with `pending=true` the first
+//!   not replayed — each with its reason, source, record (key and value as
+//!   text when UTF-8, else `{"hex": ..}`) and `replayed_to`;
 //! - `POST /dlq/replay` (token): replays dead letters to their source topic
-//!   (or `to`), optionally only some `kinds` or an offset range
-//!   (`from_offset`, `to_offset`), exactly once (see
+//!   (or `to`), optionally only some `kinds`, one `partition` or an
+//!   offset range (`from_offset`, `to_offset`), exactly once (see
 //!   `weir_runtime::replay_dead_letters`); body JSON, all fields optional;
 //!   answers the summary;
 //! - `GET /schemas`: the latest definition of every event type;
@@ -187,6 +188,7 @@ fn entry_json(e: &DeadLetterEntry) -> serde_json::Value {
             "offset": e.source_offset,
         },
         "attempts": e.attempts,
+        "replayed_to": e.replayed_to,
         "record": record_json(&e.record),
     })
 }
@@ -196,7 +198,7 @@ fn bad_request(message: impl Into<String>) -> Response {
 }
 
 /// `GET /dlq`.
-#[utoipa::path(get, path = "/dlq", tag = "dead letters", params(("limit" = Option<u32>, Query, minimum = 0, maximum = 10000, description = "Entries to list (default 100)")), responses((status = 200, description = "Dead letters by kind, and the first entries", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 501, description = "This endpoint serves no cluster operations", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
+#[utoipa::path(get, path = "/dlq", tag = "dead letters", params(("limit" = Option<u32>, Query, minimum = 0, maximum = 10000, description = "Entries to list (default 100)"), ("pending" = Option<bool>, Query, description = "List only the dead letters no replay wrote back (default false)")), responses((status = 200, description = "Dead letters by kind, and the first entries", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 501, description = "This endpoint serves no cluster operations", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 pub(crate) async fn dlq(
     State(s): State<Arc<AdminState>>,
     query: Result<Query<QueryMap>, QueryRejection>,
@@ -204,9 +206,17 @@ pub(crate) async fn dlq(
     let Ok(Query(q)) = query else {
         return bad_request("the query string does not parse");
     };
-    if let Some(k) = q.keys().find(|k| k.as_str() != "limit") {
-        return bad_request(format!("unknown parameter {k:?}; use limit"));
+    if let Some(k) = q
+        .keys()
+        .find(|k| !matches!(k.as_str(), "limit" | "pending"))
+    {
+        return bad_request(format!("unknown parameter {k:?}; use limit, pending"));
     }
+    let pending_only = match q.get("pending").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return bad_request(format!("pending must be true or false, not {other:?}")),
+    };
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => 100,
         Some(Ok(n)) if n <= 10_000 => n,
@@ -217,15 +227,21 @@ pub(crate) async fn dlq(
         Err(e) => return e.into_response(),
     };
     let listed = blocking(move || {
-        weir_runtime::list_dead_letters(&ops.config, &ops.dead_letter_topic, limit)
-            .map(|l| (ops.dead_letter_topic.clone(), l))
-            .map_err(|e| kafka_error(&e))
+        weir_runtime::list_dead_letters_where(
+            &ops.config,
+            &ops.dead_letter_topic,
+            limit,
+            pending_only,
+        )
+        .map(|l| (ops.dead_letter_topic.clone(), l))
+        .map_err(|e| kafka_error(&e))
     })
     .await;
     match listed {
         Ok((topic, l)) => Json(serde_json::json!({
             "topic": topic,
             "total": l.total,
+            "pending": l.pending,
             "by_kind": l.by_kind,
             "entries": l.entries.iter().map(entry_json).collect::<Vec<_>>(),
         }))
@@ -242,6 +258,8 @@ pub(crate) struct ReplayBody {
     kinds: Vec<String>,
     from_offset: Option<i64>,
     to_offset: Option<i64>,
+    /// Only dead letters of this partition of the dead-letter topic.
+    partition: Option<i32>,
     to: Option<String>,
     /// The replay's consumer group (default `<application_id>-dlq-replay`).
     /// The group's position moves past the dead letters a filter left out,
@@ -282,6 +300,7 @@ pub(crate) async fn replay(
         opts.kinds = req.kinds;
         opts.from_offset = req.from_offset;
         opts.to_offset = req.to_offset;
+        opts.partition = req.partition;
         opts.to = req.to;
         if let Some(g) = req.group {
             opts.group = g;

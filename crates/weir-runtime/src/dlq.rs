@@ -13,6 +13,14 @@
 //! It replays up to the end of each partition as found at its start:
 //! records that fail again and are dead-lettered anew wait for the next
 //! replay.
+//!
+//! **Replayed markers.** With each dead letter it writes back, a replay
+//! writes — in the same transaction — a record to the compacted
+//! `<dlq topic>-replayed` (created on the first replay): key
+//! `<partition>/<offset>` of the dead letter, value
+//! `{"to", "group", "at"}`. A listing reads them and says of each entry
+//! where it was replayed to, so a dead letter's fate can be looked up and
+//! a view of the pending ones shrinks as they are replayed.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -50,6 +58,9 @@ pub struct DeadLetterEntry {
     pub attempts: u32,
     /// The record itself.
     pub record: Record,
+    /// Where a replay wrote it (from the replayed markers; `None`: not
+    /// replayed).
+    pub replayed_to: Option<String>,
 }
 
 impl DeadLetterEntry {
@@ -67,6 +78,7 @@ impl DeadLetterEntry {
             source_offset: num(h::SOURCE_OFFSET).unwrap_or(-1),
             attempts: num(h::ATTEMPTS).map_or(0, |v: i64| v as u32),
             record,
+            replayed_to: None,
         }
     }
 }
@@ -78,6 +90,8 @@ pub struct DeadLetterListing {
     pub by_kind: BTreeMap<String, u64>,
     /// All of them.
     pub total: u64,
+    /// Those no replay has written back yet.
+    pub pending: u64,
     /// The first `limit` (in partition, offset order).
     pub entries: Vec<DeadLetterEntry>,
 }
@@ -95,6 +109,8 @@ pub struct ReplayOptions {
     pub from_offset: Option<i64>,
     /// Only dead letters at or before this offset.
     pub to_offset: Option<i64>,
+    /// Only dead letters of this partition of the dead-letter topic.
+    pub partition: Option<i32>,
     /// The replay's consumer group (and transactional id).
     pub group: String,
     /// Records per transaction.
@@ -113,6 +129,7 @@ impl ReplayOptions {
             kinds: Vec::new(),
             from_offset: None,
             to_offset: None,
+            partition: None,
             group: format!("{}-dlq-replay", cfg.application_id),
             batch: 500,
             max_per_sec: None,
@@ -123,6 +140,7 @@ impl ReplayOptions {
         (self.kinds.is_empty() || self.kinds.contains(&e.kind))
             && self.from_offset.is_none_or(|f| e.offset >= f)
             && self.to_offset.is_none_or(|t| e.offset <= t)
+            && self.partition.is_none_or(|p| e.partition == p)
     }
 }
 
@@ -240,15 +258,81 @@ fn read_to_end(
     Ok(next)
 }
 
+/// The topic of a dead-letter topic's replayed markers (see the module
+/// docs).
+pub fn replayed_topic(dead_letter_topic: &str) -> String {
+    format!("{dead_letter_topic}-replayed")
+}
+
+/// The key of dead letter `partition`/`offset` in the replayed markers.
+fn marker_key(partition: i32, offset: i64) -> String {
+    format!("{partition}/{offset}")
+}
+
+/// Where each replayed dead letter went: `(partition, offset)` → topic.
+/// Empty when nothing was ever replayed (no markers topic).
+fn replayed_markers(cfg: &Config, dlq: &str) -> Result<BTreeMap<(i32, i64), String>> {
+    let topic = replayed_topic(dlq);
+    let consumer = reader(cfg, &format!("{}-dlq-list", cfg.application_id))?;
+    let parts = match partitions(&consumer, &topic) {
+        Ok(p) => p,
+        Err(Error::Usage(_)) => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e),
+    };
+    let start = parts.iter().map(|&(p, lo, _)| (p, lo)).collect();
+    let mut out = BTreeMap::new();
+    read_to_end(
+        &consumer,
+        &topic,
+        &parts,
+        &start,
+        |r| {
+            let key = r.key.as_deref().map(String::from_utf8_lossy);
+            let at = key.as_deref().and_then(|k| {
+                let (p, o) = k.split_once('/')?;
+                Some((p.parse::<i32>().ok()?, o.parse::<i64>().ok()?))
+            });
+            let to = r
+                .value
+                .as_deref()
+                .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+                .and_then(|v| v["to"].as_str().map(str::to_string));
+            if let (Some(at), Some(to)) = (at, to) {
+                out.insert(at, to);
+            }
+            Ok(true)
+        },
+        |_| Ok(()),
+    )?;
+    Ok(out)
+}
+
 /// Reads the dead-letter topic from its start: counts by kind, and the
-/// first `limit` entries. Commits nothing.
+/// first `limit` entries, each with where it was replayed to. Commits
+/// nothing.
 ///
 /// # Errors
 /// [`Error::Kafka`] when the broker cannot be read; [`Error::Usage`] when
 /// the topic does not exist.
 pub fn list_dead_letters(cfg: &Config, topic: &str, limit: usize) -> Result<DeadLetterListing> {
+    list_dead_letters_where(cfg, topic, limit, false)
+}
+
+/// As [`list_dead_letters`]; with `pending_only`, the entries listed are
+/// the first `limit` that no replay wrote back (the counts still cover
+/// every dead letter).
+///
+/// # Errors
+/// As [`list_dead_letters`].
+pub fn list_dead_letters_where(
+    cfg: &Config,
+    topic: &str,
+    limit: usize,
+    pending_only: bool,
+) -> Result<DeadLetterListing> {
     let consumer = reader(cfg, &format!("{}-dlq-list", cfg.application_id))?;
     let parts = partitions(&consumer, topic)?;
+    let replayed = replayed_markers(cfg, topic)?;
     let start = parts.iter().map(|&(p, lo, _)| (p, lo)).collect();
     let mut listing = DeadLetterListing::default();
     read_to_end(
@@ -257,10 +341,14 @@ pub fn list_dead_letters(cfg: &Config, topic: &str, limit: usize) -> Result<Dead
         &parts,
         &start,
         |r| {
-            let e = DeadLetterEntry::of(r);
+            let mut e = DeadLetterEntry::of(r);
+            e.replayed_to = replayed.get(&(e.partition, e.offset)).cloned();
             *listing.by_kind.entry(e.kind.clone()).or_default() += 1;
             listing.total += 1;
-            if listing.entries.len() < limit {
+            if e.replayed_to.is_none() {
+                listing.pending += 1;
+            }
+            if listing.entries.len() < limit && (!pending_only || e.replayed_to.is_none()) {
                 listing.entries.push(e);
             }
             Ok(true)
@@ -341,6 +429,8 @@ pub fn replay_dead_letters(
         .iter()
         .map(|&(p, lo, hi)| (hi - start[&p].max(lo)).max(0) as u64)
         .sum();
+    let markers = replayed_topic(&opts.topic);
+    crate::topics::ensure_topic(cfg, &markers, 1, &[("cleanup.policy", "compact")])?;
     let producer: BaseProducer = producer_config(cfg, &opts.group, Some(&opts.group))
         .create()
         .map_err(kafka_err("creating the replay producer"))?;
@@ -412,6 +502,20 @@ pub fn replay_dead_letters(
                         (Some(fixed), Some(to)) => {
                             let out = replay_record(&e, &opts.topic, fixed, to);
                             send(&producer, &out)?;
+                            let marker = serde_json::json!({
+                                "to": to,
+                                "group": opts.group,
+                                "at": now_ms(),
+                            });
+                            send(
+                                &producer,
+                                &Record::new(
+                                    markers.as_str(),
+                                    Some(marker_key(e.partition, e.offset).into_bytes()),
+                                    Some(marker.to_string().into_bytes()),
+                                    now_ms(),
+                                ),
+                            )?;
                             summary.replayed += 1;
                             in_batch += 1;
                         }
@@ -439,6 +543,12 @@ pub fn replay_dead_letters(
     commit(&producer, &next)?;
     progress(summary.read, total);
     Ok(summary)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn send(producer: &BaseProducer, r: &Record) -> Result<()> {

@@ -81,8 +81,8 @@ pub use config::{
 };
 pub use directory::{instances_topic, Directory, InstanceInfo};
 pub use dlq::{
-    list_dead_letters, replay_dead_letters, DeadLetterEntry, DeadLetterListing, FixUp,
-    ReplayOptions, ReplaySummary,
+    list_dead_letters, list_dead_letters_where, replay_dead_letters, replayed_topic,
+    DeadLetterEntry, DeadLetterListing, FixUp, ReplayOptions, ReplaySummary,
 };
 pub use error::{Error, Result};
 pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
