@@ -610,6 +610,7 @@ mod tests {
     #[test]
     fn options_filter_by_kind_and_offsets() {
         let mut r = Record::new("d", None, None, 0);
+        r.partition = 0;
         r.offset = 10;
         r.headers.set(h::ERROR_KIND, "late");
         let e = DeadLetterEntry::of(r);
@@ -619,6 +620,7 @@ mod tests {
             kinds: Vec::new(),
             from_offset: None,
             to_offset: None,
+            partition: None,
             group: "g".into(),
             batch: 1,
             max_per_sec: None,
@@ -627,6 +629,10 @@ mod tests {
         o.kinds = vec!["decode".into()];
         assert!(!o.wants(&e));
         o.kinds = vec!["late".into()];
+        o.partition = Some(1);
+        assert!(!o.wants(&e), "another partition");
+        o.partition = Some(0);
+        assert!(o.wants(&e));
         o.from_offset = Some(11);
         assert!(!o.wants(&e));
         o.from_offset = Some(10);
