@@ -289,13 +289,26 @@ impl TopologyRun {
     /// # Errors
     /// When it cannot be spawned.
     pub fn spawn(bin: &Path, env: &[(String, String)], log: &Path) -> anyhow::Result<Self> {
+        Self::spawn_with(bin, &["run"], env, log)
+    }
+
+    /// Starts `bin args…` with exactly `env` as its `WEIR_*` configuration.
+    ///
+    /// # Errors
+    /// When it cannot be spawned.
+    pub fn spawn_with(
+        bin: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin);
         for (k, _) in std::env::vars() {
             if k.starts_with("WEIR_") && !k.starts_with("WEIR_TEST_") {
                 cmd.env_remove(k);
             }
         }
-        cmd.arg("run").env("RUST_LOG", "info");
+        cmd.args(args).env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }

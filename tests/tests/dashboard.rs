@@ -3,7 +3,9 @@
 //! `/metrics`, the topology is drawn, a key lookup answers through the
 //! page, a replay without the token is refused, and a dead letter
 //! replayed from the page leaves the dead-letter view and arrives in its
-//! source topic. A screenshot is saved in the target directory's `tmp/`.
+//! source topic. The instance serves ingress too: an event posted to it is
+//! counted on the page. A screenshot is saved in the target directory's
+//! `tmp/`.
 
 mod browser;
 
@@ -45,7 +47,27 @@ fn the_dashboard_shows_the_metrics_and_replays_a_dead_letter() {
     let broker = TestBroker::shared();
     let app = TestBroker::unique("dashboard");
     let (events, totals) = (format!("{app}-events"), format!("{app}-totals"));
-    create_topics(broker.bootstrap(), &[(&events, 2)]).unwrap();
+    let ingress_topic = format!("{app}-published");
+    create_topics(broker.bootstrap(), &[(&events, 2), (&ingress_topic, 1)]).unwrap();
+    let event_type = format!("note.posted.{app}");
+    weir::runtime::schema_registry(
+        &weir::Config::load(
+            &[
+                ("application_id".to_string(), "dashboard-defs".into()),
+                ("bootstrap_servers".to_string(), broker.bootstrap().into()),
+            ]
+            .into(),
+            None,
+            Vec::<(String, String)>::new(),
+        )
+        .unwrap(),
+    )
+    .unwrap()
+    .register(
+        weir::schemas::NewDefinition::new(&event_type, serde_json::json!({"type": "object"})),
+        weir::schemas::Compatibility::None,
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state").display().to_string();
     let env: Vec<(String, String)> = [
@@ -57,6 +79,9 @@ fn the_dashboard_shows_the_metrics_and_replays_a_dead_letter() {
         ("WEIR_TOPICS__CUSTOMER_TOTALS", totals.as_str()),
         ("WEIR_ADMIN_LISTEN", "127.0.0.1:0"),
         ("WEIR_ADMIN_TOKEN", "op-token"),
+        // Ingress inside the topology's admin endpoint.
+        ("WEIR_INGRESS_ENABLED", "true"),
+        ("WEIR_INGRESS_DEFAULT_TOPIC", ingress_topic.as_str()),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -115,6 +140,18 @@ fn the_dashboard_shows_the_metrics_and_replays_a_dead_letter() {
         std::thread::sleep(Duration::from_millis(1_000));
     };
 
+    // One event through the instance's own ingress.
+    let posted = weir_tests::http::send(
+        addr,
+        "POST",
+        "/v1/events",
+        &[("Content-Type", "application/json")],
+        &serde_json::json!({"eventType": event_type, "source": "ops", "id": "n-1",
+            "timestamp": "2026-12-02T10:00:00Z", "data": {"text": "hello"}})
+        .to_string(),
+    );
+    assert_eq!(posted.status, 202, "{}", posted.body);
+
     let mut page = Browser::launch(&format!("http://{addr}/dashboard?refresh=700"));
     page.wait_for(
         &format!("document.querySelector('[data-metric=\"weir_records_consumed_total\"]')?.dataset.value === '{consumed}'"),
@@ -144,6 +181,7 @@ fn the_dashboard_shows_the_metrics_and_replays_a_dead_letter() {
         );
     }
     assert_eq!(shown["weir_records_dead_lettered_total"], 5.0);
+    assert_eq!(shown["weir_ingress_requests_total"], 1.0, "{shown}");
     assert!(!nodes.is_empty());
     for (node, n) in &nodes {
         assert_eq!(
