@@ -167,5 +167,35 @@ fn poisoned_records_are_dead_lettered_and_replayed_once_through_a_kill() {
         poisoned,
         "nothing dead-lettered again"
     );
+    // Each replayed letter is marked once, in the replay's transactions
+    // (the killed run's last batch aborted with its outputs), and the
+    // listing says none is waiting.
+    let mut markers = TopicReader::new(
+        broker.bootstrap(),
+        &[&weir::runtime::replayed_topic(&dlq)],
+        "read_committed",
+    )
+    .unwrap();
+    assert!(markers.read_until(Duration::from_secs(30), |r| r.len() >= poisoned));
+    markers.read_for(Duration::from_secs(2));
+    assert_eq!(markers.records().len(), poisoned, "one marker per letter");
+    let mut list = TopologyProcess::spawn(
+        &binary("weir", "weir-cli"),
+        &["dlq", "list", "--limit", "1"],
+        &env,
+        &dir.path().join("list-after.log"),
+    );
+    assert!(list
+        .wait_exit(Duration::from_secs(60))
+        .is_some_and(|s| s.success()));
+    let listed = list.log_text();
+    assert!(
+        listed.contains(&format!("{poisoned} record(s), 0 not replayed")),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!("\t{input}\t")),
+        "replayed_to: {listed}"
+    );
     assert!(topo.stop().success(), "{}", topo.log_text());
 }

@@ -260,9 +260,10 @@ pub fn dlq(endpoint: &Endpoint, output: Output, cmd: weir::dlq::DlqCommand) -> a
                 return print_json(&v);
             }
             println!(
-                "dead-letter topic {}: {} record(s)",
+                "dead-letter topic {}: {} record(s), {} not replayed",
                 text(&v["topic"]),
-                v["total"]
+                v["total"],
+                v["pending"]
             );
             if let Some(kinds) = v["by_kind"].as_object() {
                 for (k, n) in kinds {
@@ -287,6 +288,7 @@ pub fn dlq(endpoint: &Endpoint, output: Output, cmd: weir::dlq::DlqCommand) -> a
                             e["source"]["offset"]
                         ),
                         text(&e["node"]),
+                        e["replayed_to"].as_str().unwrap_or("-").to_string(),
                         text(&e["message"]),
                     ]
                 })
@@ -300,6 +302,7 @@ pub fn dlq(endpoint: &Endpoint, output: Output, cmd: weir::dlq::DlqCommand) -> a
                         "attempts",
                         "source",
                         "node",
+                        "replayed_to",
                         "message",
                     ],
                     &rows,

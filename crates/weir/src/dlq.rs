@@ -68,16 +68,19 @@ pub fn run_dlq(config: &Config, topology: Option<&Topology>, cmd: DlqCommand) ->
         DlqCommand::List { limit, topic } => {
             let topic = topic.unwrap_or(default_topic);
             let l = list_dead_letters(config, &topic, limit)?;
-            println!("dead-letter topic {topic}: {} record(s)", l.total);
+            println!(
+                "dead-letter topic {topic}: {} record(s), {} not replayed",
+                l.total, l.pending
+            );
             for (kind, n) in &l.by_kind {
                 println!("  {kind}: {n}");
             }
             if !l.entries.is_empty() {
-                println!("partition\toffset\tkind\tattempts\tsource\tnode\tmessage");
+                println!("partition\toffset\tkind\tattempts\tsource\tnode\treplayed_to\tmessage");
             }
             for e in &l.entries {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}/{}/{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}/{}/{}\t{}\t{}\t{}",
                     e.partition,
                     e.offset,
                     e.kind,
@@ -86,6 +89,7 @@ pub fn run_dlq(config: &Config, topology: Option<&Topology>, cmd: DlqCommand) ->
                     e.source_partition,
                     e.source_offset,
                     e.node,
+                    e.replayed_to.as_deref().unwrap_or("-"),
                     e.message
                 );
             }
