@@ -334,6 +334,22 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
     );
     let kind = d["entries"][0]["kind"].clone();
     assert_eq!(d["by_kind"][kind.as_str().unwrap()], 4, "{d}");
+    // A target topic that does not exist: 404 naming it, nothing replayed
+    // (the replay below still finds all four letters waiting).
+    let missing = format!("{app}-no-such-topic");
+    let body = serde_json::json!({ "to": missing }).to_string();
+    let r = send(addr, "POST", "/dlq/replay", &auth, &body);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.json()["message"].as_str().unwrap().contains(&missing),
+        "{}",
+        r.body
+    );
     let body = serde_json::json!({ "kinds": [kind] }).to_string();
     let r = send(addr, "POST", "/dlq/replay", &auth, &body);
     assert_eq!(r.status, 200, "{}", r.body);

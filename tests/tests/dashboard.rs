@@ -294,12 +294,40 @@ fn the_dashboard_shows_the_metrics_and_replays_a_dead_letter() {
             .any(|r| r.headers.get_str("weir.replayed_from") == Some(from.as_str()))
     });
     assert!(arrived, "no record replayed from {from} in {events}");
+    reader.read_for(Duration::from_secs(2));
     let replayed: Vec<_> = reader
         .records()
         .iter()
         .filter(|r| r.headers.get_str("weir.replayed_from") == Some(from.as_str()))
+        .cloned()
         .collect();
     assert_eq!(replayed.len(), 1, "exactly once");
+    // A replay of everything under the default group leaves the marked
+    // letter out.
+    let all = weir_tests::http::send(
+        addr,
+        "POST",
+        "/dlq/replay",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer op-token"),
+        ],
+        "{}",
+    );
+    assert_eq!(all.status, 200, "{}", all.body);
+    let all = all.json();
+    assert_eq!(all["already_replayed"], 1, "{all}");
+    assert!(all["replayed"].as_u64().unwrap() >= 4, "{all}");
+    reader.read_for(Duration::from_secs(2));
+    assert_eq!(
+        reader
+            .records()
+            .iter()
+            .filter(|r| r.headers.get_str("weir.replayed_from") == Some(from.as_str()))
+            .count(),
+        1,
+        "not written again"
+    );
     let entry = dlq["entries"]
         .as_array()
         .unwrap()

@@ -1,6 +1,8 @@
 //! HTTP ingress (`weir ingress`, `POST /v1/events`) on the broker: 1,000
 //! valid events, some retried (concurrently, later, and at a second
-//! instance), are each in their topic exactly once (read_committed); 100
+//! instance), are each in their topic exactly once (read_committed); a
+//! reused key with another event is a 409, an id reused by another event
+//! type a new event; 100
 //! invalid ones and the other refusals get the contract's error shape and
 //! write nothing; with the broker stopped no request is answered 202; and
 //! `weir publish` writes through an ingress and straight to Kafka.
@@ -163,7 +165,7 @@ fn valid_events_are_written_exactly_once_and_invalid_ones_refused() {
         &topic,
         dir.path(),
         "one.log",
-        &[],
+        &[("WEIR_INGRESS_DEFAULT_TOPIC", &topic)],
     );
 
     // 1,000 valid events, each posted once from 16 clients.
@@ -192,9 +194,8 @@ fn valid_events_are_written_exactly_once_and_invalid_ones_refused() {
     let distinct: BTreeSet<&String> = receipts.values().collect();
     assert_eq!(distinct.len(), 1_000, "one record each");
 
-    // Retries: 100 ids again, twice at once each (by id), and 20 with an
-    // Idempotency-Key of a first request — each answered with the first
-    // receipt, writing nothing.
+    // Retries: 100 ids again, twice at once each — each answered with the
+    // first receipt, writing nothing.
     let retried: Vec<&String> = ids.iter().step_by(10).collect();
     let twice: Vec<&String> = retried.iter().flat_map(|id| [*id, *id]).collect();
     let again = parallel(&twice, |id| {
@@ -225,6 +226,45 @@ fn valid_events_are_written_exactly_once_and_invalid_ones_refused() {
         })
         .collect();
     assert_eq!(race_receipts.len(), 1, "{race_receipts:?}");
+    // The key again with the event stamped again (timestamp, source,
+    // metadata): a retry, answered with the first receipt.
+    let race: Value =
+        serde_json::from_str(&event(&event_type, "evt-race", "race@example.com")).unwrap();
+    let mut restamped = race.clone();
+    restamped["timestamp"] = json!("2023-05-20T13:46:00.250+01:00");
+    restamped["source"] = json!("user-service-retry");
+    restamped["metadata"] = json!({"correlationId": "corr-retry"});
+    let r = post(
+        a,
+        &restamped.to_string(),
+        &[("Idempotency-Key", "race-key")],
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(race_receipts.contains(r.json()["receipt"].as_str().unwrap()));
+    // The key again with another event — one field of its data, or only
+    // its id, changed: a conflict, not a silent drop.
+    let mut other_data = race.clone();
+    other_data["data"]["email"] = json!("other@example.com");
+    let mut other_id = race.clone();
+    other_id["id"] = json!("evt-other");
+    for other in [other_data, other_id] {
+        let b = assert_refusal(
+            &post(a, &other.to_string(), &[("Idempotency-Key", "race-key")]),
+            409,
+            "IDEMPOTENCY_CONFLICT",
+        );
+        assert_eq!(b["details"]["field"], "Idempotency-Key");
+    }
+    // An id counts per event type: another type's event with a used id is
+    // a new event (to the default topic, here the same one).
+    let other_type = format!("user.deleted.{app}");
+    register(broker.bootstrap(), &other_type);
+    let r = post(a, &event(&other_type, "evt-0000", "x@example.com"), &[]);
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_ne!(
+        r.json()["receipt"].as_str(),
+        Some(receipts["evt-0000"].as_str())
+    );
 
     // 100 invalid events: refused with the contract's shape, naming the field.
     let bad_ids: Vec<String> = (0..100).map(|i| format!("bad-{i:03}")).collect();
@@ -268,7 +308,7 @@ fn valid_events_are_written_exactly_once_and_invalid_ones_refused() {
 
     // A second instance of the same application answers a retry of an
     // event the first accepted with the first answer, once it has read
-    // the shared claims (1,001 of them).
+    // the shared claims (1,002 of them).
     let (mut two, b) = start_ingress(
         broker.bootstrap(),
         &app,
@@ -279,7 +319,7 @@ fn valid_events_are_written_exactly_once_and_invalid_ones_refused() {
         &[],
     );
     let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(b, "weir_ingress_claims_read_total") < 1_001 {
+    while metric(b, "weir_ingress_claims_read_total") < 1_002 {
         assert!(Instant::now() < deadline, "{}", two.log_text());
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -298,14 +338,23 @@ fn valid_events_are_written_exactly_once_and_invalid_ones_refused() {
     // The topic, read_committed: every valid event exactly once, keyed by
     // its id, with its timestamp and the correlation and trace headers.
     let mut reader = TopicReader::new(broker.bootstrap(), &[&topic], "read_committed").unwrap();
-    assert!(reader.read_until(Duration::from_secs(60), |r| r.len() >= 1_001));
+    assert!(reader.read_until(Duration::from_secs(60), |r| r.len() >= 1_002));
     reader.read_for(Duration::from_secs(2));
     let records = reader.records();
-    assert_eq!(records.len(), 1_001, "1,000 events and the raced one");
+    assert_eq!(
+        records.len(),
+        1_002,
+        "1,000 events, the raced one and the other type's"
+    );
     let mut seen = BTreeMap::new();
+    let mut other = 0;
     for r in records {
         let v: Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
         let id = v["id"].as_str().unwrap().to_string();
+        if v["eventType"] == other_type.as_str() {
+            other += 1;
+            continue;
+        }
         assert_eq!(r.key.as_deref(), Some(id.as_bytes()));
         assert_eq!(r.timestamp, 1_684_590_330_000);
         assert_eq!(
@@ -318,14 +367,16 @@ fn valid_events_are_written_exactly_once_and_invalid_ones_refused() {
             .is_some_and(|t| t.len() == 55 && t.starts_with("00-")));
         *seen.entry(id).or_insert(0) += 1;
     }
+    assert_eq!(other, 1);
     assert!(seen.values().all(|&n| n == 1), "duplicates written");
     assert_eq!(seen.len(), 1_001);
     assert!(ids.iter().all(|id| seen.contains_key(id)));
     assert!(!seen.keys().any(|id| id.starts_with("bad-")));
 
     // Every outcome counted.
-    assert_eq!(outcome(a, "accepted"), 1_001);
-    assert_eq!(outcome(a, "duplicate"), 200 + 7);
+    assert_eq!(outcome(a, "accepted"), 1_002);
+    assert_eq!(outcome(a, "duplicate"), 200 + 7 + 1);
+    assert_eq!(outcome(a, "conflict"), 2);
     assert_eq!(outcome(a, "schema_invalid"), 101);
     assert_eq!(outcome(a, "malformed_json"), 1);
     assert_eq!(outcome(a, "invalid_event"), 2);

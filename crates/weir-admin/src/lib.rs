@@ -142,12 +142,26 @@ impl AdminServer {
         listen: &str,
         make: impl FnOnce(SocketAddr) -> Result<Router, String>,
     ) -> Result<Self, AdminError> {
+        Self::serve_on(listen, 1, make)
+    }
+
+    /// [`AdminServer::serve`] on `workers` tokio worker threads (at least
+    /// one): a topology's endpoint keeps to one beside its stream threads;
+    /// `weir ingress`, which serves nothing else, takes one per core.
+    ///
+    /// # Errors
+    /// As [`AdminServer::serve`].
+    pub fn serve_on(
+        listen: &str,
+        workers: usize,
+        make: impl FnOnce(SocketAddr) -> Result<Router, String>,
+    ) -> Result<Self, AdminError> {
         let err = |message: String| AdminError::Listen {
             listen: listen.to_string(),
             message,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(workers.max(1))
             .thread_name("weir-admin")
             .enable_all()
             .build()
@@ -221,13 +235,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/dashboard", get(dashboard::page))
         .route("/", get(dashboard::root))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::new(state));
-    match ingress {
+    let all = match ingress {
         Some(i) => admin.merge(ingress::router(i)),
         None => admin,
-    }
+    };
+    all.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// An error response: `{"error": code, "message": message}`.

@@ -320,6 +320,7 @@ pub(crate) async fn replay(
                 "dropped": sum.dropped,
                 "no_target": sum.no_target,
                 "read": sum.read,
+                "already_replayed": sum.already_replayed,
             }))
             .into_response()
         }

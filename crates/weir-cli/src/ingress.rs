@@ -89,8 +89,10 @@ pub fn serve(args: IngressArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "0.0.0.0:8088".into());
     let ingress = Ingress::start(&cfg).context("cannot start the ingress")?;
     let routes = ingress.clone();
-    let server =
-        weir_admin::AdminServer::serve(&listen, |_| Ok(weir_admin::ingress::standalone(routes)))?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server = weir_admin::AdminServer::serve_on(&listen, workers, |_| {
+        Ok(weir_admin::ingress::standalone(routes))
+    })?;
     eprintln!(
         "weir ingress: POST http://{}/v1/events",
         server.local_addr()
@@ -187,7 +189,7 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<()> {
             for e in &events {
                 print(
                     ingress
-                        .publish(e.as_bytes(), None, None)
+                        .publish(e.clone().into(), None, None)
                         .await
                         .map(|(a, _)| a),
                 );

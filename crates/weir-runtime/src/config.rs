@@ -241,6 +241,10 @@ pub struct Config {
     /// default 86,400,000: a day).
     #[serde(default = "default_ingress_window")]
     pub ingress_idempotency_window_ms: u64,
+    /// Ingress: at most this many idempotency keys are remembered (default
+    /// 1,000,000; past it the oldest are forgotten first).
+    #[serde(default = "default_ingress_max_keys")]
+    pub ingress_idempotency_max_keys: u64,
     /// Ingress: how long a write may wait for the broker's acknowledgement
     /// before the request is answered 503 (ms, default 10,000).
     #[serde(default = "default_ingress_timeout")]
@@ -264,6 +268,9 @@ fn default_ingress_max_body() -> u64 {
 }
 fn default_ingress_window() -> u64 {
     86_400_000
+}
+fn default_ingress_max_keys() -> u64 {
+    1_000_000
 }
 fn default_ingress_timeout() -> u64 {
     10_000
@@ -359,6 +366,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("ingress_key_field", KeyType::Str),
     ("ingress_max_body_bytes", KeyType::Int),
     ("ingress_idempotency_window_ms", KeyType::Int),
+    ("ingress_idempotency_max_keys", KeyType::Int),
     ("ingress_produce_timeout_ms", KeyType::Int),
     ("ingress_token", KeyType::Str),
 ];
@@ -537,6 +545,12 @@ impl Config {
         }
         if self.ingress_produce_timeout_ms == 0 {
             return Err(invalid("ingress_produce_timeout_ms", "must be at least 1"));
+        }
+        if self.ingress_idempotency_max_keys == 0 {
+            return Err(invalid(
+                "ingress_idempotency_max_keys",
+                "must be at least 1",
+            ));
         }
         for key in self.kafka.keys() {
             if REFUSED_KAFKA_KEYS.contains(&key.as_str()) {
@@ -730,6 +744,16 @@ mod tests {
         let e =
             Config::load(&defaults(), None, env(&[("WEIR_COMMIT_INTERVAL_MS", "0")])).unwrap_err();
         assert!(e.to_string().contains("commit_interval_ms"), "{e}");
+        let e = Config::load(
+            &defaults(),
+            None,
+            env(&[("WEIR_INGRESS_IDEMPOTENCY_MAX_KEYS", "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("ingress_idempotency_max_keys"),
+            "{e}"
+        );
         let e = Config::load(&BTreeMap::new(), None, env(&[])).unwrap_err();
         assert!(e.to_string().contains("application_id"), "{e}");
     }

@@ -20,7 +20,9 @@
 //! `<partition>/<offset>` of the dead letter, value
 //! `{"to", "group", "at"}`. A listing reads them and says of each entry
 //! where it was replayed to, so a dead letter's fate can be looked up and
-//! a view of the pending ones shrinks as they are replayed.
+//! a view of the pending ones shrinks as they are replayed; and a replay
+//! leaves out letters already marked, so a letter replayed under one group
+//! (the dashboard's per-letter replay) is not written again under another.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -161,6 +163,8 @@ pub struct ReplaySummary {
     pub no_target: u64,
     /// Dead letters read in all by this run.
     pub read: u64,
+    /// Dead letters an earlier replay wrote back (left out).
+    pub already_replayed: u64,
 }
 
 /// The partitions of `topic`, each with its low and high watermark.
@@ -408,7 +412,25 @@ pub fn replay_dead_letters(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplaySummary> {
     let consumer = reader(cfg, &opts.group)?;
-    let parts = partitions(&consumer, &opts.topic)?;
+    let mut parts = partitions(&consumer, &opts.topic)?;
+    // Only the partition and offsets asked for are read (one letter: one
+    // fetch, not the whole topic).
+    if let Some(p) = opts.partition {
+        parts.retain(|&(q, _, _)| q == p);
+        if parts.is_empty() {
+            return Err(Error::Usage(format!(
+                "dead-letter topic {} has no partition {p}",
+                opts.topic
+            )));
+        }
+    }
+    if let Some(t) = opts.to_offset {
+        for part in &mut parts {
+            part.2 = part.2.min(t.saturating_add(1)).max(part.1);
+        }
+    }
+    // Letters some replay wrote back already are not written again.
+    let replayed = replayed_markers(cfg, &opts.topic)?;
     // Resume from the group's committed offsets.
     let mut tpl = TopicPartitionList::new();
     for &(p, _, _) in &parts {
@@ -418,17 +440,44 @@ pub fn replay_dead_letters(
         .committed_offsets(tpl, TIMEOUT)
         .map_err(kafka_err("reading the replay's committed offsets"))?;
     let mut start = BTreeMap::new();
-    for &(p, lo, _) in &parts {
+    for &(p, lo, hi) in &parts {
         let o = match committed.find_partition(&opts.topic, p).map(|e| e.offset()) {
             Some(Offset::Offset(o)) => o,
             _ => lo,
         };
-        start.insert(p, o);
+        // Never past the end: the group's position is committed, and
+        // letters that arrive later must still be read.
+        start.insert(p, o.max(opts.from_offset.unwrap_or(0).min(hi)));
     }
     let total: u64 = parts
         .iter()
         .map(|&(p, lo, hi)| (hi - start[&p].max(lo)).max(0) as u64)
         .sum();
+    // A target that does not exist is a mistake to name, not an outage:
+    // checked before anything is written (source topics as letters name
+    // them, once each).
+    let mut targets: BTreeMap<String, bool> = BTreeMap::new();
+    let mut check_target = |to: &str, what: &dyn Fn() -> String| -> Result<()> {
+        let exists = match targets.get(to) {
+            Some(&e) => e,
+            None => {
+                let e = crate::topics::topic_exists(cfg, to)?;
+                targets.insert(to.to_string(), e);
+                e
+            }
+        };
+        if exists {
+            Ok(())
+        } else {
+            Err(Error::Usage(format!(
+                "{} topic {to} does not exist; the replay stopped before it",
+                what()
+            )))
+        }
+    };
+    if let Some(to) = opts.to.as_deref() {
+        check_target(to, &|| "the replay's target".to_string())?;
+    }
     let markers = replayed_topic(&opts.topic);
     crate::topics::ensure_topic(cfg, &markers, 1, &[("cleanup.policy", "compact")])?;
     let producer: BaseProducer = producer_config(cfg, &opts.group, Some(&opts.group))
@@ -486,6 +535,8 @@ pub fn replay_dead_letters(
                 positions_ref.insert(e.partition, e.offset + 1);
                 if !opts.wants(&e) {
                     summary.filtered += 1;
+                } else if replayed.contains_key(&(e.partition, e.offset)) {
+                    summary.already_replayed += 1;
                 } else {
                     let fixed = match fix {
                         Some(f) => f(&e.record),
@@ -500,6 +551,12 @@ pub fn replay_dead_letters(
                         (None, _) => summary.dropped += 1,
                         (Some(_), None) => summary.no_target += 1,
                         (Some(fixed), Some(to)) => {
+                            check_target(to, &|| {
+                                format!(
+                                    "dead letter {}/{}'s source (give a target with `to`)",
+                                    e.partition, e.offset
+                                )
+                            })?;
                             let out = replay_record(&e, &opts.topic, fixed, to);
                             send(&producer, &out)?;
                             let marker = serde_json::json!({

@@ -125,12 +125,18 @@ impl IngressSink {
             }
         }
         let ids_topic = ingress_ids_topic(&cfg.application_id);
+        // Segments as long as the window, so a new instance reads about a
+        // window of claims, not a week's (the default segment).
         let retention = cfg.ingress_idempotency_window_ms.max(60_000).to_string();
         crate::topics::ensure_topic(
             cfg,
             &ids_topic,
             1,
-            &[("cleanup.policy", "delete"), ("retention.ms", &retention)],
+            &[
+                ("cleanup.policy", "delete"),
+                ("retention.ms", &retention),
+                ("segment.ms", &retention),
+            ],
         )?;
         let consumer: BaseConsumer<RestoreContext> =
             crate::kafka::reader_config(cfg, &format!("{}-ingress-ids", cfg.application_id))
@@ -229,6 +235,8 @@ impl IngressSink {
                         rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge
                             | rdkafka::types::RDKafkaErrorCode::InvalidRecord
                             | rdkafka::types::RDKafkaErrorCode::InvalidMessage
+                            | rdkafka::types::RDKafkaErrorCode::InvalidTimestamp
+                            | rdkafka::types::RDKafkaErrorCode::MessageBatchTooLarge
                     )
                 );
                 if rejected {

@@ -237,6 +237,10 @@ fn start_admin(
             ))),
             token: config.admin_token.clone().filter(|t| !t.is_empty()),
             ingress: if config.ingress_enabled {
+                let set = |t: &Option<String>| t.as_deref().is_some_and(|t| !t.is_empty());
+                if set(&config.admin_token) && !set(&config.ingress_token) {
+                    tracing::warn!("admin_token is set but ingress_token is not: POST /v1/events takes events without a token");
+                }
                 Some(weir_admin::ingress::Ingress::start(config).map_err(|e| e.to_string())?)
             } else {
                 None

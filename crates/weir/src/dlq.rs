@@ -151,8 +151,8 @@ pub fn run_dlq(config: &Config, topology: Option<&Topology>, cmd: DlqCommand) ->
             )?;
             bar.finish_and_clear();
             println!(
-                "replayed {} dead letter(s) from {}; left out: {} by the options, {} by the fix-up, {} without a source topic ({} read)",
-                s.replayed, opts.topic, s.filtered, s.dropped, s.no_target, s.read
+                "replayed {} dead letter(s) from {}; left out: {} by the options, {} by the fix-up, {} without a source topic, {} replayed before ({} read)",
+                s.replayed, opts.topic, s.filtered, s.dropped, s.no_target, s.already_replayed, s.read
             );
             Ok(())
         }

@@ -21,19 +21,28 @@
 //! | 400 | `INVALID_EVENT` | a field of the envelope is missing or of the wrong type |
 //! | 400 | `SCHEMA_VALIDATION_ERROR` | the event does not conform to its definition |
 //! | 401 | `UNAUTHORIZED` | `ingress_token` is set and not given |
+//! | 409 | `IDEMPOTENCY_CONFLICT` | its key was accepted for a different event |
 //! | 413 | `PAYLOAD_TOO_LARGE` | the body is over `ingress_max_body_bytes` |
 //! | 415 | `UNSUPPORTED_MEDIA_TYPE` | a `Content-Type` that is not JSON |
 //! | 422 | `UNKNOWN_EVENT_TYPE` | no definition, or no topic, for `eventType` |
 //! | 422 | `RECORD_REJECTED` | the broker refused the record |
+//! | 500 | `INTERNAL` | the request failed inside the endpoint; retry |
 //! | 503 | `BROKER_UNAVAILABLE` | not acknowledged within `ingress_produce_timeout_ms` (with `Retry-After`) |
 //!
 //! A request whose idempotency key (`Idempotency-Key`, else the event's
-//! `id`) was accepted within `ingress_idempotency_window_ms` is answered
-//! with the first answer and writes nothing; concurrent requests with one
-//! key are written once. Across instances see
+//! type and `id`) was accepted within `ingress_idempotency_window_ms` for
+//! the same event (its type, `id` and `data`) is answered with the first answer and
+//! writes nothing; for another event it is a 409. Concurrent requests with
+//! one key are written once. A 503 means not acknowledged: in an outage
+//! the event was not written; if the broker wrote it and only the
+//! acknowledgement was lost, a retry writes it again (consumers deduplicate
+//! by `id`). At most `ingress_idempotency_max_keys` keys are kept (the
+//! oldest go first). Across instances see
 //! [`weir_runtime::IngressSink`]. Each outcome is counted in
 //! `weir_ingress_requests_total{outcome}`.
 
+mod envelope;
+mod fingerprint;
 mod seen;
 pub(crate) mod time;
 
@@ -52,6 +61,9 @@ use weir_core::EventSchemas;
 use weir_runtime::{Config, Histogram, IngressSink, SinkError};
 use weir_schema::SchemaRegistry;
 
+use envelope::Envelope;
+pub(crate) use envelope::PublishBody;
+use fingerprint::fingerprint;
 use seen::Seen;
 
 /// The answer to an accepted event (the contract's 202 body).
@@ -135,6 +147,7 @@ impl Refusal {
             "UNKNOWN_EVENT_TYPE" => Outcome::UnknownType,
             "RECORD_REJECTED" => Outcome::Rejected,
             "BROKER_UNAVAILABLE" => Outcome::Unavailable,
+            "IDEMPOTENCY_CONFLICT" => Outcome::Conflict,
             _ => Outcome::InvalidEvent,
         }
     }
@@ -166,6 +179,8 @@ pub enum Outcome {
     Accepted,
     /// Answered from an earlier acceptance of its key.
     Duplicate,
+    /// Its key was accepted for a different event.
+    Conflict,
     /// Not JSON.
     MalformedJson,
     /// An envelope field missing or wrong.
@@ -188,9 +203,10 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in label order.
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Accepted,
         Outcome::Duplicate,
+        Outcome::Conflict,
         Outcome::MalformedJson,
         Outcome::InvalidEvent,
         Outcome::SchemaInvalid,
@@ -207,6 +223,7 @@ impl Outcome {
         match self {
             Outcome::Accepted => "accepted",
             Outcome::Duplicate => "duplicate",
+            Outcome::Conflict => "conflict",
             Outcome::MalformedJson => "malformed_json",
             Outcome::InvalidEvent => "invalid_event",
             Outcome::SchemaInvalid => "schema_invalid",
@@ -238,10 +255,19 @@ impl std::fmt::Debug for Ingress {
     }
 }
 
-/// A claim in the shared ids topic: the answer given, and when.
+/// What a key's slot keeps once the key was accepted: the answer, and
+/// the fingerprint of the event it was given for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct First {
+    accepted: Accepted,
+    fingerprint: u64,
+}
+
+/// A claim in the shared ids topic: the first answer, and when.
 #[derive(Serialize, Deserialize)]
 struct Claim {
-    accepted: Accepted,
+    #[serde(flatten)]
+    first: First,
     at_ms: i64,
 }
 
@@ -254,13 +280,16 @@ impl Ingress {
     /// [`weir_runtime::schema_registry`].
     pub fn start(config: &Config) -> Result<Arc<Self>, weir_runtime::Error> {
         let registry = Arc::new(weir_runtime::schema_registry(config)?);
-        let seen = Arc::new(Seen::new(config.ingress_idempotency_window_ms));
+        let seen = Arc::new(Seen::new(
+            config.ingress_idempotency_window_ms,
+            config.ingress_idempotency_max_keys,
+        ));
         let claims_read = Arc::new(AtomicU64::new(0));
         let (learner, read) = (seen.clone(), claims_read.clone());
         let sink = IngressSink::start(config, move |key, value| {
             read.fetch_add(1, Ordering::Relaxed);
             match serde_json::from_slice::<Claim>(value) {
-                Ok(c) => learner.learn(key, c.at_ms, c.accepted, time::now_ms()),
+                Ok(c) => learner.learn(key, c.at_ms, c.first, time::now_ms()),
                 Err(e) => tracing::debug!(%key, error = %e, "an ingress claim does not parse"),
             }
         })?;
@@ -305,27 +334,42 @@ impl Ingress {
 
     /// Checks and writes one event (`body`, as received); answers the 202
     /// body and whether it was a duplicate, or the refusal. Counts the
-    /// outcome.
+    /// outcome. The work runs as a task of its own: a client that goes away
+    /// cannot stop a write half-way (its slot would be left without the
+    /// answer of a record that the broker still writes).
     ///
     /// # Errors
     /// A [`Refusal`] (see the module docs).
     pub async fn publish(
-        &self,
-        body: &[u8],
-        idempotency_key: Option<&str>,
-        traceparent: Option<&str>,
+        self: &Arc<Self>,
+        body: axum::body::Bytes,
+        idempotency_key: Option<String>,
+        traceparent: Option<String>,
     ) -> Result<(Accepted, bool), Refusal> {
-        let started = std::time::Instant::now();
-        let result = self.publish_inner(body, idempotency_key, traceparent).await;
-        match &result {
-            Ok((_, true)) => self.count(Outcome::Duplicate),
-            Ok((_, false)) => {
-                self.count(Outcome::Accepted);
-                self.latency.observe(started.elapsed());
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let result = this
+                .publish_inner(&body, idempotency_key.as_deref(), traceparent.as_deref())
+                .await;
+            match &result {
+                Ok((_, true)) => this.count(Outcome::Duplicate),
+                Ok((_, false)) => {
+                    this.count(Outcome::Accepted);
+                    this.latency.observe(started.elapsed());
+                }
+                Err(r) => this.count(r.outcome()),
             }
-            Err(r) => self.count(r.outcome()),
-        }
-        result
+            result
+        });
+        task.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "an ingress request failed");
+            Err(Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "the request failed; it may be retried",
+            ))
+        })
     }
 
     async fn publish_inner(
@@ -343,22 +387,47 @@ impl Ingress {
             .field("", e.to_string())
         })?;
         let envelope = Envelope::read(&event)?;
-        let key = match idempotency_key.filter(|k| !k.is_empty()) {
-            Some(k) if k.len() > 256 => {
+        // Keys of the header and of event ids never meet; an id counts per
+        // event type.
+        let (key, key_field) = match idempotency_key.filter(|k| !k.is_empty()) {
+            Some(k) if k.chars().count() > 256 => {
                 return Err(Refusal::new(
                     StatusCode::BAD_REQUEST,
                     "INVALID_EVENT",
                     "Idempotency-Key must have at most 256 characters",
                 )
-                .field("Idempotency-Key", "length"))
+                .field("Idempotency-Key", "must have at most 256 characters"))
             }
-            Some(k) => k,
-            None => envelope.id,
+            Some(k) => (format!("key:{k}"), "Idempotency-Key"),
+            None => (format!("id:{}/{}", envelope.event_type, envelope.id), "id"),
         };
-        let slot = self.seen.slot(key, time::now_ms());
-        let mut held = slot.lock().await;
-        if let Some(first) = held.as_ref() {
-            return Ok((first.clone(), true));
+        let print = fingerprint(&event);
+        let repeat = |first: &First| {
+            if first.fingerprint == print {
+                Ok((first.accepted.clone(), true))
+            } else {
+                Err(Refusal::new(
+                    StatusCode::CONFLICT,
+                    "IDEMPOTENCY_CONFLICT",
+                    format!(
+                        "{key_field} was accepted for a different event ({}); send a new one",
+                        first.accepted.receipt
+                    ),
+                )
+                .field(key_field, "already used for a different event"))
+            }
+        };
+        // An answer given already: no checks (a definition may have changed
+        // since), no write.
+        if let Some(slot) = self.seen.get(&key, time::now_ms()) {
+            let answer = slot.lock().await.clone();
+            drop(slot);
+            if let Some(first) = answer {
+                return repeat(&first);
+            }
+            // The request it waited for was not accepted: its slot goes
+            // back (unless another request holds it).
+            self.seen.forget_if_empty(&key);
         }
         let topic = self.check(&envelope, &event)?;
         let record_key = self.record_key(envelope.event_type, &event)?;
@@ -371,22 +440,37 @@ impl Ingress {
             None => new_traceparent(),
         };
         headers.push((weir_runtime::TRACEPARENT, trace.as_bytes()));
-        let written = self
+        // Only a checked event takes a slot; one that is not accepted
+        // gives it back.
+        let slot = self.seen.slot(&key, time::now_ms());
+        let mut held = slot.clone().lock_owned().await;
+        if let Some(first) = held.as_ref() {
+            return repeat(first);
+        }
+        let sent = self
             .sink
             .send(topic, &record_key, body, &headers, envelope.timestamp_ms)
-            .await
-            .map_err(|e| match e {
-                SinkError::Unavailable(m) => Refusal::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "BROKER_UNAVAILABLE",
-                    format!("the event was not written; retry later: {m}"),
-                ),
-                SinkError::Rejected(m) => Refusal::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "RECORD_REJECTED",
-                    format!("the broker refused the event: {m}"),
-                ),
-            })?;
+            .await;
+        let written = match sent {
+            Ok(w) => w,
+            Err(e) => {
+                drop(held);
+                drop(slot);
+                self.seen.forget_if_empty(&key);
+                return Err(match e {
+                    SinkError::Unavailable(m) => Refusal::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "BROKER_UNAVAILABLE",
+                        format!("the broker did not acknowledge the event; retry later: {m}"),
+                    ),
+                    SinkError::Rejected(m) => Refusal::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "RECORD_REJECTED",
+                        format!("the broker refused the event: {m}"),
+                    ),
+                });
+            }
+        };
         let at_ms = time::now_ms();
         let accepted = Accepted {
             status: "accepted".into(),
@@ -397,14 +481,14 @@ impl Ingress {
                 written.topic, written.partition, written.offset
             ),
         };
-        *held = Some(accepted.clone());
-        drop(held);
-        let claim = Claim {
+        let first = First {
             accepted: accepted.clone(),
-            at_ms,
+            fingerprint: print,
         };
-        if let Ok(v) = serde_json::to_vec(&claim) {
-            self.sink.claim(key, &v);
+        *held = Some(first.clone());
+        drop(held);
+        if let Ok(v) = serde_json::to_vec(&Claim { first, at_ms }) {
+            self.sink.claim(&key, &v);
         }
         Ok((accepted, false))
     }
@@ -494,101 +578,6 @@ fn new_traceparent() -> String {
     format!("00-{a:016x}{b:016x}-{parent:016x}-01")
 }
 
-/// The envelope's fields, checked.
-struct Envelope<'a> {
-    event_type: &'a str,
-    id: &'a str,
-    timestamp_ms: i64,
-    correlation_id: Option<&'a str>,
-}
-
-impl<'a> Envelope<'a> {
-    fn read(event: &'a Value) -> Result<Self, Refusal> {
-        let bad = |field: &str, error: &str| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                "INVALID_EVENT",
-                format!("{field} {error}"),
-            )
-            .field(field, error)
-        };
-        let Some(obj) = event.as_object() else {
-            return Err(bad("", "the event must be a JSON object"));
-        };
-        let text = |field: &str| -> Result<&'a str, Refusal> {
-            match event.get(field) {
-                // As the document's pattern: not only spaces, tabs and
-                // line ends; at most 256 characters.
-                Some(Value::String(s))
-                    if s.bytes()
-                        .any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-                        && s.chars().count() <= 256 =>
-                {
-                    Ok(s)
-                }
-                Some(Value::String(_)) => Err(bad(field, "must have 1 to 256 characters")),
-                Some(_) => Err(bad(field, "must be a string")),
-                None => Err(bad(field, "is required")),
-            }
-        };
-        let event_type = text("eventType")?;
-        if !weir_core::valid_event_type(event_type) {
-            return Err(bad(
-                "eventType",
-                "must use only letters, digits, '.', '_' and '-'",
-            ));
-        }
-        text("source")?;
-        let id = text("id")?;
-        let timestamp_ms = time::parse(text("timestamp")?)
-            .filter(|ms| *ms >= 0)
-            .ok_or_else(|| bad("timestamp", "must be an RFC 3339 date-time after 1970"))?;
-        match obj.get("data") {
-            Some(Value::Object(_)) => {}
-            Some(_) => return Err(bad("data", "must be an object")),
-            None => return Err(bad("data", "is required")),
-        }
-        let correlation_id = match obj.get("metadata") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(m)) => match m.get("correlationId") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(c)) => Some(c.as_str()),
-                Some(_) => return Err(bad("metadata.correlationId", "must be a string")),
-            },
-            Some(_) => return Err(bad("metadata", "must be an object")),
-        };
-        Ok(Self {
-            event_type,
-            id,
-            timestamp_ms,
-            correlation_id,
-        })
-    }
-}
-
-/// The request body of `POST /v1/events` (the contract's event).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // a description of what `publish_route` reads
-#[schema(rename_all = "camelCase")]
-pub(crate) struct PublishBody {
-    /// The event type; its latest registered definition checks the event.
-    #[schema(pattern = "^[A-Za-z0-9._-]{1,200}$")]
-    event_type: String,
-    /// The publishing service.
-    #[schema(min_length = 1, max_length = 256, pattern = "[^ \\t\\r\\n]")]
-    source: String,
-    /// The event's id (the idempotency key without `Idempotency-Key`).
-    #[schema(min_length = 1, max_length = 256, pattern = "[^ \\t\\r\\n]")]
-    id: String,
-    /// When it happened (RFC 3339, from 1970 on); the record's timestamp.
-    #[schema(format = DateTime, pattern = "^(19[7-9][1-9]|19[89][0-9]|[2-9][0-9]{3})-")]
-    timestamp: String,
-    /// The payload.
-    data: serde_json::Map<String, Value>,
-    /// `correlationId` becomes the `correlation-id` header.
-    metadata: Option<serde_json::Map<String, Value>>,
-}
-
 /// `POST /v1/events` with `ingress` as its state.
 pub fn router(ingress: Arc<Ingress>) -> Router {
     Router::new()
@@ -638,15 +627,17 @@ pub fn standalone(ingress: Arc<Ingress>) -> Router {
     path = "/v1/events",
     tag = "ingress",
     request_body(content = PublishBody, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, max_length = 256, description = "Deduplicates retries (default: the event's id); empty: not given")),
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 256, description = "Deduplicates retries (default: the event's type and id); empty: not given")),
     responses(
         (status = 202, description = "Written and acknowledged by the broker", body = Accepted),
         (status = 400, description = "Not JSON, a bad envelope, or not conforming to its definition", body = Refusal),
         (status = 401, description = "ingress_token is set and not given", body = Refusal),
         (status = 413, description = "Over ingress_max_body_bytes", body = Refusal),
+        (status = 409, description = "The idempotency key was accepted for a different event", body = Refusal),
         (status = 415, description = "Not JSON by its Content-Type", body = Refusal),
         (status = 422, description = "No definition or no topic for its type, or refused by the broker", body = Refusal),
-        (status = 503, description = "Not acknowledged in time: not written; retry", body = Refusal, headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 500, description = "The request failed inside the endpoint; it may be retried", body = Refusal),
+        (status = 503, description = "Not acknowledged in time; retry", body = Refusal, headers(("Retry-After" = String, description = "Seconds to wait"))),
     ),
     security((), ("bearer" = []))
 )]
@@ -707,11 +698,25 @@ pub(crate) async fn publish_route(
             });
         }
     };
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    match ingress
-        .publish(&bytes, text("idempotency-key"), text("traceparent"))
-        .await
-    {
+    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) => Some(k.to_string()),
+        Some(Err(_)) => {
+            return refuse(
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_EVENT",
+                    "Idempotency-Key must be visible ASCII",
+                )
+                .field("Idempotency-Key", "must be visible ASCII"),
+            )
+        }
+    };
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match ingress.publish(bytes, key, traceparent).await {
         Ok((accepted, _)) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
         Err(r) => r.into_response(),
     }
