@@ -72,6 +72,10 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
         .group_by_key()
         .windowed_by(weir::dsl::tumbling(Duration::from_secs(60)))
         .count("per-minute");
+    upper
+        .group_by_key()
+        .windowed_by_session(weir::dsl::session(Duration::from_secs(3_600)))
+        .count("per-session");
     let running = App::builder()
         .with_config(config)
         .start(b.build().unwrap())
@@ -280,7 +284,56 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
         r.json()["windows"].as_array().unwrap().len(),
         windows.len() - 1
     );
+    // A session store, by key and time: k1's records, published together,
+    // are one session of 8.
+    let r = get(addr, "/stores/per-session/sessions?key=k1");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sv = r.json();
+    let sessions = sv["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{sv}");
+    assert_eq!(sessions[0]["value"], 8, "{sv}");
+    let (start, end) = (
+        sessions[0]["start"].as_i64().unwrap(),
+        sessions[0]["end"].as_i64().unwrap(),
+    );
+    assert!(start <= end, "{sv}");
+    assert_eq!(sv["key"], "k1");
+    for (query, n) in [
+        (format!("from={end}&to={start}"), 1),
+        (format!("from={}", end + 1), 0),
+        (format!("to={}", start - 1), 0),
+    ] {
+        let r = get(
+            addr,
+            &format!("/stores/per-session/sessions?key=k1&{query}"),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["sessions"].as_array().unwrap().len(), n, "{query}");
+    }
+    // `weir query` of a key of a session store prints its sessions.
+    let out = std::process::Command::new(weir_tests::binary("weir", "weir-cli"))
+        .args([
+            "query",
+            "--admin",
+            &format!("http://{addr}"),
+            "per-session",
+            "k1",
+        ])
+        .args(["--output", "json"])
+        .env_remove("WEIR_ADMIN_URL")
+        .output()
+        .expect("run weir");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["sessions"], sv["sessions"], "{printed}");
     for (path, code) in [
+        ("/stores/per-session/windows?key=k1", "WRONG_STORE_KIND"),
+        ("/stores/per-key/sessions?key=k1", "WRONG_STORE_KIND"),
+        ("/stores/per-session/sessions?key=k1&limit=0", "BAD_REQUEST"),
         ("/stores/per-minute/keys/k1", "WRONG_STORE_KIND"),
         ("/stores/per-key/windows?key=k1", "WRONG_STORE_KIND"),
         ("/stores/per-minute/windows", "BAD_REQUEST"),

@@ -12,8 +12,9 @@
 //! - `GET /stores`: the topology's stores, the partitions of each this
 //!   instance holds (restoring or not), and an estimate of their keys;
 //! - `GET /stores/{store}/keys/{key}` (answered here or by the key's owner)
-//!   `GET /stores/{store}/range`, `GET /stores/{store}/windows`,
-//!   `GET /waits/{wait}/{key}`: see [`query`];
+//!   `GET /stores/{store}/range`, `GET /waits/{wait}/{key}`: see
+//!   [`query`]; `GET /stores/{store}/windows` and `.../sessions` (a key
+//!   over time): see `timed`;
 //! - `GET /openapi.json`: this API's OpenAPI document;
 //! - `GET /dashboard` (and `/`, redirected): the operators' page (see
 //!   `dashboard`);
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod query;
+mod timed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -223,7 +225,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/stores", get(stores))
         .route("/stores/{store}/keys/{key}", get(query::key))
         .route("/stores/{store}/range", get(query::range))
-        .route("/stores/{store}/windows", get(query::windows))
+        .route("/stores/{store}/windows", get(timed::windows))
+        .route("/stores/{store}/sessions", get(timed::sessions))
         .route("/waits/{wait}/{key}", get(query::waits))
         .route("/dlq", get(ops::dlq))
         .route("/dlq/replay", post(ops::replay))

@@ -17,9 +17,8 @@
 //!   100, at most 10,000) entries with `from <= key <= to` (by serialized
 //!   key order; either bound may be left out) of the partitions this
 //!   instance holds — a range is not forwarded.
-//! - `GET /stores/{store}/windows?key=&from=&to=&limit=`: a window store's
-//!   windows of one key (`start`, `value`, `latest_timestamp`), forwarded
-//!   like key queries.
+//! - `GET /stores/{store}/windows` and `GET /stores/{store}/sessions`: a
+//!   key over time, forwarded like key queries (module `timed`).
 //! - `GET /waits/{wait}/{key}`: the records a wait (`await_event`) holds
 //!   for a key, forwarded like key queries; none is an empty list.
 //!
@@ -55,7 +54,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// 503 while this instance's stores may be stale (see
 /// `RuntimeStats::stalled`: a stream thread paused past a consumer session,
 /// or just back from one).
-fn fresh(s: &AdminState) -> Result<(), ApiError> {
+pub(crate) fn fresh(s: &AdminState) -> Result<(), ApiError> {
     match s.stats.stalled() {
         Some(d) => Err(ApiError::unavailable(
             "STALLED",
@@ -70,7 +69,7 @@ fn fresh(s: &AdminState) -> Result<(), ApiError> {
 }
 
 /// The most entries one range answer carries.
-const MAX_LIMIT: usize = 10_000;
+pub(crate) const MAX_LIMIT: usize = 10_000;
 
 /// An error answer, before it becomes a [`Response`] (small enough to
 /// return in a `Result`).
@@ -138,7 +137,7 @@ pub(crate) fn unavailable(code: &'static str, message: impl Into<String>) -> Res
     ApiError::unavailable(code, message).into_response()
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
+pub(crate) fn bad_request(message: impl Into<String>) -> Response {
     error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
 }
 
@@ -148,7 +147,11 @@ fn kv_view<'a>(s: &'a AdminState, store: &str) -> Result<&'a StoreView, ApiError
 }
 
 /// The view of `store` when it is of kind `want`, or the error response.
-fn view_of<'a>(s: &'a AdminState, store: &str, want: StoreKind) -> Result<&'a StoreView, ApiError> {
+pub(crate) fn view_of<'a>(
+    s: &'a AdminState,
+    store: &str,
+    want: StoreKind,
+) -> Result<&'a StoreView, ApiError> {
     if !s.stores.stores().iter().any(|n| n == store) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -177,7 +180,7 @@ fn view_of<'a>(s: &'a AdminState, store: &str, want: StoreKind) -> Result<&'a St
     let route = match view.kind() {
         StoreKind::KeyValue => format!("/stores/{store}/keys/{{key}}"),
         StoreKind::Window => format!("/stores/{store}/windows?key="),
-        _ => "no route yet".to_string(),
+        _ => format!("/stores/{store}/sessions?key="),
     };
     Err(ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -298,7 +301,7 @@ pub(crate) async fn key(
 }
 
 /// Forwards a key query once to the owner of `partition`.
-async fn forward(
+pub(crate) async fn forward(
     s: &AdminState,
     store: &str,
     path: &str,
@@ -344,7 +347,7 @@ async fn forward(
 }
 
 /// Percent-encodes one path segment.
-fn encode_segment(s: &str) -> String {
+pub(crate) fn encode_segment(s: &str) -> String {
     const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'.')
@@ -500,169 +503,7 @@ mod tests {
     }
 }
 
-/// `GET /stores/{store}/windows?key=&from=&to=&limit=`: a window store's
-/// windows of one key with `from <= start <= to` (either bound may be left
-/// out), oldest first, answered by the key's owner as key queries are.
-#[utoipa::path(get, path = "/stores/{store}/windows", tag = "stores", params(("store" = String, Path, description = "A window store (a windowed aggregation)"), ("key" = String, Query, description = "The key: JSON for the key type, or text for a string key"), ("from" = Option<i64>, Query, description = "The earliest window start (ms)"), ("to" = Option<i64>, Query, description = "The latest window start (ms)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "At most this many windows (default 100)"), ("X-Weir-Forwarded" = Option<String>, Header, description = "Set by a forwarding instance")), responses((status = 200, description = "The key's committed windows and who served them", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 404, description = "No such store", body = ErrorBody), (status = 500, description = "A stored value does not decode with its codec", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
-pub(crate) async fn windows(
-    State(s): State<Arc<AdminState>>,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<std::collections::BTreeMap<String, String>>, QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    let (Ok(Path(store)), Ok(Query(q))) = (path, query) else {
-        return bad_request("the path or query string does not decode");
-    };
-    let answer = {
-        let (s, store, q) = (s.clone(), store.clone(), q.clone());
-        blocking(move || windows_of(&s, &store, &q)).await
-    };
-    match answer.and_then(|a| a) {
-        Ok(WindowAnswer::Here(v)) => Json(v).into_response(),
-        Ok(WindowAnswer::Elsewhere(partition)) => {
-            let query: Vec<String> = q
-                .iter()
-                .map(|(k, v)| format!("{}={}", encode_segment(k), encode_segment(v)))
-                .collect();
-            let path = format!(
-                "/stores/{}/windows?{}",
-                encode_segment(&store),
-                query.join("&")
-            );
-            forward(&s, &store, &path, partition, &headers).await
-        }
-        Err(e) => e.into_response(),
-    }
-}
-
-enum WindowAnswer {
-    Here(serde_json::Value),
-    /// Another instance holds this partition.
-    Elsewhere(i32),
-}
-
-fn windows_of(
-    s: &AdminState,
-    store: &str,
-    q: &std::collections::BTreeMap<String, String>,
-) -> Result<WindowAnswer, ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", m);
-    let view = view_of(s, store, StoreKind::Window)?;
-    if let Some(k) = q
-        .keys()
-        .find(|k| !matches!(k.as_str(), "key" | "from" | "to" | "limit"))
-    {
-        return Err(bad(format!(
-            "unknown parameter {k:?}; use key, from, to, limit"
-        )));
-    }
-    let text = q.get("key").ok_or_else(|| bad("key is required".into()))?;
-    let time = |name: &str, default: i64| -> Result<i64, ApiError> {
-        q.get(name).map_or(Ok(default), |t| {
-            t.parse()
-                .map_err(|_| bad(format!("{name}={t:?} is not a time in ms")))
-        })
-    };
-    let (from, to) = (time("from", i64::MIN)?, time("to", i64::MAX)?);
-    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
-        None => 100,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => return Err(bad(format!("limit must be 1..={MAX_LIMIT}"))),
-    };
-    let key = view.parse_key(text).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "BAD_KEY",
-            format!("{text:?} is not a key of store {store}: {e}"),
-        )
-    })?;
-    fresh(s)?;
-    let segment_ms = view.segment_ms().unwrap_or(1).max(1);
-    let partition = s
-        .stores
-        .partition_of(store, &key)
-        .map_err(|e| query_err(&e))?;
-    let engine = |e: QueryError| match e {
-        QueryError::NotLocal { .. } => None,
-        other => Some(query_err(&other)),
-    };
-    // Segment by segment (a handful: retention / segment span), each a
-    // short range of this key's windows.
-    let mut out = Vec::new();
-    let (first_segment, last_segment) = (from.div_euclid(segment_ms), to.div_euclid(segment_ms));
-    let mut cursor = vec![WINDOW_TAG];
-    cursor.extend_from_slice(&weir_state::time_key(first_segment));
-    while out.len() < limit {
-        let probe = KeyRange {
-            from: Bound::Included(cursor.clone()),
-            to: Bound::Excluded(vec![WINDOW_TAG + 1]),
-        };
-        let first = match s.stores.range_in(store, partition, &probe, 1) {
-            Ok(f) => f,
-            Err(e) => return engine(e).map_or(Ok(WindowAnswer::Elsewhere(partition)), Err),
-        };
-        let Some((k, _)) = first.first() else { break };
-        let Some(segment) = k.get(1..9).and_then(weir_state::from_time_key) else {
-            break;
-        };
-        if segment > last_segment {
-            break;
-        }
-        let seg_start = segment.checked_mul(segment_ms).unwrap_or(i64::MIN);
-        let seg_end = segment
-            .checked_add(1)
-            .and_then(|n| n.checked_mul(segment_ms))
-            .map_or(i64::MAX, |e| e - 1);
-        let (lo, hi) = (from.max(seg_start), to.min(seg_end));
-        if lo <= hi {
-            let mine = KeyRange::inclusive(
-                &weir_state::window_key(segment_ms, &key, lo),
-                &weir_state::window_key(segment_ms, &key, hi),
-            );
-            let entries = s
-                .stores
-                .range_in(store, partition, &mine, limit - out.len())
-                .map_err(|e| query_err(&e))?;
-            for (k, v) in entries {
-                let Some((_, start)) = weir_state::decode_window_key(&k) else {
-                    continue;
-                };
-                let (latest, value) = view.render_window_slot(&v).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "STORED_VALUE_UNREADABLE",
-                        format!("store {store}: {e}"),
-                    )
-                })?;
-                out.push(serde_json::json!({
-                    "start": start,
-                    "value": value,
-                    "latest_timestamp": latest,
-                }));
-            }
-        }
-        let Some(next) = segment.checked_add(1) else {
-            break;
-        };
-        cursor = vec![WINDOW_TAG];
-        cursor.extend_from_slice(&weir_state::time_key(next));
-    }
-    let key_json = view
-        .render_key(&key)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BAD_KEY", e.to_string()))?;
-    Ok(WindowAnswer::Here(serde_json::json!({
-        "store": store,
-        "key": key_json,
-        "partition": partition,
-        "served_by": s.instance_id,
-        "windows": out,
-    })))
-}
-
-/// The tag of window entries in a window store (see `weir_state::window`).
-const WINDOW_TAG: u8 = 0x01;
-
-fn query_err(e: &QueryError) -> ApiError {
+pub(crate) fn query_err(e: &QueryError) -> ApiError {
     match e {
         QueryError::UnknownStore { .. } => {
             ApiError::new(StatusCode::NOT_FOUND, "STORE_NOT_FOUND", e.to_string())

@@ -42,8 +42,9 @@ pub struct QueryArgs {
     endpoint: Endpoint,
     /// The store.
     store: String,
-    /// The key (JSON for the key type, or text for a string key); without
-    /// it, a range of the answering instance's partitions.
+    /// The key (JSON for the key type, or text for a string key): its
+    /// value, or its windows or sessions in a window or session store;
+    /// without it, a range of the answering instance's partitions.
     key: Option<String>,
     /// The range's lowest key.
     #[arg(long, conflicts_with = "key")]
@@ -51,8 +52,8 @@ pub struct QueryArgs {
     /// The range's highest key.
     #[arg(long, conflicts_with = "key")]
     to: Option<String>,
-    /// The range's most entries.
-    #[arg(long, default_value_t = 100, conflicts_with = "key")]
+    /// The most entries of a range, or windows or sessions of a key.
+    #[arg(long, default_value_t = 100)]
     limit: usize,
     /// How to print it.
     #[arg(long, value_enum, default_value_t = Output::Table)]
@@ -149,7 +150,22 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     let client = args.endpoint.client()?;
     let store = enc(&args.store);
     if let Some(key) = &args.key {
-        let v = ok_json(&client.get(&format!("/stores/{store}/keys/{}", enc(key)))?)?;
+        let answer = client.get(&format!("/stores/{store}/keys/{}", enc(key)))?;
+        // A window or session store: the key's windows or sessions.
+        let over_time = answer
+            .json()
+            .ok()
+            .filter(|j| j["error"] == "WRONG_STORE_KIND")
+            .and_then(|j| {
+                let hint = j["message"].as_str()?.to_string();
+                ["windows", "sessions"]
+                    .into_iter()
+                    .find(|r| hint.contains(&format!("/{r}?key=")))
+            });
+        if let Some(route) = over_time {
+            return over_time_of(&client, &store, key, route, &args);
+        }
+        let v = ok_json(&answer)?;
         return match args.output {
             Output::Json => print_json(&v),
             Output::Table => {
@@ -189,6 +205,51 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
                 "{} entries of partitions {} held by {}",
                 rows.len(),
                 v["partitions"],
+                text(&v["served_by"])
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `weir query` of a window or session store: the key's windows or
+/// sessions (`route`), oldest first.
+fn over_time_of(
+    client: &AdminClient,
+    store: &str,
+    key: &str,
+    route: &str,
+    args: &QueryArgs,
+) -> anyhow::Result<()> {
+    let path = format!(
+        "/stores/{store}/{route}?key={}&limit={}",
+        enc(key),
+        args.limit
+    );
+    let v = ok_json(&client.get(&path)?)?;
+    match args.output {
+        Output::Json => print_json(&v),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = v[route]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|e| {
+                    let end = if route == "sessions" {
+                        text(&e["end"])
+                    } else {
+                        String::new()
+                    };
+                    vec![text(&e["start"]), end, text(&e["value"])]
+                })
+                .collect();
+            table(&["start", "end", "value"], &rows);
+            eprintln!(
+                "{} {route} of key {} (partition {}, served by {})",
+                rows.len(),
+                text(&v["key"]),
+                v["partition"],
                 text(&v["served_by"])
             );
             Ok(())

@@ -47,7 +47,7 @@ pub use memory::InMemoryBackend;
 pub use pending::PendingWrites;
 #[cfg(feature = "rocksdb")]
 pub use rocks::{RocksDbBackend, StateBudget};
-pub use session::{SessionEntry, SessionStore};
+pub use session::{decode_session_key, session_range, SessionEntry, SessionStore};
 pub use task_state::{StoreId, TaskState, TaskStore};
 pub use timer::{Clock, Timer, TimerStore};
 pub use window::{decode_window_key, window_key, WindowEntry, WindowStore};

@@ -49,6 +49,29 @@ fn by_end(key: &[u8], start: i64, end: i64) -> Vec<u8> {
     k
 }
 
+/// The store keys of `key`'s sessions that end at or after
+/// `earliest_end`, in end order: what [`SessionStore::find`] reads, for a
+/// reader of the store's partitions outside its task (a query).
+pub fn session_range(key: &[u8], earliest_end: i64) -> KeyRange {
+    let prefix = key_prefix(key);
+    let mut from = prefix.clone();
+    from.extend_from_slice(&ord(earliest_end));
+    KeyRange {
+        from: std::ops::Bound::Included(from),
+        to: KeyRange::prefix(&prefix).to,
+    }
+}
+
+/// The start and end of the session that `stored` (a store key in
+/// [`session_range`] of `key`) names; `None` for any other key.
+pub fn decode_session_key(key: &[u8], stored: &[u8]) -> Option<(i64, i64)> {
+    let times = stored.strip_prefix(key_prefix(key).as_slice())?;
+    if times.len() != 16 {
+        return None;
+    }
+    Some((unord(&times[8..])?, unord(&times[..8])?))
+}
+
 /// One session as stored: its start and end (both inclusive, as record
 /// timestamps) and value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,21 +151,10 @@ impl<S: KeyValueStore> SessionStore<S> {
         earliest_end: i64,
         latest_start: i64,
     ) -> Result<Vec<SessionEntry>, StoreError> {
-        let prefix = key_prefix(key);
-        let mut from = prefix.clone();
-        from.extend_from_slice(&ord(earliest_end));
-        let range = KeyRange {
-            from: std::ops::Bound::Included(from),
-            to: KeyRange::prefix(&prefix).to,
-        };
         let mut found = Vec::new();
-        for entry in self.store.range(range)? {
+        for entry in self.store.range(session_range(key, earliest_end))? {
             let (k, value) = entry?;
-            let times = k.get(prefix.len()..).unwrap_or_default();
-            let (Some(end), Some(start)) = (
-                times.get(..8).and_then(unord),
-                times.get(8..).and_then(unord),
-            ) else {
+            let Some((start, end)) = decode_session_key(key, &k) else {
                 continue; // not a session entry: never written by this type
             };
             if start <= latest_start {
