@@ -300,6 +300,8 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
     assert_eq!(sv["key"], "k1");
     for (query, n) in [
         (format!("from={end}&to={start}"), 1),
+        (format!("from={start}&to={start}"), 1),
+        (format!("from={end}&to={end}"), 1),
         (format!("from={}", end + 1), 0),
         (format!("to={}", start - 1), 0),
     ] {

@@ -236,15 +236,20 @@ fn over_time_of(
                 .unwrap_or_default()
                 .iter()
                 .map(|e| {
-                    let end = if route == "sessions" {
-                        text(&e["end"])
+                    let second = if route == "sessions" {
+                        &e["end"]
                     } else {
-                        String::new()
+                        &e["latest_timestamp"]
                     };
-                    vec![text(&e["start"]), end, text(&e["value"])]
+                    vec![text(&e["start"]), text(second), text(&e["value"])]
                 })
                 .collect();
-            table(&["start", "end", "value"], &rows);
+            let second = if route == "sessions" {
+                "end"
+            } else {
+                "latest_timestamp"
+            };
+            table(&["start", second, "value"], &rows);
             eprintln!(
                 "{} {route} of key {} (partition {}, served by {})",
                 rows.len(),
