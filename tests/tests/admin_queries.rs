@@ -314,6 +314,16 @@ fn any_instance_answers_any_key_through_the_owner_and_never_with_stale_data() {
     );
     let (ok, _, err) = cli(&["query", "--admin", &url, "customer-totals", "nobody-at-all"]);
     assert!(!ok && err.contains("404"), "{err}");
+    let (ok, _, err) = cli(&[
+        "query",
+        "--admin",
+        &url,
+        "customer-totals",
+        customer,
+        "--limit",
+        "5",
+    ]);
+    assert!(!ok && err.contains("--limit applies to a range"), "{err}");
     let (ok, out, err) = cli(&["topology", "--admin", &url]);
     assert!(ok, "{err}");
     assert!(

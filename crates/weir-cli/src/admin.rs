@@ -52,9 +52,10 @@ pub struct QueryArgs {
     /// The range's highest key.
     #[arg(long, conflicts_with = "key")]
     to: Option<String>,
-    /// The most entries of a range, or windows or sessions of a key.
-    #[arg(long, default_value_t = 100)]
-    limit: usize,
+    /// The most entries of a range, or windows or sessions of a key
+    /// (default 100).
+    #[arg(long)]
+    limit: Option<usize>,
     /// How to print it.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -142,6 +143,9 @@ fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Entries, windows or sessions asked for when `--limit` is not given.
+const DEFAULT_LIMIT: usize = 100;
+
 /// Runs `weir query`.
 ///
 /// # Errors
@@ -165,6 +169,9 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         if let Some(route) = over_time {
             return over_time_of(&client, &store, key, route, &args);
         }
+        if args.limit.is_some() && answer.error_message().is_none() {
+            bail!("--limit applies to a range, or to a key of a window or session store; {} is a key-value store", args.store);
+        }
         let v = ok_json(&answer)?;
         return match args.output {
             Output::Json => print_json(&v),
@@ -182,7 +189,7 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
             }
         };
     }
-    let mut q = vec![format!("limit={}", args.limit)];
+    let mut q = vec![format!("limit={}", args.limit.unwrap_or(DEFAULT_LIMIT))];
     if let Some(f) = &args.from {
         q.push(format!("from={}", enc(f)));
     }
@@ -224,7 +231,7 @@ fn over_time_of(
     let path = format!(
         "/stores/{store}/{route}?key={}&limit={}",
         enc(key),
-        args.limit
+        args.limit.unwrap_or(DEFAULT_LIMIT)
     );
     let v = ok_json(&client.get(&path)?)?;
     match args.output {
