@@ -42,8 +42,10 @@ use weir_state::{StoreError, WindowStore};
 
 use crate::graph::BuildError;
 use crate::grouped::Grouped;
-use crate::process::{Processor, ProcessorContext, StoreName};
+use crate::process::StoreName;
 use crate::Stream;
+
+use aggregate::{AggregateSpec, WindowAggregate};
 
 /// A time window, `[start, end)` in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -528,17 +530,6 @@ pub(crate) fn set_kind<K, V>(s: &Stream<K, V>, kind: &'static str) {
     s.graph.borrow_mut().nodes[s.node].kind = kind;
 }
 
-type Step<K, V, A> = Box<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
-
-struct AggregateSpec<K, V, A> {
-    store: WindowedStore<K, A>,
-    step: Step<K, V, A>,
-    late_to_dlq: Arc<dyn Fn() -> bool + Send + Sync>,
-    /// Set when the table is suppressed: the emit-final node expires
-    /// windows (after emitting them), not the aggregation.
-    suppressed: Arc<AtomicBool>,
-}
-
 pub(crate) fn store_err(node: &str, store: &str, e: StoreError) -> ProcessError {
     ProcessError::Store {
         node: node.to_string(),
@@ -586,126 +577,6 @@ pub(crate) fn resolve<K, V>(
             node: node.to_string(),
             message: format!("windowed store {}: {message}", store.name),
         }),
-    }
-}
-
-struct WindowAggregate<K, V, A> {
-    spec: Arc<AggregateSpec<K, V, A>>,
-    /// Resolved in `init`.
-    windows: Option<TimeWindows>,
-    /// Windows starting below this were expired (by this instance).
-    expired_below: Option<Timestamp>,
-}
-
-impl<K, V, A> Processor<K, V, Windowed<K>, A> for WindowAggregate<K, V, A>
-where
-    K: Clone + Send + 'static,
-    V: Clone + Send + 'static,
-    A: Clone + Send + 'static,
-{
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, A>) -> Result<(), ProcessError> {
-        self.windows = Some(resolve(&self.spec.store, ctx.node())?);
-        Ok(())
-    }
-
-    fn process(
-        &mut self,
-        ctx: &mut ProcessorContext<'_, Windowed<K>, A>,
-        key: K,
-        value: V,
-    ) -> Result<(), ProcessError> {
-        let spec = &*self.spec;
-        let w = &match self.windows {
-            Some(w) => w,
-            None => *self.windows.insert(resolve(&spec.store, ctx.node())?),
-        };
-        let t = ctx.timestamp();
-        // No stream time yet (behind a repartition topic, before every
-        // upstream task reported): nothing has closed.
-        let stream_time = ctx.stream_time().unwrap_or(Timestamp::MIN);
-        let close = stream_time.saturating_sub(w.grace);
-        let kb = spec
-            .store
-            .key_codec
-            .encode(&key)
-            .map_err(|e| codec_err(ctx.node(), e))?;
-        let mut updates = Vec::new();
-        let mut closed = 0;
-        {
-            let (node, state) = ctx.raw();
-            let mut ws = windows_of(state, node, &spec.store.name, w)?;
-            for start in w.window_starts(t) {
-                let end = start.saturating_add(w.size);
-                if end <= close {
-                    closed += 1;
-                    continue;
-                }
-                let (old, max_ts) = match ws
-                    .get(&kb, start)
-                    .map_err(|e| store_err(node, &spec.store.name, e))?
-                {
-                    Some(slot) => {
-                        let (ts, bytes) = decode_slot(&slot).ok_or_else(|| {
-                            corrupt(
-                                node,
-                                &spec.store.name,
-                                "a window value shorter than its timestamp",
-                            )
-                        })?;
-                        let old = spec
-                            .store
-                            .value_codec
-                            .decode(bytes)
-                            .map_err(|e| codec_err(node, e))?;
-                        (Some(old), ts.max(t))
-                    }
-                    None => (None, t),
-                };
-                let new = (spec.step)(&key, value.clone(), old);
-                let bytes = spec
-                    .store
-                    .value_codec
-                    .encode(&new)
-                    .map_err(|e| codec_err(node, e))?;
-                ws.put(&kb, start, &encode_slot(max_ts, &bytes))
-                    .map_err(|e| store_err(node, &spec.store.name, e))?;
-                updates.push((Window { start, end }, new));
-            }
-            if updates.is_empty() {
-                return Err(ProcessError::Late {
-                    node: node.to_string(),
-                    message: format!(
-                        "timestamp {t}: its {closed} window(s) closed at stream time {stream_time} (grace {} ms)",
-                        w.grace
-                    ),
-                    dead_letter: (spec.late_to_dlq)(),
-                });
-            }
-            // Without emit-final, windows expire here: those that closed.
-            if !spec.suppressed.load(Ordering::Relaxed) && stream_time > Timestamp::MIN {
-                let bound = w.first_open_start(stream_time);
-                let segment = bound.div_euclid(w.segment_ms()) * w.segment_ms();
-                if self.expired_below.is_none_or(|e| segment > e) {
-                    ws.expire_before(bound)
-                        .map_err(|e| store_err(node, &spec.store.name, e))?;
-                    self.expired_below = Some(segment);
-                }
-            }
-        }
-        for (window, new) in updates {
-            ctx.forward(
-                Windowed {
-                    key: key.clone(),
-                    window,
-                },
-                new,
-            );
-        }
-        Ok(())
-    }
-
-    fn close(&mut self) {
-        self.expired_below = None;
     }
 }
 
@@ -776,6 +647,8 @@ where
         }
     }
 }
+
+mod aggregate;
 
 #[cfg(test)]
 mod tests {
