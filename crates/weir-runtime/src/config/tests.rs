@@ -62,8 +62,7 @@ fn ingress_tables_come_from_pairs_in_one_variable() {
     assert_eq!(c.ingress_topics["order.placed"], "orders");
     assert_eq!(c.ingress_keys["order.placed"], "data.customerId");
     assert_eq!(c.ingress_key_field, "id");
-    let e =
-        Config::load(&defaults(), None, env(&[("WEIR_INGRESS_TOPICS", "users")])).unwrap_err();
+    let e = Config::load(&defaults(), None, env(&[("WEIR_INGRESS_TOPICS", "users")])).unwrap_err();
     assert!(e.to_string().contains("WEIR_INGRESS_TOPICS"), "{e}");
 }
 
@@ -94,8 +93,7 @@ fn bad_values_are_named() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("maybe"), "{e}");
-    let e =
-        Config::load(&defaults(), None, env(&[("WEIR_COMMIT_INTERVAL_MS", "0")])).unwrap_err();
+    let e = Config::load(&defaults(), None, env(&[("WEIR_COMMIT_INTERVAL_MS", "0")])).unwrap_err();
     assert!(e.to_string().contains("commit_interval_ms"), "{e}");
     let e = Config::load(
         &defaults(),
