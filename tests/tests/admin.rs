@@ -312,42 +312,80 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.json()["sessions"].as_array().unwrap().len(), n, "{query}");
     }
-    // `weir query` of a key of a session store prints its sessions.
-    let out = std::process::Command::new(weir_tests::binary("weir", "weir-cli"))
-        .args([
-            "query",
-            "--admin",
-            &format!("http://{addr}"),
-            "per-session",
-            "k1",
-        ])
-        .args(["--output", "json"])
-        .env_remove("WEIR_ADMIN_URL")
-        .output()
-        .expect("run weir");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // `weir query` of a key of a session or window store prints its
+    // sessions or windows, within --from/--to (times) when given.
+    let weir_query = |args: &[&str]| {
+        let out = std::process::Command::new(weir_tests::binary("weir", "weir-cli"))
+            .args(["query", "--admin", &format!("http://{addr}")])
+            .args(args)
+            .args(["--output", "json"])
+            .env_remove("WEIR_ADMIN_URL")
+            .output()
+            .expect("run weir");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let printed = serde_json::from_slice::<serde_json::Value>(&out.stdout).ok();
+        (out.status.success(), printed, stderr)
+    };
+    let (ok, printed, err) = weir_query(&["per-session", "k1"]);
+    assert!(ok, "{err}");
+    assert_eq!(printed.unwrap()["sessions"], sv["sessions"]);
+    let after = (end + 1).to_string();
+    let (ok, printed, err) = weir_query(&["per-session", "k1", "--from", &after]);
+    assert!(ok, "{err}");
+    assert_eq!(printed.unwrap()["sessions"], serde_json::json!([]));
+    let (ok, printed, err) = weir_query(&["per-minute", "k1"]);
+    assert!(ok, "{err}");
+    assert_eq!(printed.unwrap()["windows"], w["windows"]);
+    let later = (windows[0]["start"].as_i64().unwrap() + 1).to_string();
+    let (ok, printed, err) = weir_query(&["per-minute", "k1", "--from", &later]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        printed.unwrap()["windows"].as_array().unwrap().len(),
+        windows.len() - 1
     );
-    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(printed["sessions"], sv["sessions"], "{printed}");
-    for (path, code) in [
-        ("/stores/per-session/windows?key=k1", "WRONG_STORE_KIND"),
-        ("/stores/per-key/sessions?key=k1", "WRONG_STORE_KIND"),
-        ("/stores/per-session/sessions?key=k1&limit=0", "BAD_REQUEST"),
-        ("/stores/per-minute/keys/k1", "WRONG_STORE_KIND"),
-        ("/stores/per-key/windows?key=k1", "WRONG_STORE_KIND"),
-        ("/stores/per-minute/windows", "BAD_REQUEST"),
-        ("/stores/per-minute/windows?key=k1&from=soon", "BAD_REQUEST"),
+    let (ok, _, err) = weir_query(&["per-minute", "k1", "--to", "soon"]);
+    assert!(!ok && err.contains("--to"), "{err}");
+    let (ok, _, err) = weir_query(&["per-key", "k1", "--from", "k0"]);
+    assert!(!ok && err.contains("key-value store"), "{err}");
+    for (path, code, kind) in [
+        (
+            "/stores/per-session/windows?key=k1",
+            "WRONG_STORE_KIND",
+            "session",
+        ),
+        (
+            "/stores/per-key/sessions?key=k1",
+            "WRONG_STORE_KIND",
+            "key-value",
+        ),
+        (
+            "/stores/per-session/sessions?key=k1&limit=0",
+            "BAD_REQUEST",
+            "",
+        ),
+        ("/stores/per-minute/keys/k1", "WRONG_STORE_KIND", "window"),
+        (
+            "/stores/per-key/windows?key=k1",
+            "WRONG_STORE_KIND",
+            "key-value",
+        ),
+        ("/stores/per-minute/windows", "BAD_REQUEST", ""),
+        (
+            "/stores/per-minute/windows?key=k1&from=soon",
+            "BAD_REQUEST",
+            "",
+        ),
     ] {
         let r = get(addr, path);
+        let v = r.json();
         assert_eq!(
-            (r.status, r.json()["error"].as_str()),
+            (r.status, v["error"].as_str()),
             (400, Some(code)),
             "{path}: {}",
             r.body
         );
+        // The store's own kind, for a client to follow.
+        assert_eq!(v["kind"].as_str().unwrap_or(""), kind, "{path}: {v}");
     }
 
     // Dead letters: listed with their reasons; a replay needs the token.

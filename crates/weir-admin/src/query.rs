@@ -79,6 +79,9 @@ pub(crate) struct ApiError {
     message: String,
     /// One header to add (`Retry-After`, `WWW-Authenticate`).
     header: Option<(header::HeaderName, &'static str)>,
+    /// `WRONG_STORE_KIND`'s `kind` field: the store's own kind, for a
+    /// client to follow.
+    kind: Option<&'static str>,
 }
 
 impl ApiError {
@@ -88,6 +91,7 @@ impl ApiError {
             code,
             message: message.into(),
             header: None,
+            kind: None,
         }
     }
 
@@ -109,7 +113,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = error(self.status, self.code, self.message);
+        let mut r = match self.kind {
+            None => error(self.status, self.code, self.message),
+            Some(kind) => {
+                let body = serde_json::json!({ "error": self.code, "message": self.message, "kind": kind });
+                (self.status, axum::Json(body)).into_response()
+            }
+        };
         if let Some((name, value)) = self.header {
             r.headers_mut()
                 .insert(name, HeaderValue::from_static(value));
@@ -182,15 +192,18 @@ pub(crate) fn view_of<'a>(
         StoreKind::Window => format!("/stores/{store}/windows?key="),
         _ => format!("/stores/{store}/sessions?key="),
     };
-    Err(ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "WRONG_STORE_KIND",
-        format!(
-            "store {store} is a {} store, not a {} store ({route})",
-            name(view.kind()),
-            name(want)
-        ),
-    ))
+    Err(ApiError {
+        kind: Some(name(view.kind())),
+        ..ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "WRONG_STORE_KIND",
+            format!(
+                "store {store} is a {} store, not a {} store ({route})",
+                name(view.kind()),
+                name(want)
+            ),
+        )
+    })
 }
 
 fn query_error(e: &QueryError) -> Response {

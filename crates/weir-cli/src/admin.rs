@@ -46,11 +46,13 @@ pub struct QueryArgs {
     /// value, or its windows or sessions in a window or session store;
     /// without it, a range of the answering instance's partitions.
     key: Option<String>,
-    /// The range's lowest key.
-    #[arg(long, conflicts_with = "key")]
+    /// The range's lowest key; with a key of a window or session store,
+    /// the earliest time (ms since the epoch) of its windows or sessions.
+    #[arg(long)]
     from: Option<String>,
-    /// The range's highest key.
-    #[arg(long, conflicts_with = "key")]
+    /// The range's highest key; with a key of a window or session store,
+    /// the latest time (ms since the epoch).
+    #[arg(long)]
     to: Option<String>,
     /// The most entries of a range, or windows or sessions of a key
     /// (default 100).
@@ -155,22 +157,33 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     let store = enc(&args.store);
     if let Some(key) = &args.key {
         let answer = client.get(&format!("/stores/{store}/keys/{}", enc(key)))?;
-        // A window or session store: the key's windows or sessions.
+        // A window or session store: the key's windows or sessions (the
+        // answer's `kind`; an older endpoint only hints at it in the message).
         let over_time = answer
             .json()
             .ok()
             .filter(|j| j["error"] == "WRONG_STORE_KIND")
-            .and_then(|j| {
-                let hint = j["message"].as_str()?.to_string();
-                ["windows", "sessions"]
-                    .into_iter()
-                    .find(|r| hint.contains(&format!("/{r}?key=")))
+            .and_then(|j| match j["kind"].as_str() {
+                Some("window") => Some("windows"),
+                Some("session") => Some("sessions"),
+                Some(_) => None,
+                None => {
+                    let hint = j["message"].as_str()?.to_string();
+                    ["windows", "sessions"]
+                        .into_iter()
+                        .find(|r| hint.contains(&format!("/{r}?key=")))
+                }
             });
         if let Some(route) = over_time {
             return over_time_of(&client, &store, key, route, &args);
         }
-        if args.limit.is_some() && answer.error_message().is_none() {
-            bail!("--limit applies to a range, or to a key of a window or session store; {} is a key-value store", args.store);
+        if answer.error_message().is_none() {
+            if args.limit.is_some() {
+                bail!("--limit applies to a range, or to a key of a window or session store; {} is a key-value store", args.store);
+            }
+            if args.from.is_some() || args.to.is_some() {
+                bail!("--from and --to with a key apply to a window or session store (times in ms); {} is a key-value store", args.store);
+            }
         }
         let v = ok_json(&answer)?;
         return match args.output {
@@ -228,11 +241,19 @@ fn over_time_of(
     route: &str,
     args: &QueryArgs,
 ) -> anyhow::Result<()> {
-    let path = format!(
+    let mut path = format!(
         "/stores/{store}/{route}?key={}&limit={}",
         enc(key),
         args.limit.unwrap_or(DEFAULT_LIMIT)
     );
+    for (name, time) in [("from", &args.from), ("to", &args.to)] {
+        if let Some(t) = time {
+            if t.trim().parse::<i64>().is_err() {
+                bail!("--{name} {t:?}: with a key of a window or session store, a time in ms since the epoch");
+            }
+            path.push_str(&format!("&{name}={}", t.trim()));
+        }
+    }
     let v = ok_json(&client.get(&path)?)?;
     match args.output {
         Output::Json => print_json(&v),
