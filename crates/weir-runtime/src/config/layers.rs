@@ -7,7 +7,9 @@ use std::path::Path;
 use super::{Config, ConfigError, ConfigValue};
 
 /// Environment variables with the `WEIR_` prefix that are not configuration.
-const NOT_CONFIG: &[&str] = &["WEIR_FAILPOINT"];
+/// (`WEIR_ADMIN_URL` and `WEIR_INGRESS_URL` belong to the `weir` command
+/// line: where to find an instance, not how to run one.)
+const NOT_CONFIG: &[&str] = &["WEIR_FAILPOINT", "WEIR_ADMIN_URL", "WEIR_INGRESS_URL"];
 
 #[derive(Clone, Copy)]
 enum KeyType {
@@ -77,7 +79,14 @@ impl Config {
             let file_table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
                 ConfigError::Parse(format!("{}: {e}", path.display()))
             })?;
-            for (k, v) in file_table {
+            for (k, mut v) in file_table {
+                if k == "kafka" {
+                    // `session.timeout.ms = 6000` unquoted is a nested table
+                    // in TOML; librdkafka means the dotted name.
+                    if let toml::Value::Table(t) = v {
+                        v = toml::Value::Table(flatten(t));
+                    }
+                }
                 if let (Some(toml::Value::Table(old)), toml::Value::Table(new)) =
                     (table.get_mut(&k), &v)
                 {
@@ -220,6 +229,24 @@ fn check_types(table: &toml::Table, origin: &BTreeMap<String, String>) -> Result
         }
     }
     Ok(())
+}
+
+/// `{a = {b = 1}}` as `{"a.b" = 1}`, at any depth.
+fn flatten(table: toml::Table) -> toml::Table {
+    let mut flat = toml::Table::new();
+    for (k, v) in table {
+        match v {
+            toml::Value::Table(inner) => {
+                for (ik, iv) in flatten(inner) {
+                    flat.insert(format!("{k}.{ik}"), iv);
+                }
+            }
+            other => {
+                flat.insert(k, other);
+            }
+        }
+    }
+    flat
 }
 
 fn sub_table<'a>(table: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {

@@ -174,3 +174,36 @@ fn reserved_kafka_keys_are_refused_only_under_eos() {
         assert!(ok.is_ok(), "{key} is allowed at least once");
     }
 }
+
+#[test]
+fn kafka_keys_may_be_written_unquoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weir.toml");
+    std::fs::write(
+        &file,
+        "[kafka]\nsession.timeout.ms = 6000\n\"linger.ms\" = 5\nclient.id = \"x\"\nacks = \"all\"\n",
+    )
+    .unwrap();
+    // The `weir` command line's own variables are not configuration.
+    let c = Config::load(
+        &defaults(),
+        Some(&file),
+        env(&[
+            ("WEIR_ADMIN_URL", "http://a:1"),
+            ("WEIR_INGRESS_URL", "http://b:2"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.kafka["session.timeout.ms"], "6000");
+    assert_eq!(c.kafka["linger.ms"], "5");
+    assert_eq!(c.kafka["client.id"], "x");
+    assert_eq!(c.kafka["acks"], "all");
+    assert_eq!(c.kafka.len(), 4, "{:?}", c.kafka);
+    std::fs::write(&file, "[kafka]\npartition.assignment.strategy = \"range\"\n").unwrap();
+    let e = Config::load(&defaults(), Some(&file), env(&[])).unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("kafka.partition.assignment.strategy") && m.contains("weir.toml"),
+        "{m}"
+    );
+}
