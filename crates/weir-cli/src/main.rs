@@ -2,6 +2,8 @@
 //!
 //! - `weir demo`: starts a local test broker, runs the event-router on ~1,000
 //!   sample events (a few malformed) and prints what arrived where.
+//! - `weir run <topology>` / `weir describe [<topology>]`: a topology that
+//!   ships with Weir, run or printed as its own binary would.
 //! - `weir dev-broker`: runs a local Kafka-protocol test broker until
 //!   stopped (what `make test` uses).
 //! - `weir dlq list|replay`: any topology's dead letters, configured by
@@ -16,6 +18,7 @@
 //!   through a running instance's admin endpoint (see [`admin`]).
 
 mod admin;
+mod bundled;
 mod demo;
 mod dev_broker;
 mod ingress;
@@ -33,6 +36,11 @@ struct Cli {
 enum Command {
     /// Run the event-router end to end on a fresh local broker and show the result.
     Demo(demo::DemoArgs),
+    /// Run a topology that ships with Weir (as its own binary would) until
+    /// SIGTERM/Ctrl-C.
+    Run(bundled::RunArgs),
+    /// Print a topology that ships with Weir, or list them.
+    Describe(bundled::DescribeArgs),
     /// Run a local test broker (crabka-broker) until SIGTERM/Ctrl-C.
     DevBroker(dev_broker::DevBrokerArgs),
     /// Inspect or replay an application's dead-letter topic (through Kafka,
@@ -97,6 +105,8 @@ impl Via {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
+        Command::Run(args) => bundled::run(args),
+        Command::Describe(args) => bundled::describe(args),
         Command::DevBroker(args) => dev_broker::run(args),
         Command::Query(args) => admin::query(args),
         Command::Topology(args) => admin::topology(args),

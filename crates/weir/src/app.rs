@@ -80,7 +80,21 @@ impl AppBuilder {
     /// # Errors
     /// A usage error, or a [`weir_runtime::ConfigError`] naming the bad key.
     pub fn from_env(self) -> Result<App> {
-        let cli = Cli::try_parse().map_err(|e| {
+        self.from_args(std::env::args_os())
+    }
+
+    /// As [`AppBuilder::from_env`], with `args` for the command line (the
+    /// first is the program's name), e.g. `["weir", "--config", "f.toml",
+    /// "describe"]`.
+    ///
+    /// # Errors
+    /// As [`AppBuilder::from_env`].
+    pub fn from_args<I, T>(self, args: I) -> Result<App>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args).map_err(|e| {
             if matches!(
                 e.kind(),
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion

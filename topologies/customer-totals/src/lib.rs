@@ -108,3 +108,9 @@ pub fn topology_and_store() -> (Topology, Store<String, Totals>) {
         store,
     )
 }
+
+/// The app with customer-totals's embedded defaults: what its binary and `weir run
+/// customer-totals` start from (`from_env()` or `from_args(..)`, then `run(topology())`).
+pub fn app() -> weir::AppBuilder {
+    weir::App::builder().with_default("application_id", "customer-totals")
+}

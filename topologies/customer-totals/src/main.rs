@@ -2,8 +2,7 @@
 //! configured by `WEIR_*` variables (application id defaults to `customer-totals`).
 
 fn main() -> weir::Result<()> {
-    weir::App::builder()
-        .with_default("application_id", "customer-totals")
+    customer_totals::app()
         .from_env()?
         .run(customer_totals::topology())
 }

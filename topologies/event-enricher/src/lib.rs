@@ -60,3 +60,9 @@ pub fn topology() -> Topology {
         .to(ENRICHED);
     b.build().expect("the event-enricher topology is valid")
 }
+
+/// The app with event-enricher's embedded defaults: what its binary and `weir run
+/// event-enricher` start from (`from_env()` or `from_args(..)`, then `run(topology())`).
+pub fn app() -> weir::AppBuilder {
+    weir::App::builder().with_default("application_id", "event-enricher")
+}

@@ -2,8 +2,7 @@
 //! configured by `WEIR_*` variables (application id defaults to `event-enricher`).
 
 fn main() -> weir::Result<()> {
-    weir::App::builder()
-        .with_default("application_id", "event-enricher")
+    event_enricher::app()
         .from_env()?
         .run(event_enricher::topology())
 }

@@ -189,3 +189,9 @@ pub fn topology() -> Topology {
         .otherwise(|s| s.to(OTHER));
     b.build().expect("the event-router topology is valid")
 }
+
+/// The app with event-router's embedded defaults: what its binary and `weir run
+/// event-router` start from (`from_env()` or `from_args(..)`, then `run(topology())`).
+pub fn app() -> weir::AppBuilder {
+    weir::App::builder().with_default("application_id", "event-router")
+}

@@ -2,8 +2,7 @@
 //! configured by `WEIR_*` variables (application id defaults to `event-router`).
 
 fn main() -> weir::Result<()> {
-    weir::App::builder()
-        .with_default("application_id", "event-router")
+    event_router::app()
         .from_env()?
         .run(event_router::topology())
 }

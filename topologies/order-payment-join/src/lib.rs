@@ -37,3 +37,9 @@ pub fn topology() -> Topology {
         .to(ORDER_PAYMENTS);
     b.build().expect("the order-payment-join topology is valid")
 }
+
+/// The app with order-payment-join's embedded defaults: what its binary and `weir run
+/// order-payment-join` start from (`from_env()` or `from_args(..)`, then `run(topology())`).
+pub fn app() -> weir::AppBuilder {
+    weir::App::builder().with_default("application_id", "order-payment-join")
+}

@@ -3,8 +3,7 @@
 //! defaults to `order-payment-join`).
 
 fn main() -> weir::Result<()> {
-    weir::App::builder()
-        .with_default("application_id", "order-payment-join")
+    order_payment_join::app()
         .from_env()?
         .run(order_payment_join::topology())
 }

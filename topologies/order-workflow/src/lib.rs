@@ -129,3 +129,9 @@ pub fn topology() -> Topology {
         .to(OUTCOMES);
     b.build().expect("the order-workflow topology is valid")
 }
+
+/// The app with order-workflow's embedded defaults: what its binary and `weir run
+/// order-workflow` start from (`from_env()` or `from_args(..)`, then `run(topology())`).
+pub fn app() -> weir::AppBuilder {
+    weir::App::builder().with_default("application_id", "order-workflow")
+}

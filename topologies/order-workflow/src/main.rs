@@ -3,8 +3,7 @@
 //! `order-workflow`; parameters `WEIR_PARAMS__TIMEOUT_MS`, `…__GRACE_MS`).
 
 fn main() -> weir::Result<()> {
-    weir::App::builder()
-        .with_default("application_id", "order-workflow")
+    order_workflow::app()
         .from_env()?
         .run(order_workflow::topology())
 }

@@ -324,3 +324,11 @@ pub fn topology() -> Topology {
         .to(AUDIT);
     b.build().expect("the refund-fanout topology is valid")
 }
+
+/// The app with refund-fanout's embedded defaults: what its binary and `weir run
+/// refund-fanout` start from (`from_env()` or `from_args(..)`, then `run(topology())`).
+pub fn app() -> weir::AppBuilder {
+    weir::App::builder()
+        .with_default("application_id", "refund-fanout")
+        .with_event_definition(definition())
+}

@@ -4,9 +4,7 @@
 //! `RefundRequest` definition at start when the cluster has none.
 
 fn main() -> weir::Result<()> {
-    weir::App::builder()
-        .with_default("application_id", "refund-fanout")
-        .with_event_definition(refund_fanout::definition())
+    refund_fanout::app()
         .from_env()?
         .run(refund_fanout::topology())
 }

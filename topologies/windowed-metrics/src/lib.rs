@@ -168,3 +168,9 @@ pub fn topology() -> Topology {
         .to(METRICS);
     b.build().expect("the windowed-metrics topology is valid")
 }
+
+/// The app with windowed-metrics's embedded defaults: what its binary and `weir run
+/// windowed-metrics` start from (`from_env()` or `from_args(..)`, then `run(topology())`).
+pub fn app() -> weir::AppBuilder {
+    weir::App::builder().with_default("application_id", "windowed-metrics")
+}

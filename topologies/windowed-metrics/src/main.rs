@@ -4,8 +4,7 @@
 //! `…__LATE_TO_DLQ`).
 
 fn main() -> weir::Result<()> {
-    weir::App::builder()
-        .with_default("application_id", "windowed-metrics")
+    windowed_metrics::app()
         .from_env()?
         .run(windowed_metrics::topology())
 }

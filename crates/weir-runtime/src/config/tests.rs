@@ -199,7 +199,11 @@ fn kafka_keys_may_be_written_unquoted() {
     assert_eq!(c.kafka["client.id"], "x");
     assert_eq!(c.kafka["acks"], "all");
     assert_eq!(c.kafka.len(), 4, "{:?}", c.kafka);
-    std::fs::write(&file, "[kafka]\npartition.assignment.strategy = \"range\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[kafka]\npartition.assignment.strategy = \"range\"\n",
+    )
+    .unwrap();
     let e = Config::load(&defaults(), Some(&file), env(&[])).unwrap_err();
     let m = e.to_string();
     assert!(
