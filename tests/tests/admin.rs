@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use weir::prelude::*;
 use weir::App;
-use weir_testkit::{create_topics, publish, TestBroker};
+use weir_testkit::{create_topics, publish, TestBroker, TopicReader};
 use weir_tests::http::{get, send};
 use weir_tests::in_process_config;
 
@@ -76,6 +76,13 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
         .group_by_key()
         .windowed_by_session(weir::dsl::session(Duration::from_secs(3_600)))
         .count("per-session");
+    b.dead_letter_fix("unbad", |r: &weir_core::Record| {
+        let v = std::str::from_utf8(r.value.as_deref()?).ok()?;
+        Some(weir_core::Record {
+            value: Some(format!("un{v}").into_bytes()),
+            ..r.clone()
+        })
+    });
     let running = App::builder()
         .with_config(config)
         .start(b.build().unwrap())
@@ -456,6 +463,50 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Through a fix-up of the instance's topology: an unknown one is
+    // refused naming those it has; `weir dlq replay --admin --fix` repairs
+    // the four new letters (the kinds-filtered replay above had a group of
+    // its own, so this one, under the default group, reads all eight and
+    // leaves out the four already replayed).
+    let r = send(addr, "POST", "/dlq/replay", &auth, r#"{"fix": "nope"}"#);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("BAD_REQUEST"))
+    );
+    assert!(r.body.contains("unbad"), "{}", r.body);
+    let out = std::process::Command::new(weir_tests::binary("weir", "weir-cli"))
+        .args([
+            "dlq",
+            "--admin",
+            &format!("http://{addr}"),
+            "--token",
+            TOKEN,
+        ])
+        .args(["replay", "--fix", "unbad", "--output", "json"])
+        .env_remove("WEIR_ADMIN_URL")
+        .env_remove("WEIR_ADMIN_TOKEN")
+        .output()
+        .expect("run weir");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (sum["replayed"].as_u64(), sum["already_replayed"].as_u64()),
+        (Some(4), Some(4)),
+        "{sum}"
+    );
+    let mut outputs = TopicReader::new(&bootstrap, &[&output], "read_committed").unwrap();
+    let fixed = |r: &[weir_core::Record]| {
+        r.iter()
+            .filter(|r| r.value.as_deref().is_some_and(|v| v.starts_with(b"UNBAD")))
+            .count()
+    };
+    assert!(
+        outputs.read_until(Duration::from_secs(60), |r| fixed(r) >= 4),
+        "the repaired letters reach the output"
+    );
+    outputs.read_for(Duration::from_secs(1));
+    assert_eq!(fixed(outputs.records()), 4);
 
     // Event definitions: registering needs the token; read back.
     let def = r#"{"schema": {"type": "object", "required": ["id"]}, "owner": "ops"}"#;

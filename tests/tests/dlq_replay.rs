@@ -110,6 +110,34 @@ fn poisoned_records_are_dead_lettered_and_replayed_once_through_a_kill() {
             "{listed}"
         );
     }
+    // As JSON (the admin endpoint's shape), straight from Kafka.
+    let mut cmd = std::process::Command::new(binary("weir", "weir-cli"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WEIR_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .args(["dlq", "list", "--limit", "2", "--output", "json"])
+        .envs(env.iter().cloned())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run weir");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(listed["total"], poisoned, "{listed}");
+    assert_eq!(listed["by_kind"]["permanent"], poisoned, "{listed}");
+    assert_eq!(listed["topic"], dlq.as_str(), "{listed}");
+    assert_eq!(listed["entries"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(
+        listed["entries"][0]["source"]["topic"],
+        input.as_str(),
+        "{listed}"
+    );
     eprintln!("listed; replaying");
 
     // Replay slowly, kill it mid-run, replay again.

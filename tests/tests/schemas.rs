@@ -115,6 +115,21 @@ fn definitions_round_trip_through_the_broker_and_the_cli() {
         line.starts_with(&format!("{event_type}\t2\tpayments")),
         "{line}"
     );
+    // As JSON, the admin endpoint's shape (`GET /schemas`).
+    let out = weir_cli(&bootstrap, &["schema", "list", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours: Vec<&Value> = listed["definitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["event_type"] == event_type.as_str())
+        .collect();
+    assert_eq!(ours.len(), 1, "{listed}");
+    assert_eq!(
+        (ours[0]["version"].as_u64(), ours[0]["owner"].as_str()),
+        (Some(2), Some("payments"))
+    );
     let out = weir_cli(
         &bootstrap,
         &["schema", "get", &event_type, "--version", "1"],

@@ -8,7 +8,8 @@
 //!   text when UTF-8, else `{"hex": ..}`) and `replayed_to`;
 //! - `POST /dlq/replay` (token): replays dead letters to their source topic
 //!   (or `to`), optionally only some `kinds`, one `partition` or an
-//!   offset range (`from_offset`, `to_offset`), exactly once (see
+//!   offset range (`from_offset`, `to_offset`), through one of the
+//!   topology's fix-ups (`fix`), exactly once (see
 //!   `weir_runtime::replay_dead_letters`); body JSON, all fields optional;
 //!   answers the summary;
 //! - `GET /schemas`: the latest definition of every event type;
@@ -31,8 +32,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use weir_core::Record;
-use weir_runtime::{Config, DeadLetterEntry, ReplayOptions};
+use weir_runtime::{Config, ReplayOptions};
 use weir_schema::{Compatibility, NewDefinition, SchemaError, SchemaRegistry};
 
 use crate::openapi::ErrorBody;
@@ -147,52 +147,6 @@ fn kafka_error(e: &weir_runtime::Error) -> ApiError {
     }
 }
 
-/// Bytes as JSON: text when UTF-8, else hex.
-fn bytes_json(b: Option<&[u8]>) -> serde_json::Value {
-    match b {
-        None => serde_json::Value::Null,
-        Some(b) => match std::str::from_utf8(b) {
-            Ok(t) => serde_json::Value::String(t.to_string()),
-            Err(_) => {
-                let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                serde_json::json!({ "hex": hex })
-            }
-        },
-    }
-}
-
-fn record_json(r: &Record) -> serde_json::Value {
-    let headers: serde_json::Map<String, serde_json::Value> = r
-        .headers
-        .iter()
-        .map(|h| (h.key.clone(), bytes_json(h.value.as_deref())))
-        .collect();
-    serde_json::json!({
-        "key": bytes_json(r.key.as_deref()),
-        "value": bytes_json(r.value.as_deref()),
-        "timestamp": r.timestamp,
-        "headers": headers,
-    })
-}
-
-fn entry_json(e: &DeadLetterEntry) -> serde_json::Value {
-    serde_json::json!({
-        "partition": e.partition,
-        "offset": e.offset,
-        "kind": e.kind,
-        "message": e.message,
-        "node": e.node,
-        "source": {
-            "topic": e.source_topic,
-            "partition": e.source_partition,
-            "offset": e.source_offset,
-        },
-        "attempts": e.attempts,
-        "replayed_to": e.replayed_to,
-        "record": record_json(&e.record),
-    })
-}
-
 fn bad_request(message: impl Into<String>) -> Response {
     error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
 }
@@ -238,14 +192,7 @@ pub(crate) async fn dlq(
     })
     .await;
     match listed {
-        Ok((topic, l)) => Json(serde_json::json!({
-            "topic": topic,
-            "total": l.total,
-            "pending": l.pending,
-            "by_kind": l.by_kind,
-            "entries": l.entries.iter().map(entry_json).collect::<Vec<_>>(),
-        }))
-        .into_response(),
+        Ok((topic, l)) => Json(l.to_json(&topic)).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -261,10 +208,13 @@ pub(crate) struct ReplayBody {
     /// Only dead letters of this partition of the dead-letter topic.
     partition: Option<i32>,
     to: Option<String>,
-    /// The replay's consumer group (default `<application_id>-dlq-replay`).
-    /// The group's position moves past the dead letters a filter left out,
-    /// so replay those later under another group.
+    /// The replay's consumer group (default `<application_id>-dlq-replay`;
+    /// a filtered replay gets a group of its own, named after its filters,
+    /// so the letters it leaves out stay replayable).
     group: Option<String>,
+    /// Pass each dead letter through the topology's fix-up of this name
+    /// (it returns the record to write, or nothing to leave it out).
+    fix: Option<String>,
 }
 
 /// `POST /dlq/replay`.
@@ -291,6 +241,20 @@ pub(crate) async fn replay(
     if req.group.as_deref().is_some_and(str::is_empty) {
         return bad_request("group must be a consumer group name");
     }
+    let fix = match req.fix.as_deref() {
+        None => None,
+        Some(name) => match s.topology.dead_letter_fix(name) {
+            Some(f) => Some(f),
+            None => {
+                let fixes = s.topology.dead_letter_fixes();
+                return bad_request(if fixes.is_empty() {
+                    format!("no fix-up {name:?}: this topology registers none")
+                } else {
+                    format!("no fix-up {name:?}; this topology has {}", fixes.join(", "))
+                });
+            }
+        },
+    };
     let ops = match ops(&s) {
         Ok(o) => o,
         Err(e) => return e.into_response(),
@@ -302,10 +266,9 @@ pub(crate) async fn replay(
         opts.to_offset = req.to_offset;
         opts.partition = req.partition;
         opts.to = req.to;
-        if let Some(g) = req.group {
-            opts.group = g;
-        }
-        weir_runtime::replay_dead_letters(&ops.config, &opts, None, &mut |_, _| {})
+        opts.choose_group(req.group);
+        let fix = fix.as_deref().map(|f| f as weir_runtime::FixUp<'_>);
+        weir_runtime::replay_dead_letters(&ops.config, &opts, fix, &mut |_, _| {})
             .map(|summary| (opts.topic, summary))
             .map_err(|e| kafka_error(&e))
     })
@@ -313,16 +276,7 @@ pub(crate) async fn replay(
     match done {
         Ok((topic, sum)) => {
             tracing::info!(%topic, replayed = sum.replayed, "dead letters replayed over the admin endpoint");
-            Json(serde_json::json!({
-                "topic": topic,
-                "replayed": sum.replayed,
-                "filtered": sum.filtered,
-                "dropped": sum.dropped,
-                "no_target": sum.no_target,
-                "read": sum.read,
-                "already_replayed": sum.already_replayed,
-            }))
-            .into_response()
+            Json(sum.to_json(&topic)).into_response()
         }
         Err(e) => e.into_response(),
     }

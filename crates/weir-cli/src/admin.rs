@@ -9,14 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use weir_admin::client::{AdminClient, Answer};
 
-/// How to print an answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// The endpoint's JSON, pretty-printed.
-    Json,
-    /// A table.
-    Table,
-}
+pub use weir::Output;
 
 /// Where the endpoint is.
 #[derive(Args, Debug, Clone)]
@@ -405,15 +398,18 @@ pub fn dlq(endpoint: &Endpoint, output: Output, cmd: weir::dlq::DlqCommand) -> a
             Ok(())
         }
         weir::dlq::DlqCommand::Replay(r) => {
-            if r.topic.is_some() || r.fix.is_some() || r.group.is_some() || r.max_per_sec.is_some()
-            {
-                bail!("--topic, --fix, --group and --max-per-sec need the Kafka path (leave out --admin)");
+            if r.topic.is_some() || r.max_per_sec.is_some() {
+                bail!("--topic and --max-per-sec need the Kafka path (leave out --admin)");
             }
+            // The instance's own topology has the fix-ups.
             let body = serde_json::json!({
                 "kinds": r.kinds,
                 "from_offset": r.from_offset,
                 "to_offset": r.to_offset,
+                "partition": r.partition,
                 "to": r.to,
+                "group": r.group,
+                "fix": r.fix,
             });
             let v = ok_json(&client.send("POST", "/dlq/replay", &[], &body.to_string())?)?;
             if output == Output::Json {

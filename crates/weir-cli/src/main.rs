@@ -88,7 +88,7 @@ struct Via {
     /// The bearer token of mutating routes (with `--admin`).
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
-    /// How to print (with `--admin`).
+    /// How to print (`json`: the admin endpoint's JSON, either way).
     #[arg(long, value_enum, default_value_t = admin::Output::Table, global = true)]
     output: admin::Output,
 }
@@ -119,18 +119,22 @@ fn main() -> anyhow::Result<()> {
             admin::schema(&via.endpoint().expect("--admin"), via.output, command)
         }
         Command::Dlq {
-            config, command, ..
+            config,
+            command,
+            via,
         } => {
             let cfg = weir::runtime::Config::load(
                 &Default::default(),
                 config.as_deref(),
                 std::env::vars(),
             )?;
-            weir::dlq::run_dlq(&cfg, None, command)?;
+            weir::dlq::run_dlq(&cfg, None, command, via.output)?;
             Ok(())
         }
         Command::Schema {
-            config, command, ..
+            config,
+            command,
+            via,
         } => {
             // Definitions belong to the cluster, not to an application:
             // only the connection settings matter.
@@ -140,7 +144,7 @@ fn main() -> anyhow::Result<()> {
             )]
             .into();
             let cfg = weir::runtime::Config::load(&defaults, config.as_deref(), std::env::vars())?;
-            weir::schema::run_schema(&cfg, command)?;
+            weir::schema::run_schema(&cfg, command, via.output)?;
             Ok(())
         }
     }

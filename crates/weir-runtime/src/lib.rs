@@ -48,6 +48,7 @@ mod dead_letters;
 mod delivery;
 mod directory;
 mod dlq;
+mod dlq_json;
 mod dlq_size;
 mod error;
 pub mod failpoint;
@@ -84,6 +85,7 @@ pub use dlq::{
     list_dead_letters, list_dead_letters_where, replay_dead_letters, replayed_topic,
     DeadLetterEntry, DeadLetterListing, FixUp, ReplayOptions, ReplaySummary,
 };
+pub use dlq_json::{bytes_json, record_json};
 pub use error::{Error, Result};
 pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
 pub use identity::{IdentityError, InstanceIdentity};

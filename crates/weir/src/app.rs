@@ -34,11 +34,17 @@ enum Command {
     /// Inspect or replay the dead-letter topic (replay can apply the
     /// topology's fix-ups: `dlq replay --fix NAME`).
     Dlq {
+        /// How to print (`json`: the admin endpoint's JSON).
+        #[arg(long, value_enum, default_value_t = crate::Output::Table, global = true)]
+        output: crate::Output,
         #[command(subcommand)]
         command: crate::dlq::DlqCommand,
     },
     /// Register, get or list event definitions (`_weir_event_definitions`).
     Schema {
+        /// How to print (`json`: the admin endpoint's JSON).
+        #[arg(long, value_enum, default_value_t = crate::Output::Table, global = true)]
+        output: crate::Output,
         #[command(subcommand)]
         command: crate::schema::SchemaCommand,
     },
@@ -184,16 +190,16 @@ impl App {
                 telemetry.shutdown();
                 result
             }
-            Command::Dlq { command } => {
+            Command::Dlq { command, output } => {
                 let _telemetry =
                     crate::telemetry::init(&self.config, self.config.instance_id.as_deref())?;
                 let t = weir_runtime::configured_topology(&self.config, &topology)?;
-                crate::dlq::run_dlq(&self.config, Some(&t), command)
+                crate::dlq::run_dlq(&self.config, Some(&t), command, output)
             }
-            Command::Schema { command } => {
+            Command::Schema { command, output } => {
                 let _telemetry =
                     crate::telemetry::init(&self.config, self.config.instance_id.as_deref())?;
-                crate::schema::run_schema(&self.config, command)
+                crate::schema::run_schema(&self.config, command, output)
             }
         }
     }

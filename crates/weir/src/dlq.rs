@@ -6,6 +6,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use weir_dsl::Topology;
 use weir_runtime::{list_dead_letters, replay_dead_letters, Config, Error, ReplayOptions, Result};
 
+use crate::output::{print_json, Output};
+
 /// The dead-letter commands.
 #[derive(Subcommand, Debug, Clone)]
 pub enum DlqCommand {
@@ -42,10 +44,14 @@ pub struct ReplayArgs {
     /// Only dead letters at or before this offset.
     #[arg(long)]
     pub to_offset: Option<i64>,
+    /// Only dead letters of this partition of the dead-letter topic.
+    #[arg(long)]
+    pub partition: Option<i32>,
     /// Pass each dead letter through the topology's fix-up of this name.
     #[arg(long)]
     pub fix: Option<String>,
-    /// The replay's consumer group (default `<application_id>-dlq-replay`).
+    /// The replay's consumer group (default `<application_id>-dlq-replay`;
+    /// a filtered replay gets a group of its own, named after its filters).
     #[arg(long)]
     pub group: Option<String>,
     /// Records per transaction.
@@ -58,16 +64,27 @@ pub struct ReplayArgs {
 
 /// Runs `cmd` against the configured cluster; `topology` supplies the
 /// dead-letter topic's default and the fix-ups (the generic CLI has none).
+/// With [`Output::Json`], prints the admin endpoint's JSON (`GET /dlq`,
+/// `POST /dlq/replay`).
 ///
 /// # Errors
 /// [`Error::Usage`] for an unknown fix-up or topic; Kafka errors as they
 /// come (an interrupted replay resumes when run again).
-pub fn run_dlq(config: &Config, topology: Option<&Topology>, cmd: DlqCommand) -> Result<()> {
+pub fn run_dlq(
+    config: &Config,
+    topology: Option<&Topology>,
+    cmd: DlqCommand,
+    output: Output,
+) -> Result<()> {
     let default_topic = config.dead_letter_topic(topology.and_then(Topology::dead_letter_topic));
     match cmd {
         DlqCommand::List { limit, topic } => {
             let topic = topic.unwrap_or(default_topic);
             let l = list_dead_letters(config, &topic, limit)?;
+            if output == Output::Json {
+                print_json(&l.to_json(&topic));
+                return Ok(());
+            }
             println!(
                 "dead-letter topic {topic}: {} record(s), {} not replayed",
                 l.total, l.pending
@@ -115,24 +132,8 @@ pub fn run_dlq(config: &Config, topology: Option<&Topology>, cmd: DlqCommand) ->
             opts.kinds = a.kinds;
             opts.from_offset = a.from_offset;
             opts.to_offset = a.to_offset;
-            match a.group {
-                Some(g) => opts.group = g,
-                // A filtered replay moves its group's offsets past what it
-                // leaves out: it gets a group of its own.
-                None if !opts.kinds.is_empty()
-                    || opts.from_offset.is_some()
-                    || opts.to_offset.is_some() =>
-                {
-                    opts.group = format!(
-                        "{}-kinds-{}-from-{}-to-{}",
-                        opts.group,
-                        opts.kinds.join("+"),
-                        opts.from_offset.map_or("start".into(), |o| o.to_string()),
-                        opts.to_offset.map_or("end".into(), |o| o.to_string())
-                    );
-                }
-                None => {}
-            }
+            opts.partition = a.partition;
+            opts.choose_group(a.group);
             opts.batch = a.batch_size.max(1);
             opts.max_per_sec = a.max_per_sec;
             let bar = ProgressBar::new(0).with_style(
@@ -150,6 +151,10 @@ pub fn run_dlq(config: &Config, topology: Option<&Topology>, cmd: DlqCommand) ->
                 },
             )?;
             bar.finish_and_clear();
+            if output == Output::Json {
+                print_json(&s.to_json(&opts.topic));
+                return Ok(());
+            }
             println!(
                 "replayed {} dead letter(s) from {}; left out: {} by the options, {} by the fix-up, {} without a source topic, {} replayed before ({} read)",
                 s.replayed, opts.topic, s.filtered, s.dropped, s.no_target, s.already_replayed, s.read

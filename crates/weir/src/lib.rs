@@ -28,11 +28,13 @@
 
 mod app;
 pub mod dlq;
+mod output;
 mod query;
 pub mod schema;
 pub mod telemetry;
 
 pub use app::{App, AppBuilder};
+pub use output::Output;
 pub use query::{Running, StoreQuery};
 pub use weir_core as core;
 pub use weir_dsl as dsl;

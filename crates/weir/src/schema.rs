@@ -8,6 +8,8 @@ use clap::{Subcommand, ValueEnum};
 use weir_runtime::{schema_registry, Config, Error, Result};
 use weir_schema::{Compatibility, EventDefinition, NewDefinition};
 
+use crate::output::{print_json, Output};
+
 /// The event-definition commands.
 #[derive(Subcommand, Debug, Clone)]
 pub enum SchemaCommand {
@@ -39,7 +41,8 @@ pub enum SchemaCommand {
     /// Lists every event type with its latest version, owner and
     /// description (`--json` for the definitions themselves).
     List {
-        /// Print the latest definitions as a JSON array.
+        /// Print `{"definitions": [..]}`, the latest definitions (as
+        /// `--output json`).
         #[arg(long)]
         json: bool,
     },
@@ -54,13 +57,14 @@ pub enum CompatArg {
     Backward,
 }
 
-/// Runs `cmd` against the configured cluster.
+/// Runs `cmd` against the configured cluster. With [`Output::Json`],
+/// prints the admin endpoint's JSON (`GET /schemas`, the stored definition).
 ///
 /// # Errors
 /// [`Error::Usage`] for an unreadable file or an unknown event type;
 /// [`Error::Schema`] for a refused definition (the message says why) or an
 /// unreachable broker.
-pub fn run_schema(config: &Config, cmd: SchemaCommand) -> Result<()> {
+pub fn run_schema(config: &Config, cmd: SchemaCommand, output: Output) -> Result<()> {
     match cmd {
         SchemaCommand::Register {
             file,
@@ -83,6 +87,10 @@ pub fn run_schema(config: &Config, cmd: SchemaCommand) -> Result<()> {
                 CompatArg::Backward => Compatibility::Backward,
             };
             let d = schema_registry(config)?.register(new, compat)?;
+            if output == Output::Json {
+                print_json(&serde_json::to_value(&d).expect("definitions serialize"));
+                return Ok(());
+            }
             println!("registered {} version {}", d.event_type, d.version);
             Ok(())
         }
@@ -113,11 +121,8 @@ pub fn run_schema(config: &Config, cmd: SchemaCommand) -> Result<()> {
         }
         SchemaCommand::List { json } => {
             let defs = schema_registry(config)?.list();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&defs).expect("definitions serialize")
-                );
+            if json || output == Output::Json {
+                print_json(&serde_json::json!({ "definitions": defs }));
             } else {
                 print_table(&defs);
             }
