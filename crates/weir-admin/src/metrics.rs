@@ -26,7 +26,7 @@
 //! | `weir_commit_latency_seconds` | histogram | |
 //! | `weir_event_delivery_success_rate` | gauge | (input records processed without a dead letter, over all processed; 1 before any) |
 //! | `weir_queue_depth` | gauge | (records waiting in the assigned input partitions: the lag's sum) |
-//! | `weir_dead_letter_queue_size` | gauge | (offsets in the dead-letter topic; absent until first sampled) |
+//! | `weir_dead_letter_queue_size` | gauge | (dead letters in the dead-letter topic, counted by reading it; absent until read to its end once) |
 //!
 //! The last four are the ones the event-bus design asked for by name.
 //!
@@ -209,7 +209,7 @@ pub fn render(
         ),
         (
             "weir_dead_letter_queue_size",
-            "Offsets in the dead-letter topic (dead letters and their transactions' markers), sampled every 5 s.",
+            "Dead letters in the dead-letter topic (committed records, counted as they arrive).",
             stats.dead_letter_queue_size().map(|n| n as f64),
         ),
     ];

@@ -93,10 +93,9 @@ pub struct RuntimeStats {
 }
 
 impl RuntimeStats {
-    /// Offsets in the dead-letter topic — its partitions' ends minus their
-    /// starts: dead letters, plus the transaction markers of the
-    /// transactions that wrote them — sampled every few seconds; `None`
-    /// until the first sample.
+    /// The dead letters in the dead-letter topic (committed records,
+    /// counted by reading it; see the `dlq_size` module); `None` until it
+    /// has been read to its end once.
     pub fn dead_letter_queue_size(&self) -> Option<u64> {
         self.dlq_size_plus_one
             .load(Ordering::Relaxed)
