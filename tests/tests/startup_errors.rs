@@ -140,3 +140,34 @@ fn describe_prints_the_renamed_topology() {
         assert!(out.contains(&s.topics["audit"]), "{out}");
     }
 }
+
+#[test]
+fn the_weir_command_line_takes_config_after_its_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "comit_interval_ms = 5\n").unwrap();
+    for args in [
+        vec!["dlq", "list", "--config"],
+        vec!["schema", "list", "--config"],
+        vec!["dlq", "--config"],
+    ] {
+        for (file, needle) in [(&missing, "missing.toml"), (&bad, "comit_interval_ms")] {
+            let out = std::process::Command::new(binary("weir", "weir-cli"))
+                .args(&args)
+                .arg(file)
+                .args(if args.len() == 2 {
+                    &["list"][..]
+                } else {
+                    &[][..]
+                })
+                .env_remove("WEIR_ADMIN_URL")
+                .output()
+                .expect("run weir");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?}: {err}");
+            assert!(err.contains(needle), "{args:?} {needle}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+}

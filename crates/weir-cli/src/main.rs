@@ -47,7 +47,7 @@ enum Command {
     /// or a running instance with `--admin`).
     Dlq {
         /// A TOML config file; `WEIR_*` environment variables override it.
-        #[arg(long)]
+        #[arg(long, global = true)]
         config: Option<std::path::PathBuf>,
         #[command(flatten)]
         via: Via,
@@ -58,7 +58,7 @@ enum Command {
     /// through Kafka, or a running instance with `--admin`).
     Schema {
         /// A TOML config file; `WEIR_*` environment variables override it.
-        #[arg(long)]
+        #[arg(long, global = true)]
         config: Option<std::path::PathBuf>,
         #[command(flatten)]
         via: Via,
