@@ -4,8 +4,10 @@
 //! offsets 0 and 64 of 100) with `service.name` = the application id and
 //! `service.instance.id` = the instance id; while the collector is down
 //! the instance keeps processing; `wait` flushes the spans not sent yet to
-//! a collector that is back. A bad endpoint fails the start,
-//! naming the key.
+//! a collector that is back. An input whose `traceparent` is sampled gets
+//! a `record` span that is a child of the producer's span, and its output
+//! names that span as its parent. A bad endpoint fails the start, naming
+//! the key.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -21,7 +23,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use weir::prelude::*;
 use weir::App;
-use weir_testkit::{create_topics, publish, TestBroker, TopicReader};
+use weir_testkit::{create_topics, publish, publish_records, TestBroker, TopicReader};
 use weir_tests::in_process_config;
 
 /// A span as received: its name, its resource's `service.name` and
@@ -32,6 +34,14 @@ struct Received {
     service: Option<String>,
     instance: Option<String>,
     attributes: BTreeMap<String, String>,
+    /// Trace, span and parent span ids, in hex.
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[derive(Clone, Default)]
@@ -105,6 +115,9 @@ impl Collector {
                     service: resource.get("service.name").cloned(),
                     instance: resource.get("service.instance.id").cloned(),
                     attributes: attributes(&span.attributes),
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
                 });
             }
         }
@@ -235,6 +248,78 @@ fn spans_are_exported_over_otlp_with_the_application_as_service() {
     assert_eq!(
         record.attributes.get("partition").map(String::as_str),
         Some("0")
+    );
+
+    // 1b. Inputs with a trace context: the sampled one (offset 100) gets a
+    //     `record` span in the producer's trace, under the producer's span,
+    //     and its output's parent is that span; the unsampled one (offset
+    //     101, not a multiple of 64) gets none.
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PRODUCER_SPAN: &str = "00f067aa0ba902b7";
+    let traced = |flags: &str| {
+        let mut h = weir_core::Headers::new();
+        let tp = format!("00-{TRACE}-{PRODUCER_SPAN}-{flags}");
+        h.push("traceparent", Some(tp.into_bytes()));
+        h
+    };
+    publish_records(
+        &bootstrap,
+        &input,
+        [
+            (Some(&b"t"[..]), Some(&b"sampled"[..]), None, traced("01")),
+            (Some(&b"t"[..]), Some(&b"unsampled"[..]), None, traced("00")),
+        ],
+    )
+    .unwrap();
+    assert!(
+        reader.read_until(Duration::from_secs(60), |r| r.len() >= 102),
+        "102 outputs; got {}",
+        reader.records().len()
+    );
+    let out_parent = |value: &[u8]| {
+        let r = reader
+            .records()
+            .iter()
+            .find(|r| r.value.as_deref() == Some(value))
+            .unwrap_or_else(|| panic!("{:?} is out", String::from_utf8_lossy(value)));
+        let tp = r
+            .headers
+            .get_str("traceparent")
+            .expect("a traceparent")
+            .to_string();
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts[1], TRACE, "{tp}");
+        parts[2].to_string()
+    };
+    let sampled_parent = out_parent(b"SAMPLED");
+    let joined = |c: &Collector| {
+        c.spans().into_iter().find(|s| {
+            s.name == "record" && s.attributes.get("offset").map(String::as_str) == Some("100")
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || joined(&collector).is_some()),
+        "a record span for the sampled input; got {:?}",
+        collector.record_offsets()
+    );
+    let span = joined(&collector).unwrap();
+    assert_eq!(
+        (span.trace_id.as_str(), span.parent_span_id.as_str()),
+        (TRACE, PRODUCER_SPAN),
+        "{span:?}"
+    );
+    assert_eq!(
+        span.span_id, sampled_parent,
+        "the output's parent is the record's span"
+    );
+    assert_ne!(
+        out_parent(b"UNSAMPLED"),
+        PRODUCER_SPAN,
+        "a new parent id all the same"
+    );
+    assert!(
+        !collector.record_offsets().contains("101"),
+        "the unsampled input has no span"
     );
     let addr = collector.addr;
     collector.stop();

@@ -96,4 +96,4 @@ pub use queries::{LocalStores, QueryError, StorePartition};
 pub use schemas::schema_registry;
 pub use stats::RuntimeStats;
 pub use topics::TopicError;
-pub use trace::{valid_traceparent, TRACEPARENT};
+pub use trace::{set_span_parent, valid_traceparent, SpanParent, TRACEPARENT};

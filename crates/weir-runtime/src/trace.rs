@@ -7,6 +7,14 @@
 //! consumers of the outputs. An invalid `traceparent` is copied as is
 //! (someone else's to fix; dropping it would hide it). The
 //! `correlation-id` header is carried like any other header.
+//!
+//! When spans are exported (the facade installs a [`SpanParent`] with
+//! [`set_span_parent`]), an input whose `traceparent` is sampled (flags
+//! bit 0) gets a `record` span that is a child of the producer's span,
+//! and the new parent id its outputs carry is that span's own id: the
+//! trace reads producer → Weir's `record` span → consumers, with no gap.
+
+use std::sync::OnceLock;
 
 use weir_core::Record;
 
@@ -68,9 +76,39 @@ pub(crate) fn parse(value: &[u8]) -> Option<(&str, &str)> {
     ok.then_some((trace, flags))
 }
 
+/// Makes `span` a child of the span `traceparent` names and returns
+/// `span`'s id (`None`: not joined, say the span is not exported).
+pub type SpanParent = fn(&tracing::Span, &str) -> Option<u64>;
+
+static SPAN_PARENT: OnceLock<SpanParent> = OnceLock::new();
+
+/// Installs the process's [`SpanParent`] (the first call wins): the
+/// exporter of spans knows how to join them to a trace.
+pub fn set_span_parent(f: SpanParent) {
+    let _ = SPAN_PARENT.set(f);
+}
+
+/// The [`SpanParent`] and `input`'s `traceparent`, when one is installed
+/// and the `traceparent` is valid and sampled: the record gets a span of
+/// its own in that trace.
+pub(crate) fn joined(input: &Record) -> Option<(SpanParent, &str)> {
+    let f = *SPAN_PARENT.get()?;
+    let value = input.headers.get(TRACEPARENT)?;
+    let (_, flags) = parse(value)?;
+    let sampled = u8::from_str_radix(flags, 16).ok()? & 1 == 1;
+    let text = std::str::from_utf8(value).ok()?;
+    sampled.then_some((f, text))
+}
+
 /// Replaces, in `outputs` that copied `input`'s `traceparent`, the parent
-/// id with a new span id; see the module docs.
-pub(crate) fn continue_trace(input: &Record, outputs: &mut [Record], ids: &mut SpanIds) {
+/// id with `span` (the record's exported span) or else a new span id; see
+/// the module docs.
+pub(crate) fn continue_trace(
+    input: &Record,
+    outputs: &mut [Record],
+    ids: &mut SpanIds,
+    span: Option<u64>,
+) {
     if outputs.is_empty() {
         return;
     }
@@ -80,7 +118,8 @@ pub(crate) fn continue_trace(input: &Record, outputs: &mut [Record], ids: &mut S
     let Some((trace, flags)) = parse(value) else {
         return;
     };
-    let child = format!("00-{trace}-{:016x}-{flags}", ids.next());
+    let id = span.filter(|&s| s != 0).unwrap_or_else(|| ids.next());
+    let child = format!("00-{trace}-{id:016x}-{flags}");
     for o in outputs {
         if o.headers.get(TRACEPARENT) == Some(value) {
             o.headers.set(TRACEPARENT, child.as_bytes());
@@ -111,7 +150,7 @@ mod tests {
         let input = record(Some(TP));
         let mut outputs = vec![input.clone(), input.clone()];
         let mut ids = SpanIds::default();
-        continue_trace(&input, &mut outputs, &mut ids);
+        continue_trace(&input, &mut outputs, &mut ids, None);
         for o in &outputs {
             let t = o.headers.get_str(TRACEPARENT).unwrap();
             assert_eq!(
@@ -129,6 +168,17 @@ mod tests {
     }
 
     #[test]
+    fn an_exported_span_is_the_outputs_parent() {
+        let input = record(Some(TP));
+        let mut outputs = vec![input.clone()];
+        continue_trace(&input, &mut outputs, &mut SpanIds::default(), Some(0xabc));
+        assert_eq!(
+            outputs[0].headers.get_str(TRACEPARENT),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-01")
+        );
+    }
+
+    #[test]
     fn invalid_or_missing_trace_context_is_left_alone() {
         for bad in [
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
@@ -141,14 +191,14 @@ mod tests {
             assert_eq!(parse(bad.as_bytes()), None, "{bad}");
             let input = record(Some(bad));
             let mut outputs = vec![input.clone()];
-            continue_trace(&input, &mut outputs, &mut SpanIds::default());
+            continue_trace(&input, &mut outputs, &mut SpanIds::default(), None);
             assert_eq!(outputs[0].headers.get_str(TRACEPARENT), Some(bad));
         }
         // A later version may append fields.
         assert!(parse(format!("01{}-more", &TP[2..]).as_bytes()).is_some());
         let input = record(None);
         let mut outputs = vec![input.clone()];
-        continue_trace(&input, &mut outputs, &mut SpanIds::default());
+        continue_trace(&input, &mut outputs, &mut SpanIds::default(), None);
         assert_eq!(outputs[0].headers.get(TRACEPARENT), None);
     }
 }

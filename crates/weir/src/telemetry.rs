@@ -3,8 +3,10 @@
 //! and, when `otlp_endpoint` is set, Weir's spans exported over OTLP/gRPC.
 //!
 //! What is exported: the `commit` span around every commit (field `txn`)
-//! and the `record` span around one input record in 64 (`topic`,
-//! `partition`, `offset`), at debug level whatever `RUST_LOG` says — the
+//! and the `record` span around one input record in 64 and around every
+//! input whose `traceparent` is sampled (`topic`, `partition`, `offset`;
+//! such a span is a child of the producer's span, and the outputs'
+//! `traceparent` names it as their parent), at debug level whatever `RUST_LOG` says — the
 //! exporter has its own filter (targets `weir*` at debug), so the log stays
 //! as quiet as configured. The resource names the service:
 //! `service.name` = `application_id`, `service.instance.id` = the instance
@@ -135,6 +137,7 @@ pub fn init(config: &Config, instance_id: Option<&str>) -> Result<Telemetry> {
         .try_init();
     match installed {
         Ok(()) => {
+            weir_runtime::set_span_parent(join_trace);
             tracing::info!(endpoint = %export.endpoint, service = %config.application_id, "exporting traces over OTLP/gRPC");
             Ok(Telemetry {
                 export: Some(export),
@@ -146,6 +149,30 @@ pub fn init(config: &Config, instance_id: Option<&str>) -> Result<Telemetry> {
             Ok(Telemetry { export: None })
         }
     }
+}
+
+/// Makes `span` a child of the remote span `traceparent` names (valid:
+/// the runtime checked it) and returns `span`'s id, now that it is started.
+fn join_trace(span: &tracing::Span, traceparent: &str) -> Option<u64> {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let mut parts = traceparent.split('-').skip(1);
+    let trace = TraceId::from_hex(parts.next()?).ok()?;
+    let parent = SpanId::from_hex(parts.next()?).ok()?;
+    let flags = u8::from_str_radix(parts.next()?.get(..2)?, 16).ok()?;
+    let remote = SpanContext::new(
+        trace,
+        parent,
+        TraceFlags::new(flags),
+        true,
+        TraceState::default(),
+    );
+    span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote))
+        .ok()?;
+    let id = span.context().span().span_context().span_id();
+    (id != SpanId::INVALID).then(|| u64::from_be_bytes(id.to_bytes()))
 }
 
 fn log_filter() -> EnvFilter {

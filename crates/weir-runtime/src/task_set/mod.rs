@@ -426,6 +426,8 @@ impl TaskSet {
         let poisoned = self.poisoned.verdict((tp, record.offset));
         let spec = &self.spec;
         let task = self.tasks.get_mut(&key).expect("a running task");
+        // The exported span of this record, when it joined a trace.
+        let mut span_id = None;
         if let Some((aborts, reason)) = poisoned {
             let dl = DeadLetter {
                 kind: "poison".into(),
@@ -458,10 +460,16 @@ impl TaskSet {
                 .as_mut()
                 .expect("a running task has its stores open");
             let started = Instant::now();
-            // A debug-level span for one record in 64: samples, not every record.
-            let _span = (record.offset % 64 == 0).then(|| {
-                tracing::debug_span!("record", topic = %record.topic, partition = record.partition, offset = record.offset).entered()
+            // A debug-level span for one record in 64 (samples, not every
+            // record), and for a record whose sampled trace it joins.
+            let joined = crate::trace::joined(&record);
+            let span = (joined.is_some() || record.offset % 64 == 0).then(|| {
+                tracing::debug_span!("record", topic = %record.topic, partition = record.partition, offset = record.offset)
             });
+            if let (Some((join, traceparent)), Some(s)) = (joined, &span) {
+                span_id = join(s, traceparent);
+            }
+            let _entered = span.map(tracing::Span::entered);
             let processed = task.executor.process(&record, &mut self.out, state);
             self.process_latency.observe(started.elapsed());
             if let Err(e) = processed {
@@ -511,7 +519,7 @@ impl TaskSet {
                 }
             }
         }
-        crate::trace::continue_trace(&record, &mut self.out, &mut self.span_ids);
+        crate::trace::continue_trace(&record, &mut self.out, &mut self.span_ids, span_id);
         let source = self.sources.len();
         self.sources.push((tp, record.offset));
         let mut out = std::mem::take(&mut self.out);
