@@ -34,6 +34,8 @@ struct Received {
     service: Option<String>,
     instance: Option<String>,
     attributes: BTreeMap<String, String>,
+    /// When it started (ns since the epoch).
+    start_ns: u64,
     /// Trace, span and parent span ids, in hex.
     trace_id: String,
     span_id: String,
@@ -115,6 +117,7 @@ impl Collector {
                     service: resource.get("service.name").cloned(),
                     instance: resource.get("service.instance.id").cloned(),
                     attributes: attributes(&span.attributes),
+                    start_ns: span.start_time_unix_nano,
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent_span_id: hex(&span.parent_span_id),
@@ -316,6 +319,21 @@ fn spans_are_exported_over_otlp_with_the_application_as_service() {
         out_parent(b"UNSAMPLED"),
         PRODUCER_SPAN,
         "a new parent id all the same"
+    );
+    // Spans leave in order: once a commit that started after the unsampled
+    // record was out has been received, a span of that record would have
+    // been too.
+    let out_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    publish_all(&bootstrap, &input, &[("t".into(), "after".into())]);
+    assert!(
+        wait_for(Duration::from_secs(30), || collector
+            .spans()
+            .iter()
+            .any(|s| s.name == "commit" && s.start_ns > out_at)),
+        "a later commit's span"
     );
     assert!(
         !collector.record_offsets().contains("101"),

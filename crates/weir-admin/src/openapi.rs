@@ -16,6 +16,9 @@ pub(crate) struct ErrorBody {
     error: String,
     /// What went wrong, for a person.
     message: String,
+    /// With `WRONG_STORE_KIND`: the store's own kind (`key-value`,
+    /// `window` or `session`), for a client to follow.
+    kind: Option<String>,
 }
 
 /// The answer to a key query.

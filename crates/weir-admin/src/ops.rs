@@ -266,7 +266,7 @@ pub(crate) async fn replay(
         opts.to_offset = req.to_offset;
         opts.partition = req.partition;
         opts.to = req.to;
-        opts.choose_group(req.group);
+        opts.choose_group(req.group, req.fix.as_deref());
         let fix = fix.as_deref().map(|f| f as weir_runtime::FixUp<'_>);
         weir_runtime::replay_dead_letters(&ops.config, &opts, fix, &mut |_, _| {})
             .map(|summary| (opts.topic, summary))

@@ -170,13 +170,13 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         if let Some(route) = over_time {
             return over_time_of(&client, &store, key, route, &args);
         }
-        if answer.error_message().is_none() {
-            if args.limit.is_some() {
-                bail!("--limit applies to a range, or to a key of a window or session store; {} is a key-value store", args.store);
-            }
-            if args.from.is_some() || args.to.is_some() {
-                bail!("--from and --to with a key apply to a window or session store (times in ms); {} is a key-value store", args.store);
-            }
+        // Not a window or session store: a key-value store, or the key's
+        // store cannot say (not found, unavailable) — the flags never apply.
+        if args.limit.is_some() {
+            bail!("--limit applies to a range, or to a key of a window or session store; {} is a key-value store (or did not answer)", args.store);
+        }
+        if args.from.is_some() || args.to.is_some() {
+            bail!("--from and --to with a key apply to a window or session store (times in ms); {} is a key-value store (or did not answer)", args.store);
         }
         let v = ok_json(&answer)?;
         return match args.output {
@@ -488,7 +488,12 @@ pub fn schema(
         }
         SchemaCommand::List { json } => {
             let v = ok_json(&client.get("/schemas")?)?;
-            if json || output == Output::Json {
+            // `--json`: the definitions themselves; `--output json`: the
+            // endpoint's answer, as for every command.
+            if output == Output::Json {
+                return print_json(&v);
+            }
+            if json {
                 return print_json(&v["definitions"]);
             }
             let rows: Vec<Vec<String>> = v["definitions"]

@@ -87,12 +87,13 @@ impl ReplaySummary {
 
 impl ReplayOptions {
     /// Sets the replay's consumer group: `explicit` when given; else, for
-    /// a replay the options filter (kinds, offsets, a partition), a group
-    /// of its own named after its filters — a replay's group moves past
-    /// the letters its filter left out, and those must stay replayable
-    /// under the default group; else the default
-    /// (`<application_id>-dlq-replay`). Call after setting the filters.
-    pub fn choose_group(&mut self, explicit: Option<String>) {
+    /// a replay that may leave letters out — filtered (kinds, offsets, a
+    /// partition) or through a fix-up (`fix`, which may drop some) — a
+    /// group of its own named after them: a replay's group moves past the
+    /// letters it left out, and those must stay replayable under the
+    /// default group; else the default (`<application_id>-dlq-replay`).
+    /// Call after setting the filters.
+    pub fn choose_group(&mut self, explicit: Option<String>, fix: Option<&str>) {
         if let Some(g) = explicit {
             self.group = g;
             return;
@@ -101,6 +102,9 @@ impl ReplayOptions {
             || self.from_offset.is_some()
             || self.to_offset.is_some()
             || self.partition.is_some();
+        if let Some(name) = fix {
+            self.group = format!("{}-fix-{name}", self.group);
+        }
         if filtered {
             self.group = format!(
                 "{}-kinds-{}-partition-{}-from-{}-to-{}",
@@ -135,11 +139,14 @@ mod tests {
     #[test]
     fn a_filtered_replay_gets_a_group_of_its_own() {
         let mut o = opts();
-        o.choose_group(None);
+        o.choose_group(None, None);
         assert_eq!(o.group, "app-dlq-replay");
         let mut o = opts();
-        o.choose_group(Some("mine".into()));
+        o.choose_group(Some("mine".into()), Some("f"));
         assert_eq!(o.group, "mine");
+        let mut o = opts();
+        o.choose_group(None, Some("strip"));
+        assert_eq!(o.group, "app-dlq-replay-fix-strip");
         let mut groups = std::collections::BTreeSet::new();
         for f in [
             |o: &mut ReplayOptions| o.kinds = vec!["decode".into()],
@@ -149,7 +156,7 @@ mod tests {
         ] {
             let mut o = opts();
             f(&mut o);
-            o.choose_group(None);
+            o.choose_group(None, None);
             assert!(o.group.starts_with("app-dlq-replay-"), "{}", o.group);
             groups.insert(o.group);
         }

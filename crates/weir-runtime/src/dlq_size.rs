@@ -8,13 +8,14 @@
 //! aborted records never are). The count is published once every
 //! partition has been read to the end it had when first seen (by the
 //! consumer's position, or its end-of-partition event), then kept current
-//! as letters arrive. Letters the broker's retention deleted are subtracted: counts
-//! are kept per block of offsets, and blocks below a partition's start
-//! offset (checked every few seconds, with new partitions) are dropped —
-//! a block the start offset cuts through is kept whole until it is past,
-//! so the count may be a little high for a moment, never low. A topic that
-//! does not exist yet holds no dead letters: 0. Failures are logged at
-//! debug level and retried; counting never stops processing.
+//! as letters arrive. Letters the broker's retention deleted are
+//! subtracted: each partition keeps the runs of consecutive offsets it
+//! counted (a transaction's letters are one run), and the offsets below
+//! the partition's start offset (checked every few seconds, with new
+//! partitions) are forgotten. A topic the broker says
+//! does not exist holds no dead letters: 0; while the topic cannot be
+//! read (metadata failing, say) nothing is published. Failures are logged
+//! at debug level and retried; counting never stops processing.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Config;
@@ -32,13 +34,11 @@ use crate::stats::RuntimeStats;
 /// How often partitions and start offsets are checked.
 const INTERVAL: Duration = Duration::from_secs(5);
 
-/// Offsets per counting block.
-const BLOCK: i64 = 4096;
-
-/// One partition's count: per block of offsets, the letters read there.
+/// One partition's count: the runs of consecutive offsets read there.
 #[derive(Debug, Default)]
 struct Part {
-    blocks: VecDeque<(i64, u64)>,
+    /// `[start, end)` runs, in offset order.
+    runs: VecDeque<(i64, i64)>,
     total: u64,
     /// Its end when first seen: read to there, the count is published.
     end: Option<i64>,
@@ -48,39 +48,57 @@ struct Part {
 
 impl Part {
     fn count(&mut self, offset: i64) {
-        let block = offset.div_euclid(BLOCK);
-        match self.blocks.back_mut() {
-            Some((b, n)) if *b == block => *n += 1,
-            _ => self.blocks.push_back((block, 1)),
+        match self.runs.back_mut() {
+            Some((_, end)) if *end == offset => *end += 1,
+            Some((_, end)) if *end > offset => return, // read already
+            _ => self.runs.push_back((offset, offset + 1)),
         }
         self.total += 1;
     }
 
-    /// Forgets the blocks wholly below `start` (deleted by retention).
+    /// Forgets the offsets below `start` (deleted by retention).
     fn truncate(&mut self, start: i64) {
-        while let Some(&(b, n)) = self.blocks.front() {
-            if (b + 1) * BLOCK > start {
+        while let Some((s, e)) = self.runs.front_mut() {
+            if *s >= start {
                 break;
             }
-            self.blocks.pop_front();
-            self.total -= n;
+            let gone = (*e).min(start) - *s;
+            self.total -= gone as u64;
+            if *e <= start {
+                self.runs.pop_front();
+            } else {
+                *s = start;
+            }
         }
     }
+}
+
+/// What the sampler knows of the topic.
+#[derive(Debug, Default, PartialEq, Eq)]
+enum Topic {
+    /// Not known yet (or its metadata fails): nothing is published.
+    #[default]
+    Unknown,
+    /// The broker says it does not exist: no dead letters.
+    Absent,
+    /// Assigned and being read.
+    Present,
 }
 
 /// The dead letters counted, per partition.
 #[derive(Debug, Default)]
 struct Count {
     parts: BTreeMap<i32, Part>,
-    /// The topic was found (else it holds nothing).
-    exists: bool,
+    topic: Topic,
 }
 
 impl Count {
     /// The count, once every partition was read to its end.
     fn value(&self) -> Option<u64> {
-        if !self.exists {
-            return Some(0);
+        match self.topic {
+            Topic::Unknown => return None,
+            Topic::Absent => return Some(0),
+            Topic::Present => {}
         }
         self.parts
             .values()
@@ -156,14 +174,20 @@ fn refresh(
 ) -> rdkafka::error::KafkaResult<()> {
     let timeout = Duration::from_secs(5);
     let md = consumer.fetch_metadata(Some(topic), timeout)?;
-    let Some(t) = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-    else {
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
         return Ok(());
     };
-    count.exists = true;
+    match t.error() {
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => {
+            if count.parts.is_empty() {
+                count.topic = Topic::Absent;
+            }
+            return Ok(());
+        }
+        Some(_) => return Ok(()),
+        None if t.partitions().is_empty() => return Ok(()),
+        None => {}
+    }
     let mut new = TopicPartitionList::new();
     for p in t.partitions() {
         if !count.parts.contains_key(&p.id()) {
@@ -176,6 +200,7 @@ fn refresh(
             count.parts.insert(e.partition(), Part::default());
         }
     }
+    count.topic = Topic::Present;
     for (&p, part) in &mut count.parts {
         let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
         part.truncate(low);
@@ -213,31 +238,46 @@ mod tests {
     use super::*;
 
     proptest! {
-        /// Against a model that keeps every offset: exact but for the
-        /// deleted letters of the block the start offset cuts through.
+        /// Against a model that keeps every offset: exactly the letters at
+        /// or past the start offset, however the retention cuts.
         #[test]
         fn counts_what_retention_left(
             offsets in proptest::collection::btree_set(0i64..20_000, 0..300),
-            start in 0i64..25_000,
+            starts in proptest::collection::vec(0i64..25_000, 1..4),
         ) {
             let mut part = Part::default();
             for &o in &offsets {
                 part.count(o);
+                part.count(o); // a repeat is not counted twice
             }
             prop_assert_eq!(part.total, offsets.len() as u64);
-            part.truncate(start);
-            let kept = offsets.iter().filter(|&&o| o >= start).count() as u64;
-            let cut = start.div_euclid(BLOCK) * BLOCK;
-            let still_counted = offsets.iter().filter(|&&o| cut <= o && o < start).count() as u64;
-            prop_assert_eq!(part.total, kept + still_counted);
+            let mut start = 0;
+            for s in starts {
+                start = start.max(s);
+                part.truncate(s);
+                let kept = offsets.iter().filter(|&&o| o >= start).count() as u64;
+                prop_assert_eq!(part.total, kept);
+            }
         }
+    }
+
+    #[test]
+    fn a_topic_emptied_by_retention_counts_zero() {
+        let mut part = Part::default();
+        for o in 0..10 {
+            part.count(o);
+        }
+        part.truncate(10);
+        assert_eq!((part.total, part.runs.len()), (0, 0));
     }
 
     #[test]
     fn nothing_is_published_before_every_partition_was_read() {
         let mut c = Count::default();
+        assert_eq!(c.value(), None, "nothing known yet");
+        c.topic = Topic::Absent;
         assert_eq!(c.value(), Some(0), "no topic: no letters");
-        c.exists = true;
+        c.topic = Topic::Present;
         c.parts.insert(0, Part::default());
         c.parts.insert(1, Part::default());
         c.parts.get_mut(&0).unwrap().count(3);

@@ -83,8 +83,8 @@ pub(crate) fn restore_consumer_config(cfg: &Config, client_id: &str) -> ClientCo
 pub(crate) fn reader_config(cfg: &Config, client_id: &str) -> ClientConfig {
     let mut c = assigned_consumer_config(cfg, client_id, "reader");
     c.set("auto.offset.reset", "earliest")
-        // No statistics events to pile up in a queue nobody polls (the
-        // dead-letter size sampler only asks for metadata and watermarks).
+        // No statistics events to pile up in a queue nobody reads (the
+        // dead-letter counter polls for records, not for statistics).
         .set("statistics.interval.ms", "0");
     c
 }

@@ -133,7 +133,7 @@ pub fn run_dlq(
             opts.from_offset = a.from_offset;
             opts.to_offset = a.to_offset;
             opts.partition = a.partition;
-            opts.choose_group(a.group);
+            opts.choose_group(a.group, a.fix.as_deref());
             opts.batch = a.batch_size.max(1);
             opts.max_per_sec = a.max_per_sec;
             let bar = ProgressBar::new(0).with_style(

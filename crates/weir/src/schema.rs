@@ -41,8 +41,8 @@ pub enum SchemaCommand {
     /// Lists every event type with its latest version, owner and
     /// description (`--json` for the definitions themselves).
     List {
-        /// Print `{"definitions": [..]}`, the latest definitions (as
-        /// `--output json`).
+        /// Print the latest definitions as a JSON array (`--output json`:
+        /// the admin endpoint's `{"definitions": [..]}`).
         #[arg(long)]
         json: bool,
     },
@@ -121,8 +121,10 @@ pub fn run_schema(config: &Config, cmd: SchemaCommand, output: Output) -> Result
         }
         SchemaCommand::List { json } => {
             let defs = schema_registry(config)?.list();
-            if json || output == Output::Json {
+            if output == Output::Json {
                 print_json(&serde_json::json!({ "definitions": defs }));
+            } else if json {
+                print_json(&serde_json::to_value(&defs).expect("definitions serialize"));
             } else {
                 print_table(&defs);
             }

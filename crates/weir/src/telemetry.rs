@@ -171,8 +171,11 @@ fn join_trace(span: &tracing::Span, traceparent: &str) -> Option<u64> {
     );
     span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote))
         .ok()?;
-    let id = span.context().span().span_context().span_id();
-    (id != SpanId::INVALID).then(|| u64::from_be_bytes(id.to_bytes()))
+    // Only a span the sampler keeps may be the outputs' parent (the
+    // `OTEL_TRACES_SAMPLER` variables can drop it).
+    let cx = span.context();
+    let own = cx.span().span_context().clone();
+    (own.is_valid() && own.is_sampled()).then(|| u64::from_be_bytes(own.span_id().to_bytes()))
 }
 
 fn log_filter() -> EnvFilter {

@@ -84,7 +84,13 @@ impl Config {
                     // `session.timeout.ms = 6000` unquoted is a nested table
                     // in TOML; librdkafka means the dotted name.
                     if let toml::Value::Table(t) = v {
-                        v = toml::Value::Table(flatten(t));
+                        v = toml::Value::Table(flatten(t).map_err(|key| ConfigError::Invalid {
+                            key: format!("kafka.{key}"),
+                            message: format!(
+                                "is set twice in {} (quoted and not)",
+                                path.display()
+                            ),
+                        })?);
                     }
                 }
                 if let (Some(toml::Value::Table(old)), toml::Value::Table(new)) =
@@ -231,22 +237,25 @@ fn check_types(table: &toml::Table, origin: &BTreeMap<String, String>) -> Result
     Ok(())
 }
 
-/// `{a = {b = 1}}` as `{"a.b" = 1}`, at any depth.
-fn flatten(table: toml::Table) -> toml::Table {
+/// `{a = {b = 1}}` as `{"a.b" = 1}`, at any depth; `Err(key)` when a
+/// dotted name is written twice (`"a.b" = 1` and `a.b = 2`).
+fn flatten(table: toml::Table) -> Result<toml::Table, String> {
     let mut flat = toml::Table::new();
+    let mut put = |k: String, v: toml::Value| match flat.insert(k.clone(), v) {
+        Some(_) => Err(k),
+        None => Ok(()),
+    };
     for (k, v) in table {
         match v {
             toml::Value::Table(inner) => {
-                for (ik, iv) in flatten(inner) {
-                    flat.insert(format!("{k}.{ik}"), iv);
+                for (ik, iv) in flatten(inner)? {
+                    put(format!("{k}.{ik}"), iv)?;
                 }
             }
-            other => {
-                flat.insert(k, other);
-            }
+            other => put(k, other)?,
         }
     }
-    flat
+    Ok(flat)
 }
 
 fn sub_table<'a>(table: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {

@@ -210,4 +210,7 @@ fn kafka_keys_may_be_written_unquoted() {
         m.contains("kafka.partition.assignment.strategy") && m.contains("weir.toml"),
         "{m}"
     );
+    std::fs::write(&file, "[kafka]\n\"linger.ms\" = 5\nlinger.ms = 6\n").unwrap();
+    let e = Config::load(&defaults(), Some(&file), env(&[])).unwrap_err();
+    assert!(e.to_string().contains("kafka.linger.ms"), "{e}");
 }
