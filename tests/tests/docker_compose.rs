@@ -8,7 +8,7 @@
 //! the right places; and the dashboard queries only metrics Weir exposes.
 //!
 //! The known configuration keys and metric names are read from the sources
-//! (`crates/weir-runtime/src/config.rs`'s key table, the table at the top of
+//! (`crates/weir-runtime/src/config/layers.rs`'s key table, the table at the top of
 //! `crates/weir-admin/src/metrics.rs`), so renaming one there fails here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -179,7 +179,7 @@ fn all_instance_names() -> Vec<String> {
 /// The top-level configuration keys: `config.rs`'s `("<key>", KeyType::…)`
 /// table, plus the keys being added.
 fn known_config_keys() -> BTreeSet<String> {
-    let src = read(&repo().join("crates/weir-runtime/src/config.rs"));
+    let src = read(&repo().join("crates/weir-runtime/src/config/layers.rs"));
     let keys: BTreeSet<String> = src
         .lines()
         .filter_map(|line| {
@@ -200,7 +200,7 @@ fn known_config_keys() -> BTreeSet<String> {
     ] {
         assert!(
             keys.contains(k),
-            "config.rs key table not parsed: {k} missing from {keys:?}"
+            "config/layers.rs key table not parsed: {k} missing from {keys:?}"
         );
     }
     keys

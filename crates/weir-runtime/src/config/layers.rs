@@ -86,10 +86,7 @@ impl Config {
                     if let toml::Value::Table(t) = v {
                         v = toml::Value::Table(flatten(t).map_err(|key| ConfigError::Invalid {
                             key: format!("kafka.{key}"),
-                            message: format!(
-                                "is set twice in {} (quoted and not)",
-                                path.display()
-                            ),
+                            message: format!("is set twice in {} (quoted and not)", path.display()),
                         })?);
                     }
                 }
