@@ -315,9 +315,9 @@ fn at_least_once_under_the_same_crash_repeats_an_outcome() {
     // A crashed interval that resolved a wait repeats it: its outcome was
     // flushed before the crash, and the payment is processed again against
     // the restored (pre-crash) waits. An interval can resolve none (only
-    // new waits), so up to three crashes are tried; exactly once never
-    // repeats one.
-    for attempt in 1..=3 {
+    // new waits), so up to five crashes are tried (three were once not
+    // enough, in one of many runs); exactly once never repeats one.
+    for attempt in 1..=5 {
         match crash_at("before_commit", "at_least_once", 10 + attempt) {
             Err(err) => {
                 eprintln!("at_least_once after a crash before the commit: {err}");
@@ -326,7 +326,7 @@ fn at_least_once_under_the_same_crash_repeats_an_outcome() {
             Ok(()) => eprintln!("attempt {attempt}: the crashed interval repeated nothing"),
         }
     }
-    panic!("at least once never repeated an outcome in three crashes");
+    panic!("at least once never repeated an outcome in five crashes");
 }
 
 #[test]
