@@ -88,10 +88,23 @@ pub fn set_span_parent(f: SpanParent) {
     let _ = SPAN_PARENT.set(f);
 }
 
+/// The `record` span around processing `input`, entered, for one record
+/// in 64 (samples, not every record) and for a record whose sampled trace
+/// it joins; with the span's id when it joined (the outputs' parent).
+pub(crate) fn record_span(input: &Record) -> (Option<tracing::span::EnteredSpan>, Option<u64>) {
+    let joined = joined(input);
+    if joined.is_none() && input.offset % 64 != 0 {
+        return (None, None);
+    }
+    let span = tracing::debug_span!("record", topic = %input.topic, partition = input.partition, offset = input.offset);
+    let id = joined.and_then(|(join, traceparent)| join(&span, traceparent));
+    (Some(span.entered()), id)
+}
+
 /// The [`SpanParent`] and `input`'s `traceparent`, when one is installed
 /// and the `traceparent` is valid and sampled: the record gets a span of
 /// its own in that trace.
-pub(crate) fn joined(input: &Record) -> Option<(SpanParent, &str)> {
+fn joined(input: &Record) -> Option<(SpanParent, &str)> {
     let f = *SPAN_PARENT.get()?;
     let value = input.headers.get(TRACEPARENT)?;
     let (_, flags) = parse(value)?;

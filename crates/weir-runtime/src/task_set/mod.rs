@@ -460,16 +460,8 @@ impl TaskSet {
                 .as_mut()
                 .expect("a running task has its stores open");
             let started = Instant::now();
-            // A debug-level span for one record in 64 (samples, not every
-            // record), and for a record whose sampled trace it joins.
-            let joined = crate::trace::joined(&record);
-            let span = (joined.is_some() || record.offset % 64 == 0).then(|| {
-                tracing::debug_span!("record", topic = %record.topic, partition = record.partition, offset = record.offset)
-            });
-            if let (Some((join, traceparent)), Some(s)) = (joined, &span) {
-                span_id = join(s, traceparent);
-            }
-            let _entered = span.map(tracing::Span::entered);
+            let (_entered, id) = crate::trace::record_span(&record);
+            span_id = id;
             let processed = task.executor.process(&record, &mut self.out, state);
             self.process_latency.observe(started.elapsed());
             if let Err(e) = processed {
