@@ -35,8 +35,12 @@ const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
 
 // --- reading the files ------------------------------------------------------
 
+/// The checkout under test. Cargo sets `CARGO_MANIFEST_DIR` when it runs a
+/// test; the value compiled in is only a fallback, since a test binary may
+/// be reused from a target directory shared with another checkout.
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .expect("the tests crate sits in the workspace root")
         .to_path_buf()
