@@ -4,7 +4,9 @@
 //! reused key with another event is a 409, an id reused by another event
 //! type a new event; 100
 //! invalid ones and the other refusals get the contract's error shape and
-//! write nothing; with the broker stopped no request is answered 202; and
+//! write nothing; with the broker stopped no request is answered 202, and
+//! after it restarts none of the refused events is in the topic, while a
+//! write whose client hung up is completed once; and
 //! `weir publish` writes through an ingress and straight to Kafka.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -410,6 +412,19 @@ fn no_event_is_accepted_while_the_broker_is_stopped() {
             ("WEIR_INGRESS_TOKEN", "s3cret"),
         ],
     );
+    // A second instance, with a long produce timeout.
+    let (mut q, b) = start_ingress(
+        &bootstrap,
+        &app,
+        &event_type,
+        &topic,
+        dir.path(),
+        "ingress-patient.log",
+        &[
+            ("WEIR_INGRESS_PRODUCE_TIMEOUT_MS", "60000"),
+            ("WEIR_INGRESS_TOKEN", "s3cret"),
+        ],
+    );
     let auth = [("Authorization", "Bearer s3cret")];
     assert_refusal(
         &post(a, &event(&event_type, "e-0", "a@b"), &[]),
@@ -438,7 +453,102 @@ fn no_event_is_accepted_while_the_broker_is_stopped() {
     );
     assert_eq!(outcome(a, "accepted"), 1);
     assert_eq!(outcome(a, "unavailable"), 17);
+
+    // A client of the second instance gives up after 1 s while its event
+    // waits for the broker, and hangs up.
+    let hung = event(&event_type, "e-hung", "a@b");
+    assert_no_answer_in(b, &hung, Duration::from_secs(1));
+
+    // The broker comes back with its data: the write the client left goes
+    // on and is recorded as accepted; the client's retry gets that answer
+    // without a second write.
+    broker.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while outcome(b, "accepted") < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the hung-up request's write was not completed:\n{}",
+            q.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = post(b, &hung, &auth);
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(outcome(b, "duplicate"), 1);
+    assert_eq!(outcome(b, "accepted"), 1);
+    // The first instance accepts again once its producer reconnects; a
+    // refused id is a new write.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = post(a, &event(&event_type, "e-1", "a@b"), &auth);
+        if r.status == 202 {
+            break;
+        }
+        assert_refusal(&r, 503, "BROKER_UNAVAILABLE");
+        assert!(
+            Instant::now() < deadline,
+            "no 202 after the broker came back:\n{}",
+            p.log_text()
+        );
+    }
+
+    // The topic holds e-0, e-hung and e-1, once each: none of the refused
+    // events was written while the broker was away, or after it came back.
+    let end = high_watermark(&bootstrap, &topic);
+    assert_eq!(end, 3, "records in {topic}");
+    let mut reader = TopicReader::new(&bootstrap, &[&topic], "read_committed").unwrap();
+    assert!(reader.read_until(Duration::from_secs(30), |r| r.len() >= 3));
+    let ids: BTreeSet<String> = reader
+        .records()
+        .iter()
+        .map(|r| String::from_utf8(r.key.clone().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from(["e-0".to_string(), "e-1".into(), "e-hung".into()])
+    );
+    q.stop();
     p.stop();
+}
+
+/// Sends `body` to `addr`'s `POST /v1/events` with the token and asserts
+/// that no answer comes within `patience`; then hangs up.
+fn assert_no_answer_in(addr: SocketAddr, body: &str, patience: Duration) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer s3cret\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    s.set_read_timeout(Some(patience)).unwrap();
+    let mut buf = [0u8; 256];
+    match s.read(&mut buf) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!(
+            "an answer (or a close) while the broker was stopped: {other:?} {:?}",
+            String::from_utf8_lossy(&buf)
+        ),
+    }
+    drop(s);
+}
+
+/// The end offset of partition 0 of `topic` (every record and no
+/// transaction markers: ingress does not write transactionally).
+fn high_watermark(bootstrap: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    c.fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap()
+        .1
 }
 
 #[test]

@@ -117,32 +117,76 @@ impl BrokerProcess {
             "version": 1,
         });
         std::fs::write(data_dir.join("meta.properties.json"), meta.to_string())?;
-        let log_path = data_dir.join("broker.log");
-        let log = File::create(&log_path)?;
-        let child = Command::new(&bin)
+        let log = File::create(data_dir.join("broker.log"))?;
+        let bootstrap = format!("{ip}:{port}");
+        let child = Self::spawn(&bin, &bootstrap, data_dir, cluster_id, log)?;
+        let mut broker = BrokerProcess {
+            child,
+            bootstrap,
+            cluster_id: cluster_id.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            _address_lock: None,
+        };
+        broker.await_ready()?;
+        Ok(broker)
+    }
+
+    /// Stops the broker and starts it again on the same address, data
+    /// directory and cluster id (a broker restart: what it wrote survives).
+    /// Not after transactional offset commits: this broker then fails to
+    /// start on its own data.
+    ///
+    /// # Errors
+    /// As [`BrokerProcess::start`].
+    pub fn restart(&mut self) -> Result<(), BrokerError> {
+        self.stop();
+        let log = File::options()
+            .append(true)
+            .create(true)
+            .open(self.data_dir.join("broker.log"))?;
+        self.child = Self::spawn(
+            &Self::binary(),
+            &self.bootstrap,
+            &self.data_dir,
+            &self.cluster_id,
+            log,
+        )?;
+        self.await_ready()
+    }
+
+    fn spawn(
+        bin: &Path,
+        bootstrap: &str,
+        data_dir: &Path,
+        cluster_id: &str,
+        log: File,
+    ) -> Result<Child, BrokerError> {
+        Ok(Command::new(bin)
             .arg("--listen-addr")
-            .arg(format!("{ip}:{port}"))
+            .arg(bootstrap)
             .arg("--log-dir")
             .arg(data_dir)
             .args(["--metrics-listen-addr", "none", "--cluster-id", cluster_id])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .spawn()?;
-        let mut broker = BrokerProcess {
-            child,
-            bootstrap: format!("{ip}:{port}"),
-            cluster_id: cluster_id.to_string(),
-            data_dir: data_dir.to_path_buf(),
-            _address_lock: None,
-        };
-        let addr = SocketAddr::from((ip, port));
+            .spawn()?)
+    }
+
+    /// Waits until the broker accepts connections and its controller
+    /// answers, and lowers `transaction.version` to 1.
+    fn await_ready(&mut self) -> Result<(), BrokerError> {
+        let log_path = self.data_dir.join("broker.log");
+        let addr: SocketAddr = self
+            .bootstrap
+            .parse()
+            .map_err(|e| BrokerError::Io(std::io::Error::other(format!("{e}"))))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 break;
             }
-            if let Ok(Some(status)) = broker.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(BrokerError::Io(std::io::Error::other(format!(
                     "crabka-broker exited with {status}; see {}",
                     log_path.display()
@@ -150,7 +194,7 @@ impl BrokerProcess {
             }
             if Instant::now() > deadline {
                 return Err(BrokerError::NotReady {
-                    addr: broker.bootstrap.clone(),
+                    addr: self.bootstrap.clone(),
                     secs: 30,
                     log: log_path.display().to_string(),
                 });
@@ -160,8 +204,8 @@ impl BrokerProcess {
         // The listener can be up a moment before the controller answers.
         let mut attempt = 0;
         loop {
-            match downgrade_transaction_version(&broker.bootstrap) {
-                Ok(()) => break,
+            match downgrade_transaction_version(&self.bootstrap) {
+                Ok(()) => return Ok(()),
                 Err(e) if attempt >= 50 => return Err(e.into()),
                 Err(_) => {
                     attempt += 1;
@@ -169,7 +213,6 @@ impl BrokerProcess {
                 }
             }
         }
-        Ok(broker)
     }
 
     /// Starts a broker on a loopback address of its own (127.0.0.N, N ≥ 2),
