@@ -12,8 +12,10 @@
 //! - closed-loop throughput (4 clients, 3 s) once processing is done:
 //!   local and forwarded queries/s.
 //!
-//! Every query opens a connection (the `weir` command line's way); a client
-//! keeping connections alive would see less. 503s (a partition restoring
+//! Each client keeps its connection open between queries, as a service
+//! that queries often would (`WEIR_BENCH_KEEP_ALIVE=0`: a connection per
+//! query, the `weir` command line's way). Forwards go over the asked
+//! instance's kept connections to the owner. 503s (a partition restoring
 //! or moving) are counted, not timed.
 
 use std::net::SocketAddr;
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use weir_admin::client::AdminClient;
+use weir_admin::client::{AdminClient, Answer, ClientError, Session};
 use weir_benches::{
     bench_var, committed, end_offsets, median, publish_input, release_binary, TopologyRun,
     PARTITIONS,
@@ -121,6 +123,30 @@ impl Setup<'_> {
     }
 }
 
+/// A query client: a kept connection, or one per query.
+enum Asker {
+    Session(Session),
+    PerQuery(AdminClient),
+}
+
+impl Asker {
+    fn new(addr: SocketAddr) -> Self {
+        let client = AdminClient::new(&format!("http://{addr}")).expect("an http URL");
+        if bench_var("WEIR_BENCH_KEEP_ALIVE", 1) == 0 {
+            Asker::PerQuery(client)
+        } else {
+            Asker::Session(client.session())
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Result<Answer, ClientError> {
+        match self {
+            Asker::Session(s) => s.get(path),
+            Asker::PerQuery(c) => c.get(path),
+        }
+    }
+}
+
 /// Sends key queries to `addr` at `per_sec` until `stop`; `me` is the
 /// asked instance's id (answers served by another were forwarded).
 fn load(
@@ -130,7 +156,7 @@ fn load(
     per_sec: u64,
     stop: &AtomicBool,
 ) -> anyhow::Result<Seen> {
-    let client = AdminClient::new(&format!("http://{addr}"))?;
+    let mut client = Asker::new(addr);
     let mut seen = Seen::default();
     let step = Duration::from_nanos(1_000_000_000 / per_sec.max(1));
     let mut next = Instant::now();
@@ -176,7 +202,7 @@ fn closed_loop(addr: SocketAddr, keys: &[String], clients: usize, secs: u64) -> 
         let handles: Vec<_> = (0..clients)
             .map(|c| {
                 s.spawn(move || {
-                    let client = AdminClient::new(&format!("http://{addr}")).expect("a URL");
+                    let mut client = Asker::new(addr);
                     let mut n = 0usize;
                     let mut i = c * 7_919;
                     while Instant::now() < stop {
@@ -257,7 +283,12 @@ fn main() -> anyhow::Result<()> {
         dir: dir.path(),
     };
     println!(
-        "admin_queries: {n} events (~{avg} B) over {customers} customers on {PARTITIONS} partitions, {qps} queries/s, broker {bootstrap}"
+        "admin_queries: {n} events (~{avg} B) over {customers} customers on {PARTITIONS} partitions, {qps} queries/s ({}), broker {bootstrap}",
+        if bench_var("WEIR_BENCH_KEEP_ALIVE", 1) == 0 {
+            "a connection per query"
+        } else {
+            "kept connections"
+        }
     );
     let (mut a, mut b, mut local, mut fwd_local, mut forwarded) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());

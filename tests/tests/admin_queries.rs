@@ -7,6 +7,8 @@
 //! this test computes itself. Then one instance is SIGKILLed: while its partitions move,
 //! every 200 answer is still the recount (else a 503 with `Retry-After`),
 //! and afterwards the survivors answer every key, served by the new owners.
+//! A range asked of any instance covers every partition, merged across the
+//! owners.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -178,6 +180,49 @@ fn check_all(app: &str, ask: &[&Instance], want: &Totals) -> Result<(), String> 
     Ok(())
 }
 
+/// Asks `i` for the range of every customer: true when it answered, and
+/// then with every customer's current recount (none read by `dead`);
+/// false for a 503 with `Retry-After`. Panics on anything else.
+fn range_is_current_or_refused(i: &Instance, want: &Totals, dead: Option<&str>) -> bool {
+    let r = request(
+        i.addr,
+        "GET",
+        "/stores/customer-totals/range?limit=1000",
+        &[],
+    );
+    match r.status {
+        200 => {
+            let range = r.json();
+            let entries = range["entries"].as_array().unwrap();
+            let keys: Vec<&str> = entries.iter().map(|e| e["key"].as_str().unwrap()).collect();
+            let everyone: Vec<&str> = want.keys().map(String::as_str).collect();
+            assert_eq!(keys, everyone, "a partial range from {}: {range}", i.id);
+            for e in entries {
+                let customer = e["key"].as_str().unwrap();
+                assert!(
+                    is_recount(
+                        &serde_json::json!({"key": customer, "value": e["value"]}),
+                        customer,
+                        want
+                    ),
+                    "a stale range entry from {}: {e}, want {:?}",
+                    i.id,
+                    want[customer]
+                );
+                if let Some(dead) = dead {
+                    assert_ne!(e["served_by"], dead, "read by the dead instance");
+                }
+            }
+            true
+        }
+        503 => {
+            assert!(r.headers.contains_key("retry-after"), "{r:?}");
+            false
+        }
+        other => panic!("range at {}: {other} {}", i.id, r.body),
+    }
+}
+
 /// Retries `check` until it passes or `timeout` ends; the last error then.
 fn eventually(
     timeout: Duration,
@@ -244,35 +289,119 @@ fn any_instance_answers_any_key_through_the_owner_and_never_with_stale_data() {
         (r.status, r.json()["error"].as_str()),
         (404, Some("STORE_NOT_FOUND"))
     );
-    // A range is answered from the partitions held here.
-    let r = get(a.addr, "/stores/customer-totals/range?limit=1000");
-    assert_eq!(r.status, 200, "{}", r.body);
-    let range = r.json();
+    // A range asked of one instance covers every partition: those it holds
+    // and the others' (asked of each owner once), merged in key order;
+    // each entry names the instance that read it — its partition's owner.
+    let range_of = |i: &Instance, query: &str| {
+        let r = get(i.addr, &format!("/stores/customer-totals/range?{query}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    let keys_of = |range: &serde_json::Value| -> Vec<String> {
+        range["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let everyone: Vec<String> = want.keys().cloned().collect(); // sorted
+    for i in [&a, &b, &c] {
+        let range = range_of(i, "limit=1000");
+        assert_eq!(
+            range["partitions"],
+            serde_json::json!((0..8).collect::<Vec<i32>>())
+        );
+        assert_eq!(range["served_by"], i.id.as_str());
+        assert_eq!(keys_of(&range), everyone, "{range}");
+        for e in range["entries"].as_array().unwrap() {
+            let customer = e["key"].as_str().unwrap();
+            assert!(
+                is_recount(
+                    &serde_json::json!({"key": customer, "value": e["value"]}),
+                    customer,
+                    &want
+                ),
+                "{e}"
+            );
+            let p = weir_core::partition_for_key(customer.as_bytes(), PARTITIONS) as i32;
+            assert_eq!(e["partition"], p);
+            assert_eq!(e["served_by"], owners[&p].as_str(), "{e}");
+            assert!(e.get("raw_key").is_none(), "{e}");
+        }
+    }
+    // Bounds and the limit apply to the merged range.
+    let range = range_of(
+        &b,
+        &format!("from={}&to={}&limit=5", everyone[3], everyone[40]),
+    );
+    assert_eq!(keys_of(&range), everyone[3..8].to_vec());
+    let r = get(a.addr, "/stores/customer-totals/range?scope=everything");
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("BAD_REQUEST"))
+    );
+    // An asking instance names the partitions it wants; one not held here
+    // is refused.
+    let p0 = weir_core::partition_for_key(everyone[0].as_bytes(), PARTITIONS) as i32;
+    let holder = [&a, &b, &c]
+        .into_iter()
+        .find(|i| owners[&p0] == i.id)
+        .unwrap();
+    let other = [&a, &b, &c]
+        .into_iter()
+        .find(|i| owners[&p0] != i.id)
+        .unwrap();
+    let asked = request(
+        holder.addr,
+        "GET",
+        &format!("/stores/customer-totals/range?limit=1000&partitions={p0}"),
+        &[("X-Weir-Forwarded", "test")],
+    );
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let asked = asked.json();
+    assert_eq!(asked["partitions"], serde_json::json!([p0]));
+    assert!(asked["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["partition"] == p0 && e["raw_key"].is_string()));
+    assert!(keys_of(&asked).contains(&everyone[0]));
+    let r = request(
+        other.addr,
+        "GET",
+        &format!("/stores/customer-totals/range?partitions={p0}"),
+        &[("X-Weir-Forwarded", "test")],
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (503, Some("NOT_OWNER"))
+    );
+    // scope=local: the partitions held here only.
+    let range = range_of(&a, "limit=1000&scope=local");
     let held: Vec<i64> = range["partitions"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|p| p.as_i64())
         .collect();
-    let entries = range["entries"].as_array().unwrap();
-    let mine = want
-        .keys()
+    let mine: Vec<String> = everyone
+        .iter()
         .filter(|c| {
             held.contains(&i64::from(weir_core::partition_for_key(
                 c.as_bytes(),
                 PARTITIONS,
             )))
         })
-        .count();
-    assert_eq!(entries.len(), mine, "{range}");
-    for e in entries {
-        let customer = e["key"].as_str().unwrap();
-        assert!(is_recount(
-            &serde_json::json!({"key": customer, "value": e["value"]}),
-            customer,
-            &want
-        ));
-    }
+        .cloned()
+        .collect();
+    assert!(!mine.is_empty() && mine.len() < everyone.len(), "{range}");
+    assert_eq!(keys_of(&range), mine);
+    assert!(range["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["served_by"] == a.id.as_str()));
 
     // The command line asks any instance too.
     let weir = binary("weir", "weir-cli");
@@ -367,6 +496,13 @@ fn any_instance_answers_any_key_through_the_owner_and_never_with_stale_data() {
                 }
             }
         }
+        // A range is complete and current, or a 503.
+        for i in survivors {
+            if !range_is_current_or_refused(i, &want, Some(&c.id)) {
+                unavailable += 1;
+                all = false;
+            }
+        }
         complete_passes = if all { complete_passes + 1 } else { 0 };
     }
     eprintln!("during the move: {ok} answers, {unavailable} 503s");
@@ -406,6 +542,13 @@ fn any_instance_answers_any_key_through_the_owner_and_never_with_stale_data() {
                 }
                 503 => refused += 1,
                 other => panic!("{customer} at the resumed {}: {other} {}", b.id, r.body),
+            }
+        }
+        for i in [&a, &b] {
+            if range_is_current_or_refused(i, &want, None) {
+                answered += 1;
+            } else {
+                refused += 1;
             }
         }
     }

@@ -479,7 +479,9 @@ fn no_event_is_accepted_while_the_broker_is_stopped() {
     // The first instance accepts again once its producer reconnects; a
     // refused id is a new write.
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut tries = 0;
     loop {
+        tries += 1;
         let r = post(a, &event(&event_type, "e-1", "a@b"), &auth);
         if r.status == 202 {
             break;
@@ -490,22 +492,28 @@ fn no_event_is_accepted_while_the_broker_is_stopped() {
             "no 202 after the broker came back:\n{}",
             p.log_text()
         );
+        std::thread::sleep(Duration::from_millis(200)); // a client's back-off
     }
 
-    // The topic holds e-0, e-hung and e-1, once each: none of the refused
-    // events was written while the broker was away, or after it came back.
+    // None of the refused events was written while the broker was away,
+    // or after it came back; e-0 and e-hung are there once. (A 503 after
+    // the broker is back may hide a write whose acknowledgement was lost,
+    // so e-1 is there at least once, at most once per try.)
     let end = high_watermark(&bootstrap, &topic);
-    assert_eq!(end, 3, "records in {topic}");
     let mut reader = TopicReader::new(&bootstrap, &[&topic], "read_committed").unwrap();
-    assert!(reader.read_until(Duration::from_secs(30), |r| r.len() >= 3));
-    let ids: BTreeSet<String> = reader
-        .records()
-        .iter()
-        .map(|r| String::from_utf8(r.key.clone().unwrap()).unwrap())
-        .collect();
+    assert!(reader.read_until(Duration::from_secs(30), |r| r.len() as i64 >= end));
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in reader.records() {
+        *counts
+            .entry(String::from_utf8(r.key.clone().unwrap()).unwrap())
+            .or_default() += 1;
+    }
+    let e1 = counts.remove("e-1").unwrap_or(0);
+    assert!((1..=tries).contains(&e1), "e-1 {e1} times in {tries} tries");
     assert_eq!(
-        ids,
-        BTreeSet::from(["e-0".to_string(), "e-1".into(), "e-hung".into()])
+        counts,
+        BTreeMap::from([("e-0".to_string(), 1), ("e-hung".into(), 1)]),
+        "{topic} holds refused events"
     );
     q.stop();
     p.stop();

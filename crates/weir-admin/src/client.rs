@@ -1,6 +1,7 @@
 //! A small blocking client of an admin endpoint (HTTP/1.1 over a plain
-//! socket, one request per connection), for the `weir` command line and
-//! tests: no async runtime needed.
+//! socket, one request per connection, or several over a kept
+//! [`Session`]), for the `weir` command line, tests and benchmarks: no
+//! async runtime needed.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -136,29 +137,65 @@ impl AdminClient {
             url: url.clone(),
             source,
         };
+        let mut s = self.connect(&url)?;
+        s.write_all(self.request(method, path, headers, body, true).as_bytes())
+            .map_err(io)?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).map_err(io)?;
+        parse(&raw).ok_or(ClientError::NotHttp { url })
+    }
+
+    /// A connection kept open for several requests (HTTP keep-alive), as
+    /// a service that queries often would hold: no connection set-up per
+    /// request.
+    pub fn session(&self) -> Session {
+        Session {
+            client: self.clone(),
+            conn: None,
+        }
+    }
+
+    fn connect(&self, url: &str) -> Result<TcpStream, ClientError> {
+        let io = |source| ClientError::Io {
+            url: url.to_string(),
+            source,
+        };
         // Every address the name resolves to (localhost: ::1, then 127.0.0.1).
         let mut last = None;
-        let mut connected = None;
         for addr in self.authority.to_socket_addrs().map_err(io)? {
             match TcpStream::connect_timeout(&addr, self.timeout) {
                 Ok(s) => {
-                    connected = Some(s);
-                    break;
+                    s.set_read_timeout(Some(self.timeout)).map_err(io)?;
+                    return Ok(s);
                 }
                 Err(e) => last = Some(e),
             }
         }
-        let mut s = match (connected, last) {
-            (Some(s), _) => s,
-            (None, Some(e)) => return Err(io(e)),
-            (None, None) => return Err(ClientError::Url { url }),
-        };
-        s.set_read_timeout(Some(self.timeout)).map_err(io)?;
+        Err(match last {
+            Some(e) => io(e),
+            None => ClientError::Url {
+                url: url.to_string(),
+            },
+        })
+    }
+
+    /// The request's head and body.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+        close: bool,
+    ) -> String {
         let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
             self.authority,
             body.len()
         );
+        if close {
+            head.push_str("Connection: close\r\n");
+        }
         if !body.is_empty() {
             head.push_str("Content-Type: application/json\r\n");
         }
@@ -169,11 +206,198 @@ impl AdminClient {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        s.write_all(head.as_bytes()).map_err(io)?;
-        s.write_all(body.as_bytes()).map_err(io)?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(io)?;
-        parse(&raw).ok_or(ClientError::NotHttp { url })
+        head.push_str(body);
+        head
+    }
+}
+
+/// Requests over one kept connection (see [`AdminClient::session`]); a
+/// connection the endpoint closed is replaced once per request.
+#[derive(Debug)]
+pub struct Session {
+    client: AdminClient,
+    conn: Option<TcpStream>,
+}
+
+impl Session {
+    /// `GET path` (path and query, already URL-encoded).
+    ///
+    /// # Errors
+    /// [`ClientError`] when there is no HTTP answer.
+    pub fn get(&mut self, path: &str) -> Result<Answer, ClientError> {
+        self.send("GET", path, &[], "")
+    }
+
+    /// As [`AdminClient::send`], on the kept connection.
+    ///
+    /// # Errors
+    /// [`ClientError`] when there is no HTTP answer.
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Answer, ClientError> {
+        let url = format!("{}{path}", self.client.base);
+        let request = self.client.request(method, path, headers, body, false);
+        let io = |source| ClientError::Io {
+            url: url.clone(),
+            source,
+        };
+        if let Some(mut kept) = self.conn.take() {
+            match exchange(&mut kept, &request, method == "HEAD") {
+                Ok(Some((answer, reusable))) => {
+                    if reusable {
+                        self.conn = Some(kept);
+                    }
+                    return Ok(answer);
+                }
+                Ok(None) => return Err(ClientError::NotHttp { url: url.clone() }),
+                // The endpoint closed the kept connection before answering
+                // (it may close an idle one at any time): a request that is
+                // safe to repeat goes once more on a new connection.
+                Err(e) if closed_unanswered(&e) && matches!(method, "GET" | "HEAD") => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        let mut s = self.client.connect(&url)?;
+        match exchange(&mut s, &request, method == "HEAD").map_err(io)? {
+            Some((answer, reusable)) => {
+                if reusable {
+                    self.conn = Some(s);
+                }
+                Ok(answer)
+            }
+            None => Err(ClientError::NotHttp { url }),
+        }
+    }
+}
+
+/// Writes `request` and reads exactly one answer (`head`: to a `HEAD`, so
+/// without a body); whether the connection may carry another. `None`:
+/// what came back is not HTTP.
+fn exchange(
+    s: &mut TcpStream,
+    request: &str,
+    head: bool,
+) -> std::io::Result<Option<(Answer, bool)>> {
+    s.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let end = if head {
+            raw.windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|at| at + 4)
+        } else {
+            answer_len(&raw)
+        };
+        if let Some(end) = end {
+            let Some(answer) = parse(&raw[..end]) else {
+                return Ok(None);
+            };
+            let reusable = end == raw.len()
+                && !answer
+                    .headers
+                    .get("connection")
+                    .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+            return Ok(Some((answer, reusable)));
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return if raw.is_empty() {
+                // Closed before a byte of the answer.
+                Err(std::io::ErrorKind::UnexpectedEof.into())
+            } else if framed(&raw) {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the connection closed in the middle of the answer",
+                ))
+            } else {
+                // An answer without a length ends with the connection.
+                Ok(parse(&raw).map(|a| (a, false)))
+            };
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Whether `e` says the endpoint closed the connection before any of the
+/// answer came (not a timeout: a slow answer is not asked for again).
+fn closed_unanswered(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    )
+}
+
+/// Whether the answer's head (complete in `raw`) says where its body ends.
+fn framed(raw: &[u8]) -> bool {
+    raw.windows(4).any(|w| w == b"\r\n\r\n") && {
+        let head = String::from_utf8_lossy(raw);
+        let head = head.split("\r\n\r\n").next().unwrap_or("");
+        bodiless(head)
+            || head.lines().skip(1).any(|l| {
+                l.split_once(':').is_some_and(|(k, _)| {
+                    k.trim().eq_ignore_ascii_case("content-length")
+                        || k.trim().eq_ignore_ascii_case("transfer-encoding")
+                })
+            })
+    }
+}
+
+/// An answer whose status has no body (1xx, 204, 304; this client sends
+/// no `Expect`, so no interim answer comes before the final one).
+fn bodiless(head: &str) -> bool {
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (100..200).contains(&status) || status == 204 || status == 304
+}
+
+/// The length of the first complete answer in `raw`, when it is complete
+/// and framed (`Content-Length` or chunked).
+fn answer_len(raw: &[u8]) -> Option<usize> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let body = &raw[split + 4..];
+    if bodiless(head) {
+        return Some(split + 4);
+    }
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    };
+    if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        return chunked_len(body).map(|n| split + 4 + n);
+    }
+    let n: usize = header("content-length")?.parse().ok()?;
+    (body.len() >= n).then_some(split + 4 + n)
+}
+
+/// The length of a complete chunked body at the start of `s` (no
+/// trailers), or `None` while it is incomplete.
+fn chunked_len(s: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let rest = &s[at..];
+        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&rest[..line_end]).ok()?;
+        let n = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        at += line_end + 2;
+        if n == 0 {
+            return s[at..].starts_with(b"\r\n").then_some(at + 2);
+        }
+        at += n + 2;
+        if at > s.len() {
+            return None;
+        }
     }
 }
 
@@ -239,5 +463,54 @@ mod tests {
         assert_eq!(e.body, "a\u{e9}");
         assert!(c.error_message().is_none());
         assert!(parse(b"garbage").is_none());
+    }
+
+    #[test]
+    fn an_answer_ends_where_its_framing_says() {
+        let a = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabcHTTP/1.1";
+        assert_eq!(answer_len(a), Some(a.len() - 8));
+        assert_eq!(
+            answer_len(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nab"),
+            None
+        );
+        assert_eq!(answer_len(b"HTTP/1.1 200 OK\r\ncontent-len"), None);
+        let c = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(answer_len(c), Some(c.len()));
+        for cut in 0..c.len() {
+            assert_eq!(
+                answer_len(&c[..cut]),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(&c[..cut])
+            );
+        }
+        // No length: the answer ends when the connection does.
+        assert_eq!(answer_len(b"HTTP/1.1 200 OK\r\n\r\nabc"), None);
+        assert!(!framed(b"HTTP/1.1 200 OK\r\n\r\nabc"));
+        assert!(framed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"));
+        assert!(!framed(b"HTTP/1.1 200 OK\r\nContent-Length: 9"));
+        // No body, whatever the headers say.
+        let none = b"HTTP/1.1 204 No Content\r\ncontent-length: 3\r\n\r\n";
+        assert_eq!(answer_len(none), Some(none.len()));
+        assert!(framed(b"HTTP/1.1 304 Not Modified\r\n\r\n"));
+    }
+
+    /// A session keeps its connection (the endpoint sees one client port)
+    /// and replaces one the endpoint closed.
+    #[test]
+    fn a_session_keeps_its_connection() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let addr = rt.block_on(crate::forward::tests::endpoint());
+        let client = AdminClient::new(&format!("http://{addr}")).unwrap();
+        let mut session = client.session();
+        let ports: Vec<String> = (0..4).map(|_| session.get("/peer").unwrap().body).collect();
+        assert!(ports.iter().all(|p| p == &ports[0]), "{ports:?}");
+        assert_eq!(session.get("/close").unwrap().body, "bye");
+        let next = session.get("/peer").unwrap().body;
+        assert_ne!(next, ports[0]);
+        // One request per connection otherwise.
+        let a = client.get("/peer").unwrap().body;
+        let b = client.get("/peer").unwrap().body;
+        assert_ne!(a, b);
     }
 }

@@ -36,11 +36,13 @@
 
 pub mod client;
 mod dashboard;
+pub mod forward;
 pub mod ingress;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod query;
+mod range;
 mod timed;
 
 use std::net::SocketAddr;
@@ -78,6 +80,9 @@ pub struct AdminState {
     pub token: Option<String>,
     /// HTTP ingress (`POST /v1/events`), when `ingress_enabled`.
     pub ingress: Option<Arc<ingress::Ingress>>,
+    /// Connections kept to other instances for forwarded queries
+    /// (`Default::default()`: none yet).
+    pub forwarder: Arc<forward::Forwarder>,
 }
 
 /// Why the endpoint could not start.
@@ -224,7 +229,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/topology", get(topology))
         .route("/stores", get(stores))
         .route("/stores/{store}/keys/{key}", get(query::key))
-        .route("/stores/{store}/range", get(query::range))
+        .route("/stores/{store}/range", get(range::range))
         .route("/stores/{store}/windows", get(timed::windows))
         .route("/stores/{store}/sessions", get(timed::sessions))
         .route("/waits/{wait}/{key}", get(query::waits))

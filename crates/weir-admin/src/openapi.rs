@@ -85,7 +85,7 @@ impl Modify for BearerToken {
         crate::topology,
         crate::stores,
         crate::query::key,
-        crate::query::range,
+        crate::range::range,
         crate::timed::windows,
         crate::timed::sessions,
         crate::query::waits,

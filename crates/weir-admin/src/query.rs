@@ -13,10 +13,8 @@
 //!   query whose partition restores, has no known owner, or whose owner
 //!   does not answer: during a rebalance an answer is correct or a 503
 //!   with `Retry-After`. An unknown key is a 404 `KEY_NOT_FOUND`.
-//! - `GET /stores/{store}/range?from=&to=&limit=`: up to `limit` (default
-//!   100, at most 10,000) entries with `from <= key <= to` (by serialized
-//!   key order; either bound may be left out) of the partitions this
-//!   instance holds — a range is not forwarded.
+//! - `GET /stores/{store}/range`: every partition's entries in a key
+//!   range (module `range`).
 //! - `GET /stores/{store}/windows` and `GET /stores/{store}/sessions`: a
 //!   key over time, forwarded like key queries (module `timed`).
 //! - `GET /waits/{wait}/{key}`: the records a wait (`await_event`) holds
@@ -27,29 +25,21 @@
 //! lost its partitions without knowing it yet, so it answers 503 `STALLED`
 //! until a poll after the pause has run the revocation.
 
-use std::ops::Bound;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http_body_util::BodyExt;
 use weir_dsl::{StoreKind, StoreView};
 use weir_runtime::QueryError;
-use weir_state::KeyRange;
 
 use crate::openapi::{ErrorBody, KeyAnswer};
 use crate::{error, AdminState};
 
 /// The header that marks a forwarded query.
 pub const FORWARDED: &str = "x-weir-forwarded";
-
-/// How long a forwarded query may take, connection included.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// 503 while this instance's stores may be stale (see
 /// `RuntimeStats::stalled`: a stream thread paused past a consumer session,
@@ -152,7 +142,7 @@ pub(crate) fn bad_request(message: impl Into<String>) -> Response {
 }
 
 /// The key-value view of `store`, or the error response.
-fn kv_view<'a>(s: &'a AdminState, store: &str) -> Result<&'a StoreView, ApiError> {
+pub(crate) fn kv_view<'a>(s: &'a AdminState, store: &str) -> Result<&'a StoreView, ApiError> {
     view_of(s, store, StoreKind::KeyValue)
 }
 
@@ -210,7 +200,7 @@ fn query_error(e: &QueryError) -> Response {
     query_err(e).into_response()
 }
 
-fn render(
+pub(crate) fn render(
     view: &StoreView,
     store: &str,
     key: &[u8],
@@ -348,7 +338,7 @@ pub(crate) async fn forward(
             ),
         );
     };
-    match get(url, path, &s.instance_id).await {
+    match s.forwarder.get(url, path, &s.instance_id).await {
         Ok(relayed) => relayed,
         Err(message) => unavailable(
             "OWNER_UNREACHABLE",
@@ -368,141 +358,6 @@ pub(crate) fn encode_segment(s: &str) -> String {
         .remove(b'_')
         .remove(b'~');
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
-}
-
-/// `GET base + path` with the forwarded header; the owner's answer as is
-/// (status, content type, `Retry-After`, body).
-async fn get(base: &str, path: &str, from: &str) -> Result<Response, String> {
-    let uri: hyper::Uri = format!("{}{path}", base.trim_end_matches('/'))
-        .parse()
-        .map_err(|e| format!("bad URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("only http:// admin URLs can be forwarded to".into());
-    }
-    // An IPv6 host comes with its brackets.
-    let host = uri
-        .host()
-        .ok_or("the URL has no host")?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = uri.port_u16().unwrap_or(80);
-    let call = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-        let target = uri.path_and_query().map_or("/", |p| p.as_str());
-        let req = hyper::Request::get(target)
-            .header(header::HOST, authority)
-            .header(FORWARDED, from)
-            .body(http_body_util::Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        let mut out = (parts.status, body).into_response();
-        for h in [header::CONTENT_TYPE, header::RETRY_AFTER] {
-            if let Some(v) = parts.headers.get(&h) {
-                out.headers_mut().insert(h, v.clone());
-            }
-        }
-        Ok::<_, String>(out)
-    };
-    tokio::time::timeout(FORWARD_TIMEOUT, call)
-        .await
-        .map_err(|_| format!("no answer in {FORWARD_TIMEOUT:?}"))?
-}
-
-/// `GET /stores/{store}/range`.
-#[utoipa::path(get, path = "/stores/{store}/range", tag = "stores", params(("store" = String, Path, description = "A key-value store"), ("from" = Option<String>, Query, description = "The lowest key"), ("to" = Option<String>, Query, description = "The highest key"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "At most this many entries (default 100)")), responses((status = 200, description = "Entries of the partitions held here", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 500, description = "A stored value does not decode with its codec", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
-pub(crate) async fn range(
-    State(s): State<Arc<AdminState>>,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<std::collections::BTreeMap<String, String>>, QueryRejection>,
-) -> Response {
-    let (Ok(Path(store)), Ok(Query(q))) = (path, query) else {
-        return bad_request("the path or query string does not decode");
-    };
-    let view = match kv_view(&s, &store) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    if let Some(unknown) = q
-        .keys()
-        .find(|k| !matches!(k.as_str(), "from" | "to" | "limit"))
-    {
-        return bad_request(format!(
-            "unknown parameter {unknown:?}; use from, to, limit"
-        ));
-    }
-    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
-        None => 100,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => return bad_request(format!("limit must be 1..={MAX_LIMIT}")),
-    };
-    let bound = |name: &str| -> Result<Option<Vec<u8>>, ApiError> {
-        q.get(name)
-            .map(|t| {
-                view.parse_key(t).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "BAD_KEY",
-                        format!("{name}={t:?} is not a key of store {store}: {e}"),
-                    )
-                })
-            })
-            .transpose()
-    };
-    let (from, to) = match (bound("from"), bound("to")) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(e), _) | (_, Err(e)) => return e.into_response(),
-    };
-    let bound_of = |b: Option<Vec<u8>>| b.map_or(Bound::Unbounded, Bound::Included);
-    let range = KeyRange {
-        from: bound_of(from),
-        to: bound_of(to),
-    };
-    if let Err(e) = fresh(&s) {
-        return e.into_response();
-    }
-    let read = {
-        let (stores, store) = (s.stores.clone(), store.clone());
-        blocking(move || stores.range(&store, &range, limit)).await
-    };
-    let entries = match read {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => return query_error(&e),
-        Err(e) => return e.into_response(),
-    };
-    let mut out = Vec::with_capacity(entries.len());
-    for (k, v) in &entries {
-        let (key, value) = match render(view, &store, k, v) {
-            Ok(kv) => kv,
-            Err(e) => return e.into_response(),
-        };
-        let partition = s.stores.partition_of(&store, k).ok();
-        out.push(serde_json::json!({ "key": key, "value": value, "partition": partition }));
-    }
-    let held: Vec<i32> = s
-        .stores
-        .partitions()
-        .into_iter()
-        .filter(|p| p.store == store)
-        .map(|p| p.partition)
-        .collect();
-    Json(serde_json::json!({
-        "store": store,
-        "served_by": s.instance_id,
-        "partitions": held,
-        "entries": out,
-    }))
-    .into_response()
 }
 
 #[cfg(test)]

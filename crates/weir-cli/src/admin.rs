@@ -37,7 +37,8 @@ pub struct QueryArgs {
     store: String,
     /// The key (JSON for the key type, or text for a string key): its
     /// value, or its windows or sessions in a window or session store;
-    /// without it, a range of the answering instance's partitions.
+    /// without it, a range over every partition (the answering instance
+    /// asks the others).
     key: Option<String>,
     /// The range's lowest key; with a key of a window or session store,
     /// the earliest time (ms since the epoch) of its windows or sessions.
@@ -211,11 +212,18 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
                 .map(Vec::as_slice)
                 .unwrap_or_default()
                 .iter()
-                .map(|e| vec![text(&e["key"]), text(&e["partition"]), text(&e["value"])])
+                .map(|e| {
+                    vec![
+                        text(&e["key"]),
+                        text(&e["partition"]),
+                        text(&e["served_by"]),
+                        text(&e["value"]),
+                    ]
+                })
                 .collect();
-            table(&["key", "partition", "value"], &rows);
+            table(&["key", "partition", "served_by", "value"], &rows);
             eprintln!(
-                "{} entries of partitions {} held by {}",
+                "{} entries of partitions {} (asked {})",
                 rows.len(),
                 v["partitions"],
                 text(&v["served_by"])

@@ -66,7 +66,7 @@ enum Command {
         command: weir::schema::SchemaCommand,
     },
     /// Read a store of a running topology by key (any instance answers,
-    /// forwarding to the owner), or a range of one instance's partitions.
+    /// forwarding to the owner), or a range over every partition.
     Query(admin::QueryArgs),
     /// Print a running topology (its sub-topologies and nodes).
     Topology(admin::TopologyArgs),

@@ -201,6 +201,17 @@ impl LocalStores {
             .ok_or_else(|| unknown(&stores, store))
     }
 
+    /// The partitions of `store` this instance holds (restoring ones
+    /// included), in order.
+    ///
+    /// # Errors
+    /// [`QueryError::UnknownStore`].
+    pub fn held_partitions(&self, store: &str) -> Result<Vec<i32>, QueryError> {
+        let stores = self.read();
+        let entry = stores.get(store).ok_or_else(|| unknown(&stores, store))?;
+        Ok(entry.held.keys().copied().collect())
+    }
+
     /// The partition of `store` that holds the serialized `key`.
     ///
     /// # Errors
@@ -276,11 +287,7 @@ impl LocalStores {
         range: &KeyRange,
         limit: usize,
     ) -> Result<Vec<KvPair>, QueryError> {
-        let held: Vec<i32> = {
-            let stores = self.read();
-            let entry = stores.get(store).ok_or_else(|| unknown(&stores, store))?;
-            entry.held.keys().copied().collect()
-        };
+        let held = self.held_partitions(store)?;
         let mut all = Vec::new();
         for p in held {
             all.extend(self.range_in(store, p, range, limit)?);
@@ -296,11 +303,7 @@ impl LocalStores {
     /// # Errors
     /// As [`LocalStores::range`].
     pub fn approximate_len(&self, store: &str) -> Result<u64, QueryError> {
-        let held: Vec<i32> = {
-            let stores = self.read();
-            let entry = stores.get(store).ok_or_else(|| unknown(&stores, store))?;
-            entry.held.keys().copied().collect()
-        };
+        let held = self.held_partitions(store)?;
         let mut n = 0;
         for p in held {
             n += self

@@ -256,6 +256,7 @@ fn start_admin(
                 config.dead_letter_topic(instance.topology().dead_letter_topic()),
             ))),
             token: config.admin_token.clone().filter(|t| !t.is_empty()),
+            forwarder: Default::default(),
             ingress: if config.ingress_enabled {
                 let set = |t: &Option<String>| t.as_deref().is_some_and(|t| !t.is_empty());
                 if set(&config.admin_token) && !set(&config.ingress_token) {
