@@ -377,6 +377,15 @@ fn any_instance_answers_any_key_through_the_owner_and_never_with_stale_data() {
         (r.status, r.json()["error"].as_str()),
         (503, Some("NOT_OWNER"))
     );
+    // Asked by a client, `partitions` restricts the range, wherever they are.
+    let in_p0: Vec<String> = everyone
+        .iter()
+        .filter(|c| weir_core::partition_for_key(c.as_bytes(), PARTITIONS) as i32 == p0)
+        .cloned()
+        .collect();
+    let range = range_of(other, &format!("limit=1000&partitions={p0}"));
+    assert_eq!(range["partitions"], serde_json::json!([p0]));
+    assert_eq!(keys_of(&range), in_p0);
     // scope=local: the partitions held here only.
     let range = range_of(&a, "limit=1000&scope=local");
     let held: Vec<i64> = range["partitions"]

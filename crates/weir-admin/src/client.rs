@@ -211,8 +211,10 @@ impl AdminClient {
     }
 }
 
-/// Requests over one kept connection (see [`AdminClient::session`]); a
-/// connection the endpoint closed is replaced once per request.
+/// Requests over one kept connection (see [`AdminClient::session`]). When
+/// the endpoint closed the kept connection before answering, a `GET` or
+/// `HEAD` is sent once more on a new one; other requests fail (they may
+/// have been carried out).
 #[derive(Debug)]
 pub struct Session {
     client: AdminClient,
@@ -323,8 +325,8 @@ fn exchange(
     }
 }
 
-/// Whether `e` says the endpoint closed the connection before any of the
-/// answer came (not a timeout: a slow answer is not asked for again).
+/// Whether `e` says the endpoint closed or reset the connection (not a
+/// timeout: a slow answer is not asked for again).
 fn closed_unanswered(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     matches!(
@@ -394,7 +396,7 @@ fn chunked_len(s: &[u8]) -> Option<usize> {
         if n == 0 {
             return s[at..].starts_with(b"\r\n").then_some(at + 2);
         }
-        at += n + 2;
+        at = at.checked_add(n)?.checked_add(2)?;
         if at > s.len() {
             return None;
         }

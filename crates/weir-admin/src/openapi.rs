@@ -48,6 +48,18 @@ pub(crate) enum TopologyFormat {
     Mermaid,
 }
 
+/// `GET /stores/{store}/range?scope=`.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // a description of what `crate::range::range` reads
+pub(crate) enum RangeScope {
+    /// Every partition of the store, asking the instances that hold them
+    /// (the default).
+    All,
+    /// The partitions held by the asked instance.
+    Local,
+}
+
 /// `PUT /schemas/{event_type}?compatibility=`.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
@@ -98,7 +110,7 @@ impl Modify for BearerToken {
         crate::dashboard::page,
         document,
     ),
-    components(schemas(ErrorBody, KeyAnswer, crate::ingress::Accepted, crate::ingress::Refusal, crate::ingress::RefusalDetails, crate::ingress::ErrorStatus, crate::ingress::PublishBody, crate::ops::ReplayBody, TopologyFormat, CompatibilityParam)),
+    components(schemas(ErrorBody, KeyAnswer, crate::ingress::Accepted, crate::ingress::Refusal, crate::ingress::RefusalDetails, crate::ingress::ErrorStatus, crate::ingress::PublishBody, crate::ops::ReplayBody, TopologyFormat, CompatibilityParam, RangeScope)),
     modifiers(&BearerToken)
 )]
 pub struct ApiDoc;

@@ -6,7 +6,9 @@
 //! The asked instance reads the partitions it holds and asks each other
 //! owner (by the instance directory) once, all at the same time, for the
 //! partitions it owns: forwarded (`X-Weir-Forwarded`) with
-//! `partitions=1,3`, which the owner reads and nothing else. Each source
+//! `partitions=1,3`, which the owner reads and nothing else (a
+//! forwarded request is answered from the partitions held here, and one
+//! of those not held here is a 503 `NOT_OWNER`). Each source
 //! answers its first `limit` keys of those partitions, so the first
 //! `limit` of them all are the range's. A forwarded answer carries each
 //! entry's serialized key (`raw_key`, hex) for the merge; the final answer
@@ -17,10 +19,15 @@
 //! the whole range a 503 with `Retry-After`. `scope=local` answers from the
 //! partitions held here only (as a forwarded request does).
 //!
+//! `partitions=1,3` on any request restricts the range to those
+//! partitions. An owner's answer other than 200, 500 or 503 (an older
+//! version that refuses `partitions`, say) is a 503 `OWNER_UNREACHABLE`.
+//!
 //! Each entry is `{"key", "value", "partition", "served_by"}`: `partition`
 //! is the partition it was read from, `served_by` the instance that read
-//! it. Partitions are read one after another: entries of two partitions
-//! may come from two commits (as Kafka Streams' range over several tasks).
+//! it. Each partition is read as of its own last commit, on its owner:
+//! entries of two partitions may come from two commits (as with Kafka
+//! Streams' queries over several tasks).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -45,7 +52,7 @@ use crate::AdminState;
 type Row = (Vec<u8>, Value);
 
 /// `GET /stores/{store}/range`.
-#[utoipa::path(get, path = "/stores/{store}/range", tag = "stores", params(("store" = String, Path, description = "A key-value store"), ("from" = Option<String>, Query, description = "The lowest key"), ("to" = Option<String>, Query, description = "The highest key"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "At most this many entries (default 100)"), ("scope" = Option<String>, Query, description = "all (the default): every partition, asking the instances that hold them; local: the partitions held here"), ("partitions" = Option<String>, Query, description = "Read only these partitions (comma-separated; all must be held here); set by an asking instance"), ("X-Weir-Forwarded" = Option<String>, Header, description = "Set by an asking instance: answer from the partitions held here")), responses((status = 200, description = "The range's entries, in serialized key order", body = serde_json::Value), (status = 400, description = "A malformed request", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody), (status = 500, description = "A stored value does not decode with its codec", body = crate::openapi::ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, an owner unreachable); retry", body = crate::openapi::ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
+#[utoipa::path(get, path = "/stores/{store}/range", tag = "stores", params(("store" = String, Path, description = "A key-value store"), ("from" = Option<String>, Query, description = "The lowest key"), ("to" = Option<String>, Query, description = "The highest key"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "At most this many entries (default 100)"), ("scope" = Option<crate::openapi::RangeScope>, Query, description = "all (the default): every partition, asking the instances that hold them; local: the partitions held here"), ("partitions" = Option<String>, Query, pattern = r"^[0-9]{1,9}(,[0-9]{1,9})*$", description = "Only these partitions (comma-separated, each below the store's partition count)"), ("X-Weir-Forwarded" = Option<String>, Header, description = "Set by an asking instance: answer from the partitions held here")), responses((status = 200, description = "The range's entries, in serialized key order", body = serde_json::Value), (status = 400, description = "A malformed request", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody), (status = 500, description = "A stored value does not decode with its codec", body = crate::openapi::ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, an owner unreachable); retry", body = crate::openapi::ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 pub(crate) async fn range(
     State(s): State<Arc<AdminState>>,
     headers: HeaderMap,
@@ -73,7 +80,7 @@ async fn answer(
         .find(|k| !matches!(k.as_str(), "from" | "to" | "limit" | "scope" | "partitions"))
     {
         return Err(bad_request(format!(
-            "unknown parameter {unknown:?}; use from, to, limit, scope"
+            "unknown parameter {unknown:?}; use from, to, limit, scope, partitions"
         )));
     }
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
@@ -105,25 +112,42 @@ async fn answer(
         ));
     }
     let held = s.stores.held_partitions(store).map_err(err)?;
-    let here = match q.get("partitions") {
-        None => held.clone(),
-        Some(list) => {
-            let asked = parse_partitions(list, count).map_err(bad_request)?;
-            if let Some(p) = asked.iter().find(|p| !held.contains(p)) {
-                return Err(unavailable(
-                    "NOT_OWNER",
-                    format!(
-                        "store {store}: partition {p} is not held by {}; the assignment is moving",
-                        s.instance_id
-                    ),
-                ));
+    let wanted = match q.get("partitions") {
+        None => (0..count).collect(),
+        Some(list) => parse_partitions(list, count).map_err(bad_request)?,
+    };
+    let here: Vec<i32> = if local_only {
+        match q.get("partitions") {
+            None => held.clone(),
+            Some(_) => {
+                if let Some(p) = wanted.iter().find(|p| !held.contains(p)) {
+                    return Err(unavailable(
+                        "NOT_OWNER",
+                        format!(
+                            "store {store}: partition {p} is not held by {}; the assignment is moving",
+                            s.instance_id
+                        ),
+                    ));
+                }
+                wanted.clone()
             }
-            asked
         }
+    } else {
+        wanted
+            .iter()
+            .copied()
+            .filter(|p| held.contains(p))
+            .collect()
+    };
+    let elsewhere: Vec<i32> = if local_only {
+        Vec::new()
+    } else {
+        wanted.into_iter().filter(|p| !held.contains(p)).collect()
     };
 
-    // The partitions read here, each as of its last commit.
-    let read = {
+    // The partitions read here (each as of its last commit), while the
+    // owners of the others are asked.
+    let local = {
         let (stores, store, here) = (s.stores.clone(), store.to_string(), here.clone());
         blocking(move || {
             let mut all = Vec::new();
@@ -132,13 +156,26 @@ async fn answer(
                     all.push((p, kv));
                 }
             }
+            all.sort_by(|a, b| a.1 .0.cmp(&b.1 .0));
+            all.truncate(limit);
             Ok::<_, weir_runtime::QueryError>(all)
         })
-        .await
-        .map_err(IntoResponse::into_response)?
-        .map_err(err)?
     };
-    let mut rows: Vec<Row> = Vec::with_capacity(read.len());
+    let remote = async {
+        if elsewhere.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut again = vec![format!("limit={limit}")];
+        for name in ["from", "to"] {
+            if let Some(v) = q.get(name) {
+                again.push(format!("{name}={}", encode_segment(v)));
+            }
+        }
+        gather(s, store, &again.join("&"), &elsewhere).await
+    };
+    let (read, gathered) = tokio::join!(local, remote);
+    let read = read.map_err(IntoResponse::into_response)?.map_err(err)?;
+    let (mut rows, theirs) = gathered?;
     for (partition, (k, v)) in read {
         let (key, value) = render(view, store, &k, &v).map_err(IntoResponse::into_response)?;
         let mut entry = serde_json::json!({
@@ -150,20 +187,7 @@ async fn answer(
         rows.push((k, entry));
     }
     let mut covered = here;
-    if !local_only {
-        let elsewhere: Vec<i32> = (0..count).filter(|p| !held.contains(p)).collect();
-        if !elsewhere.is_empty() {
-            let mut again = vec![format!("limit={limit}")];
-            for name in ["from", "to"] {
-                if let Some(v) = q.get(name) {
-                    again.push(format!("{name}={}", encode_segment(v)));
-                }
-            }
-            let (more, theirs) = gather(s, store, &again.join("&"), &elsewhere).await?;
-            rows.extend(more);
-            covered.extend(theirs);
-        }
-    }
+    covered.extend(theirs);
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     rows.truncate(limit);
     covered.sort_unstable();
@@ -308,19 +332,29 @@ fn rows_of(
         )
     };
     let (head, body) = answer.map_err(&unreachable)?;
-    if head.status != StatusCode::OK {
-        return Err(crate::forward::relay(&head, body));
+    match head.status {
+        StatusCode::OK => {}
+        // Its own 503 (restoring, moving, stalled) or unreadable value.
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR => {
+            return Err(crate::forward::relay(&head, body))
+        }
+        // Anything else (an older version that refuses `partitions`, a
+        // store it does not have) says nothing of this request: retry.
+        other => {
+            return Err(unreachable(format!(
+                "it answered {other}: {}",
+                String::from_utf8_lossy(&body)
+            )))
+        }
     }
     let answer: Value = serde_json::from_slice(&body)
         .map_err(|e| unreachable(format!("the answer is not JSON: {e}")))?;
-    let theirs: Vec<i64> = answer["partitions"]
+    let theirs: Option<Vec<i64>> = answer["partitions"]
         .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_i64)
-        .collect();
+        .map(|ps| ps.iter().map(Value::as_i64).collect())
+        .unwrap_or_default();
     let mine: Vec<i64> = partitions.iter().map(|&p| i64::from(p)).collect();
-    if theirs != mine {
+    if theirs.as_ref() != Some(&mine) {
         return Err(unavailable(
             "NOT_OWNER",
             format!("store {store}: {id} answered for partitions {theirs:?}, not {mine:?}; the assignment is moving"),
@@ -346,7 +380,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
@@ -367,6 +401,7 @@ mod tests {
         assert_eq!(unhex("abc"), None);
         assert_eq!(unhex("zz"), None);
         assert_eq!(unhex("éé"), None);
+        assert_eq!(unhex("+f+f"), None);
     }
 
     #[test]
