@@ -462,6 +462,41 @@ fn any_instance_answers_any_key_through_the_owner_and_never_with_stale_data() {
         "5",
     ]);
     assert!(!ok && err.contains("--limit applies to a range"), "{err}");
+    // A range from the command line: every partition, some, or the asked
+    // instance's.
+    let range_cli = |extra: &[&str]| {
+        let mut args = vec![
+            "query",
+            "--admin",
+            &url,
+            "customer-totals",
+            "--limit",
+            "1000",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--output", "json"]);
+        let (ok, out, err) = cli(&args);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    assert_eq!(keys_of(&range_cli(&[])), everyone);
+    let p0s = p0.to_string();
+    assert_eq!(keys_of(&range_cli(&["--partitions", &p0s])), in_p0);
+    let local = range_cli(&["--local"]);
+    assert!(local["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["served_by"] == c.id.as_str()));
+    let (ok, _, err) = cli(&[
+        "query",
+        "--admin",
+        &url,
+        "customer-totals",
+        customer,
+        "--local",
+    ]);
+    assert!(!ok && err.contains("apply to a range"), "{err}");
     let (ok, out, err) = cli(&["topology", "--admin", &url]);
     assert!(ok, "{err}");
     assert!(

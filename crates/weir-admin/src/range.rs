@@ -99,8 +99,8 @@ async fn answer(
         }
     };
     let range = KeyRange {
-        from: bound(view, store, q, "from")?,
-        to: bound(view, store, q, "to")?,
+        from: bound(view, store, q, "from").map_err(IntoResponse::into_response)?,
+        to: bound(view, store, q, "to").map_err(IntoResponse::into_response)?,
     };
     fresh(s).map_err(IntoResponse::into_response)?;
     let err = |e: weir_runtime::QueryError| query_err(&e).into_response();
@@ -205,7 +205,7 @@ fn bound(
     store: &str,
     q: &BTreeMap<String, String>,
     name: &str,
-) -> Result<Bound<Vec<u8>>, Response> {
+) -> Result<Bound<Vec<u8>>, ApiError> {
     let Some(text) = q.get(name) else {
         return Ok(Bound::Unbounded);
     };
@@ -215,7 +215,6 @@ fn bound(
             "BAD_KEY",
             format!("{name}={text:?} is not a key of store {store}: {e}"),
         )
-        .into_response()
     })
 }
 
@@ -297,7 +296,9 @@ async fn gather(
         let (s, store) = (s.clone(), store.to_string());
         calls.spawn(async move {
             let answer = s.forwarder.fetch(&url, &path, &s.instance_id).await;
-            rows_of(&store, &id, &url, &partitions, answer).map(|rows| (rows, partitions))
+            rows_of(&store, &id, &url, &partitions, answer)
+                .map(|rows| (rows, partitions))
+                .map_err(|refusal| *refusal)
         });
     }
     let (mut rows, mut covered) = (Vec::new(), Vec::new());
@@ -324,19 +325,19 @@ fn rows_of(
     url: &str,
     partitions: &[i32],
     answer: Result<(axum::http::response::Parts, axum::body::Bytes), String>,
-) -> Result<Vec<Row>, Response> {
+) -> Result<Vec<Row>, Box<Response>> {
     let unreachable = |why: String| {
-        unavailable(
+        Box::new(unavailable(
             "OWNER_UNREACHABLE",
             format!("store {store}: partitions {partitions:?} are held by {id} at {url}: {why}"),
-        )
+        ))
     };
     let (head, body) = answer.map_err(&unreachable)?;
     match head.status {
         StatusCode::OK => {}
         // Its own 503 (restoring, moving, stalled) or unreadable value.
         StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR => {
-            return Err(crate::forward::relay(&head, body))
+            return Err(Box::new(crate::forward::relay(&head, body)))
         }
         // Anything else (an older version that refuses `partitions`, a
         // store it does not have) says nothing of this request: retry.
@@ -355,10 +356,10 @@ fn rows_of(
         .unwrap_or_default();
     let mine: Vec<i64> = partitions.iter().map(|&p| i64::from(p)).collect();
     if theirs.as_ref() != Some(&mine) {
-        return Err(unavailable(
+        return Err(Box::new(unavailable(
             "NOT_OWNER",
             format!("store {store}: {id} answered for partitions {theirs:?}, not {mine:?}; the assignment is moving"),
-        ));
+        )));
     }
     let mut rows = Vec::new();
     for entry in answer["entries"].as_array().into_iter().flatten() {

@@ -52,6 +52,12 @@ pub struct QueryArgs {
     /// (default 100).
     #[arg(long)]
     limit: Option<usize>,
+    /// A range of these partitions only (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    partitions: Vec<u32>,
+    /// A range of the asked instance's partitions only.
+    #[arg(long)]
+    local: bool,
     /// How to print it.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -149,6 +155,9 @@ const DEFAULT_LIMIT: usize = 100;
 pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     let client = args.endpoint.client()?;
     let store = enc(&args.store);
+    if args.key.is_some() && (args.local || !args.partitions.is_empty()) {
+        bail!("--partitions and --local apply to a range (no key)");
+    }
     if let Some(key) = &args.key {
         let answer = client.get(&format!("/stores/{store}/keys/{}", enc(key)))?;
         // A window or session store: the key's windows or sessions (the
@@ -202,6 +211,13 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     }
     if let Some(t) = &args.to {
         q.push(format!("to={}", enc(t)));
+    }
+    if !args.partitions.is_empty() {
+        let list: Vec<String> = args.partitions.iter().map(u32::to_string).collect();
+        q.push(format!("partitions={}", list.join(",")));
+    }
+    if args.local {
+        q.push("scope=local".into());
     }
     let v = ok_json(&client.get(&format!("/stores/{store}/range?{}", q.join("&")))?)?;
     match args.output {
