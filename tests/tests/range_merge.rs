@@ -1,10 +1,10 @@
 //! A range across two instances of one application (both in this process,
-//! each with its admin endpoint) of a store whose keys are JSON numbers:
-//! the answer of either instance holds every key once, with its count,
-//! read by the instance that holds its partition, in *serialized* key order
-//! (`"10"` before `"9"`), which is not the order of the rendered keys — so
-//! the merge must go by the owners' serialized keys, not by what they
-//! render. Keys are spread over partitions by the producer's own
+//! each with its admin endpoint) of a store whose keys are bincode numbers
+//! (variable-length, little-endian): the answer of either instance holds
+//! every key once, with its count, read by the instance that holds its
+//! partition, in *serialized* key order — which is neither the numbers'
+//! order nor their JSON text's, so the merge must go by the owners'
+//! serialized keys, not by anything rendered. Keys are spread over partitions by the producer's own
 //! partitioner, not Weir's: each entry names the partition it was read
 //! from.
 
@@ -14,12 +14,15 @@ use std::time::{Duration, Instant};
 
 use weir::prelude::*;
 use weir::App;
-use weir_core::Json;
+use weir_core::{Bincode, Codec};
 use weir_testkit::{create_topics, publish, TestBroker};
 use weir_tests::http::get;
 use weir_tests::in_process_config;
 
-const KEYS: u64 = 30;
+/// Numbers of one, three and five bytes in bincode's variable-length form.
+const KEYS: [u64; 16] = [
+    1, 2, 7, 9, 10, 250, 251, 300, 511, 512, 1_000, 4_096, 65_535, 65_536, 70_000, 1_000_000,
+];
 const PARTITIONS: i32 = 4;
 
 fn held(addr: SocketAddr) -> Vec<i64> {
@@ -44,7 +47,7 @@ fn a_range_merges_two_instances_by_serialized_key() {
     create_topics(&bootstrap, &[(&input, PARTITIONS)]).unwrap();
     let topology = || {
         let b = Topology::builder();
-        b.stream("in", Json::<u64>::new(), Str)
+        b.stream("in", Bincode::<u64>::new(), Str)
             .group_by_key()
             .count("per-number")
             .to_stream()
@@ -74,11 +77,13 @@ fn a_range_merges_two_instances_by_serialized_key() {
         .map(|i| i.admin_addr().expect("admin_listen was set"))
         .collect();
 
-    // Key n is sent n times.
+    // The i-th key is sent i + 1 times.
+    let codec = Bincode::<u64>::new();
+    let want: BTreeMap<u64, u64> = KEYS.iter().zip(1..).map(|(&n, c)| (n, c)).collect();
     let mut records = Vec::new();
-    for n in 1..=KEYS {
-        for _ in 0..n {
-            records.push((n.to_string(), format!("v{n}")));
+    for (&n, &times) in &want {
+        for _ in 0..times {
+            records.push((codec.encode(&n).unwrap(), format!("v{n}")));
         }
     }
     publish(
@@ -86,13 +91,14 @@ fn a_range_merges_two_instances_by_serialized_key() {
         &input,
         records
             .iter()
-            .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()))),
+            .map(|(k, v)| (Some(k.as_slice()), Some(v.as_bytes()))),
     )
     .unwrap();
 
     // Both instances hold partitions, and every count is complete.
-    let mut serialized: Vec<String> = (1..=KEYS).map(|n| n.to_string()).collect();
-    serialized.sort(); // "1", "10", "11", …, "19", "2", "20", …
+    let mut by_bytes: Vec<u64> = KEYS.to_vec();
+    by_bytes.sort_by_key(|n| codec.encode(n).unwrap());
+    let serialized: Vec<String> = by_bytes.iter().map(u64::to_string).collect();
     let deadline = Instant::now() + Duration::from_secs(120);
     let answer = loop {
         assert!(
@@ -116,9 +122,9 @@ fn a_range_merges_two_instances_by_serialized_key() {
         let complete = v["entries"].as_array().unwrap().iter().all(|e| {
             e["key"]
                 .as_u64()
-                .is_some_and(|n| e["value"].as_u64() == Some(n))
+                .is_some_and(|n| e["value"].as_u64() == want.get(&n).copied())
         });
-        if complete && v["entries"].as_array().unwrap().len() == KEYS as usize {
+        if complete && v["entries"].as_array().unwrap().len() == KEYS.len() {
             break v;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -129,7 +135,10 @@ fn a_range_merges_two_instances_by_serialized_key() {
     assert_eq!(keys, serialized, "in serialized key order: {answer}");
     let mut numeric = serialized.clone();
     numeric.sort_by_key(|k| k.parse::<u64>().unwrap());
+    let mut text = serialized.clone();
+    text.sort();
     assert_ne!(keys, numeric);
+    assert_ne!(keys, text);
     assert_eq!(
         answer["partitions"],
         serde_json::json!((0..PARTITIONS).collect::<Vec<_>>())
