@@ -480,23 +480,31 @@ fn any_instance_answers_any_key_through_the_owner_and_never_with_stale_data() {
         serde_json::from_str::<serde_json::Value>(&out).unwrap()
     };
     assert_eq!(keys_of(&range_cli(&[])), everyone);
-    let p0s = p0.to_string();
-    assert_eq!(keys_of(&range_cli(&["--partitions", &p0s])), in_p0);
-    let local = range_cli(&["--local"]);
-    assert!(local["entries"]
-        .as_array()
-        .unwrap()
+    let p1 = (p0 + 1) % PARTITIONS as i32;
+    let two = format!("{p0},{p1}");
+    let in_two: Vec<String> = everyone
         .iter()
-        .all(|e| e["served_by"] == c.id.as_str()));
-    let (ok, _, err) = cli(&[
-        "query",
-        "--admin",
-        &url,
-        "customer-totals",
-        customer,
-        "--local",
-    ]);
-    assert!(!ok && err.contains("apply to a range"), "{err}");
+        .filter(|c| {
+            let p = weir_core::partition_for_key(c.as_bytes(), PARTITIONS) as i32;
+            p == p0 || p == p1
+        })
+        .cloned()
+        .collect();
+    assert!(in_two.len() > in_p0.len());
+    assert_eq!(keys_of(&range_cli(&["--partitions", &two])), in_two);
+    let local = range_cli(&["--local"]);
+    let entries = local["entries"].as_array().unwrap();
+    assert!(
+        !entries.is_empty() && entries.len() < everyone.len(),
+        "{local}"
+    );
+    assert!(entries.iter().all(|e| e["served_by"] == c.id.as_str()));
+    for flag in [&["--local"][..], &["--partitions", "0"][..]] {
+        let mut args = vec!["query", "--admin", &url, "customer-totals", customer];
+        args.extend_from_slice(flag);
+        let (ok, _, err) = cli(&args);
+        assert!(!ok && err.contains("apply to a range"), "{err}");
+    }
     let (ok, out, err) = cli(&["topology", "--admin", &url]);
     assert!(ok, "{err}");
     assert!(

@@ -121,10 +121,15 @@ async fn answer(
             None => held.clone(),
             Some(_) => {
                 if let Some(p) = wanted.iter().find(|p| !held.contains(p)) {
+                    let why = if forwarded {
+                        "the assignment is moving"
+                    } else {
+                        "leave out scope=local to have its owner asked"
+                    };
                     return Err(unavailable(
                         "NOT_OWNER",
                         format!(
-                            "store {store}: partition {p} is not held by {}; the assignment is moving",
+                            "store {store}: partition {p} is not held by {}; {why}",
                             s.instance_id
                         ),
                     ));
