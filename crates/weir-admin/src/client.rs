@@ -288,14 +288,7 @@ fn exchange(
     let mut raw = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
-        let end = if head {
-            raw.windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map(|at| at + 4)
-        } else {
-            answer_len(&raw)
-        };
-        if let Some(end) = end {
+        if let Some(end) = answer_len(&raw, head) {
             let Some(answer) = parse(&raw[..end]) else {
                 return Ok(None);
             };
@@ -335,58 +328,75 @@ fn closed_unanswered(e: &std::io::Error) -> bool {
     )
 }
 
-/// Whether the answer's head (complete in `raw`) says where its body ends.
-fn framed(raw: &[u8]) -> bool {
-    raw.windows(4).any(|w| w == b"\r\n\r\n") && {
-        let head = String::from_utf8_lossy(raw);
-        let head = head.split("\r\n\r\n").next().unwrap_or("");
-        bodiless(head)
-            || head.lines().skip(1).any(|l| {
-                l.split_once(':').is_some_and(|(k, _)| {
-                    k.trim().eq_ignore_ascii_case("content-length")
-                        || k.trim().eq_ignore_ascii_case("transfer-encoding")
-                })
-            })
-    }
+/// Where an answer's body ends, by its head.
+#[derive(Debug, PartialEq, Eq)]
+enum Framing {
+    /// No body: a 1xx, 204 or 304 answer, or one to a `HEAD` (this client
+    /// sends no `Expect`, so no interim answer comes before the final one).
+    Bodiless,
+    /// `Content-Length` bytes.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither: the body ends with the connection.
+    UntilClose,
 }
 
-/// An answer whose status has no body (1xx, 204, 304; this client sends
-/// no `Expect`, so no interim answer comes before the final one).
-fn bodiless(head: &str) -> bool {
+/// The answer's head (complete in `raw`) and where its body starts.
+fn split_head(raw: &[u8]) -> Option<(usize, &str)> {
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((at + 4, std::str::from_utf8(&raw[..at]).ok()?))
+}
+
+/// The value of header `name` in `head`.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// How the body of the answer with `head` ends (`to_head`: an answer to a
+/// `HEAD`).
+fn framing(head: &str, to_head: bool) -> Framing {
     let status: u16 = head
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    (100..200).contains(&status) || status == 204 || status == 304
+    if to_head || (100..200).contains(&status) || status == 204 || status == 304 {
+        Framing::Bodiless
+    } else if header(head, "transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        Framing::Chunked
+    } else if let Some(n) = header(head, "content-length").and_then(|n| n.parse().ok()) {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    }
 }
 
-/// The length of the first complete answer in `raw`, when it is complete
-/// and framed (`Content-Length` or chunked).
-fn answer_len(raw: &[u8]) -> Option<usize> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let body = &raw[split + 4..];
-    if bodiless(head) {
-        return Some(split + 4);
-    }
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    };
-    if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-        return chunked_len(body).map(|n| split + 4 + n);
-    }
-    let n: usize = header("content-length")?.parse().ok()?;
-    (body.len() >= n).then_some(split + 4 + n)
+/// Whether the answer's head (complete in `raw`) says where its body ends.
+fn framed(raw: &[u8]) -> bool {
+    split_head(raw).is_some_and(|(_, head)| framing(head, false) != Framing::UntilClose)
 }
 
-/// The length of a complete chunked body at the start of `s` (no
-/// trailers), or `None` while it is incomplete.
-fn chunked_len(s: &[u8]) -> Option<usize> {
-    let mut at = 0;
+/// The length of the first answer in `raw`, once it is complete and
+/// framed (`to_head`: an answer to a `HEAD`).
+fn answer_len(raw: &[u8], to_head: bool) -> Option<usize> {
+    let (start, head) = split_head(raw)?;
+    match framing(head, to_head) {
+        Framing::Bodiless => Some(start),
+        Framing::Length(n) => (raw.len() - start >= n).then_some(start + n),
+        Framing::Chunked => chunks(&raw[start..]).map(|(_, n)| start + n),
+        Framing::UntilClose => None,
+    }
+}
+
+/// A complete chunked body at the start of `s` (no trailers): its content
+/// and its length; `None` while it is incomplete or when it is not
+/// chunked. Sizes count bytes, so this works on bytes.
+fn chunks(s: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let (mut content, mut at) = (Vec::new(), 0);
     loop {
         let rest = &s[at..];
         let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
@@ -394,19 +404,20 @@ fn chunked_len(s: &[u8]) -> Option<usize> {
         let n = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
         at += line_end + 2;
         if n == 0 {
-            return s[at..].starts_with(b"\r\n").then_some(at + 2);
+            return s[at..].starts_with(b"\r\n").then_some((content, at + 2));
         }
-        at = at.checked_add(n)?.checked_add(2)?;
-        if at > s.len() {
+        content.extend_from_slice(s.get(at..at.checked_add(n)?)?);
+        at += n;
+        if !s[at..].starts_with(b"\r\n") {
             return None;
         }
+        at += 2;
     }
 }
 
 fn parse(raw: &[u8]) -> Option<Answer> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let body = &raw[split + 4..];
+    let (start, head) = split_head(raw)?;
+    let body = &raw[start..];
     let mut lines = head.lines();
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
     let headers: BTreeMap<String, String> = lines
@@ -417,7 +428,7 @@ fn parse(raw: &[u8]) -> Option<Answer> {
         .get("transfer-encoding")
         .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
     {
-        dechunk(body)?
+        chunks(body)?.0
     } else {
         body.to_vec()
     };
@@ -426,22 +437,6 @@ fn parse(raw: &[u8]) -> Option<Answer> {
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
-}
-
-/// A chunked body's content (sizes count bytes, so this works on bytes).
-fn dechunk(mut s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = s.windows(2).position(|w| w == b"\r\n")?;
-        let size = std::str::from_utf8(&s[..line_end]).ok()?;
-        let n = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        let rest = &s[line_end + 2..];
-        if n == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(rest.get(..n)?);
-        s = rest.get(n..)?.strip_prefix(b"\r\n")?;
-    }
 }
 
 #[cfg(test)]
@@ -470,31 +465,34 @@ mod tests {
     #[test]
     fn an_answer_ends_where_its_framing_says() {
         let a = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabcHTTP/1.1";
-        assert_eq!(answer_len(a), Some(a.len() - 8));
+        assert_eq!(answer_len(a, false), Some(a.len() - 8));
         assert_eq!(
-            answer_len(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nab"),
+            answer_len(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nab", false),
             None
         );
-        assert_eq!(answer_len(b"HTTP/1.1 200 OK\r\ncontent-len"), None);
+        assert_eq!(answer_len(b"HTTP/1.1 200 OK\r\ncontent-len", false), None);
         let c = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
-        assert_eq!(answer_len(c), Some(c.len()));
+        assert_eq!(answer_len(c, false), Some(c.len()));
         for cut in 0..c.len() {
             assert_eq!(
-                answer_len(&c[..cut]),
+                answer_len(&c[..cut], false),
                 None,
                 "{:?}",
                 String::from_utf8_lossy(&c[..cut])
             );
         }
         // No length: the answer ends when the connection does.
-        assert_eq!(answer_len(b"HTTP/1.1 200 OK\r\n\r\nabc"), None);
+        assert_eq!(answer_len(b"HTTP/1.1 200 OK\r\n\r\nabc", false), None);
         assert!(!framed(b"HTTP/1.1 200 OK\r\n\r\nabc"));
         assert!(framed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"));
         assert!(!framed(b"HTTP/1.1 200 OK\r\nContent-Length: 9"));
         // No body, whatever the headers say.
         let none = b"HTTP/1.1 204 No Content\r\ncontent-length: 3\r\n\r\n";
-        assert_eq!(answer_len(none), Some(none.len()));
+        assert_eq!(answer_len(none, false), Some(none.len()));
         assert!(framed(b"HTTP/1.1 304 Not Modified\r\n\r\n"));
+        // An answer to a HEAD has no body, whatever its length says.
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n";
+        assert_eq!(answer_len(head, true), Some(head.len()));
     }
 
     /// A session keeps its connection (the endpoint sees one client port)

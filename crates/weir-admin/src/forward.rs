@@ -29,21 +29,9 @@ pub const MAX_IDLE_PER_OWNER: usize = 8;
 type Sender = SendRequest<Empty<Bytes>>;
 
 /// Idle connections to other instances' admin endpoints, by `host:port`.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Forwarder {
     idle: Mutex<HashMap<String, Vec<Sender>>>,
-}
-
-impl std::fmt::Debug for Forwarder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        f.debug_struct("Forwarder")
-            .field(
-                "idle",
-                &idle.iter().map(|(k, v)| (k, v.len())).collect::<Vec<_>>(),
-            )
-            .finish()
-    }
 }
 
 impl Forwarder {

@@ -112,59 +112,36 @@ async fn answer(
         ));
     }
     let held = s.stores.held_partitions(store).map_err(err)?;
-    let wanted = match q.get("partitions") {
+    let asked = q.contains_key("partitions");
+    let wanted: Vec<i32> = match q.get("partitions") {
         None => (0..count).collect(),
         Some(list) => parse_partitions(list, count).map_err(bad_request)?,
     };
-    let here: Vec<i32> = if local_only {
-        match q.get("partitions") {
-            None => held.clone(),
-            Some(_) => {
-                if let Some(p) = wanted.iter().find(|p| !held.contains(p)) {
-                    let why = if forwarded {
-                        "the assignment is moving"
-                    } else {
-                        "leave out scope=local to have its owner asked"
-                    };
-                    return Err(unavailable(
-                        "NOT_OWNER",
-                        format!(
-                            "store {store}: partition {p} is not held by {}; {why}",
-                            s.instance_id
-                        ),
-                    ));
-                }
-                wanted.clone()
-            }
+    let (here, mut elsewhere): (Vec<i32>, Vec<i32>) =
+        wanted.into_iter().partition(|p| held.contains(p));
+    if local_only {
+        if let (true, Some(p)) = (asked, elsewhere.first()) {
+            let why = if forwarded {
+                "the assignment is moving"
+            } else {
+                "leave out scope=local to have its owner asked"
+            };
+            return Err(unavailable(
+                "NOT_OWNER",
+                format!(
+                    "store {store}: partition {p} is not held by {}; {why}",
+                    s.instance_id
+                ),
+            ));
         }
-    } else {
-        wanted
-            .iter()
-            .copied()
-            .filter(|p| held.contains(p))
-            .collect()
-    };
-    let elsewhere: Vec<i32> = if local_only {
-        Vec::new()
-    } else {
-        wanted.into_iter().filter(|p| !held.contains(p)).collect()
-    };
+        elsewhere.clear();
+    }
 
     // The partitions read here (each as of its last commit), while the
     // owners of the others are asked.
     let local = {
         let (stores, store, here) = (s.stores.clone(), store.to_string(), here.clone());
-        blocking(move || {
-            let mut all = Vec::new();
-            for p in here {
-                for kv in stores.range_in(&store, p, &range, limit)? {
-                    all.push((p, kv));
-                }
-            }
-            all.sort_by(|a, b| a.1 .0.cmp(&b.1 .0));
-            all.truncate(limit);
-            Ok::<_, weir_runtime::QueryError>(all)
-        })
+        blocking(move || stores.range_over(&store, &here, &range, limit))
     };
     let remote = async {
         if elsewhere.is_empty() {
@@ -187,7 +164,7 @@ async fn answer(
             "key": key, "value": value, "partition": partition, "served_by": s.instance_id,
         });
         if forwarded {
-            entry["raw_key"] = Value::String(hex(&k));
+            entry["raw_key"] = Value::String(weir_core::to_hex(&k));
         }
         rows.push((k, entry));
     }
@@ -370,7 +347,7 @@ fn rows_of(
     for entry in answer["entries"].as_array().into_iter().flatten() {
         let key = entry["raw_key"]
             .as_str()
-            .and_then(unhex)
+            .and_then(weir_core::from_hex)
             .ok_or_else(|| unreachable(format!("an entry without its raw key: {entry}")))?;
         let mut entry = entry.clone();
         if let Some(fields) = entry.as_object_mut() {
@@ -381,34 +358,9 @@ fn rows_of(
     Ok(rows)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn raw_keys_round_trip_through_hex() {
-        for bytes in [vec![], vec![0u8, 255, 16, 1], b"customer-17".to_vec()] {
-            assert_eq!(unhex(&hex(&bytes)), Some(bytes));
-        }
-        assert_eq!(unhex("abc"), None);
-        assert_eq!(unhex("zz"), None);
-        assert_eq!(unhex("éé"), None);
-        assert_eq!(unhex("+f+f"), None);
-    }
 
     #[test]
     fn partition_lists_parse_within_the_count() {

@@ -10,6 +10,7 @@
 mod codec;
 mod dead_letter;
 mod error;
+mod hex;
 mod marker;
 mod partition;
 mod record;
@@ -18,6 +19,7 @@ mod schemas;
 pub use codec::{Bincode, Bytes, Codec, Json, Str, BINCODE_LIMIT};
 pub use dead_letter::DeadLetter;
 pub use error::{CodecError, ErrorClass, Failure, OpError, ProcessError};
+pub use hex::{from_hex, to_hex};
 pub use marker::{StreamTimeMarker, STREAM_TIME_HEADER};
 pub use partition::{murmur2, partition_for_key};
 pub use record::{Header, Headers, Record, Timestamp};

@@ -186,10 +186,9 @@ impl<T: 'static> JsonView for Typed<T> {
 
     fn render(&self, bytes: &[u8]) -> Result<serde_json::Value, CodecError> {
         let value = self.0.decode(bytes)?;
-        Ok(self.0.to_json(&value).unwrap_or_else(|| {
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            serde_json::json!({ "codec": self.0.name(), "hex": hex })
-        }))
+        Ok(self.0.to_json(&value).unwrap_or_else(
+            || serde_json::json!({ "codec": self.0.name(), "hex": weir_core::to_hex(bytes) }),
+        ))
     }
 }
 

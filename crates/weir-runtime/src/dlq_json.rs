@@ -12,10 +12,7 @@ pub fn bytes_json(b: Option<&[u8]>) -> serde_json::Value {
         None => serde_json::Value::Null,
         Some(b) => match std::str::from_utf8(b) {
             Ok(t) => serde_json::Value::String(t.to_string()),
-            Err(_) => {
-                let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                serde_json::json!({ "hex": hex })
-            }
+            Err(_) => serde_json::json!({ "hex": weir_core::to_hex(b) }),
         },
     }
 }

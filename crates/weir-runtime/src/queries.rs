@@ -288,11 +288,30 @@ impl LocalStores {
         limit: usize,
     ) -> Result<Vec<KvPair>, QueryError> {
         let held = self.held_partitions(store)?;
+        let all = self.range_over(store, &held, range, limit)?;
+        Ok(all.into_iter().map(|(_, kv)| kv).collect())
+    }
+
+    /// Up to `limit` committed entries of `store` in `range` over
+    /// `partitions` (each held here), in key order, each with the partition
+    /// it was read from.
+    ///
+    /// # Errors
+    /// [`QueryError::NotLocal`] for a partition not held here, else as
+    /// [`LocalStores::range`].
+    pub fn range_over(
+        &self,
+        store: &str,
+        partitions: &[i32],
+        range: &KeyRange,
+        limit: usize,
+    ) -> Result<Vec<(i32, KvPair)>, QueryError> {
         let mut all = Vec::new();
-        for p in held {
-            all.extend(self.range_in(store, p, range, limit)?);
+        for &p in partitions {
+            let read = self.range_in(store, p, range, limit)?;
+            all.extend(read.into_iter().map(|kv| (p, kv)));
         }
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.sort_by(|a, b| a.1 .0.cmp(&b.1 .0));
         all.truncate(limit);
         Ok(all)
     }
