@@ -22,10 +22,11 @@ test: deps
 bench: deps
 	@scripts/with-broker.sh $(CARGO) bench -p weir-benches
 
-## lint: formatting and clippy, as CI expects them
+## lint: formatting, clippy and the API docs' links, as CI expects them
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
 fmt:
 	$(CARGO) fmt --all

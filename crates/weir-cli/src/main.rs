@@ -13,9 +13,9 @@
 //!   `_weir_event_definitions` topic.
 //! - `weir ingress`: HTTP ingress (`POST /v1/events`) on its own; `weir
 //!   publish`: events through an ingress or straight to Kafka (see
-//!   [`ingress`]).
+//!   `ingress.rs`).
 //! - `weir query`, `weir topology`, and `weir dlq|schema --admin URL …`:
-//!   through a running instance's admin endpoint (see [`admin`]).
+//!   through a running instance's admin endpoint (see `admin.rs`).
 
 mod admin;
 mod bundled;

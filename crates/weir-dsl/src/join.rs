@@ -1,5 +1,5 @@
-//! Windowed stream-stream joins: [`Stream::join_windowed`],
-//! [`Stream::left_join_windowed`], [`Stream::outer_join_windowed`].
+//! Windowed stream-stream joins: [`Stream::join`], [`Stream::left_join`]
+//! and [`Stream::outer_join`] with `(&other, name, windows)`.
 //!
 //! Records of the two streams with the same key join when their timestamps
 //! are close: a left record at `l` joins every right record at
@@ -81,7 +81,8 @@ enum Kind {
     Outer,
 }
 
-type Joiner<L, R, VR> = Arc<dyn Fn(Option<&L>, Option<&R>) -> VR + Send + Sync>;
+/// A joiner as the join node calls it; `None` emits nothing.
+type Joiner<L, R, VR> = Arc<dyn Fn(Option<&L>, Option<&R>) -> Option<VR> + Send + Sync>;
 
 /// A side's record as stored: whether it joined, then its value.
 struct Kept<T> {
@@ -268,9 +269,11 @@ where
                     .put(k, &marked)
                     .map_err(|e| store_err(&node, &s.names[other], e))?;
             }
-            outputs.push((out, ts.max(other_ts)));
+            if let Some(out) = out {
+                outputs.push((out, ts.max(other_ts)));
+            }
         }
-        let joined = !outputs.is_empty();
+        let joined = !found.is_empty();
         let bytes = match &value {
             Side::L(l) => KeptCodec(s.left.clone()).encode(&Kept {
                 joined,
@@ -355,9 +358,68 @@ where
             }
             (s.joiner)(None, Some(&r.value))
         };
-        let key = s.key.decode(key_bytes).map_err(|e| codec_err(&node, e))?;
-        ctx.forward_with(key, out, ts, Default::default());
+        if let Some(out) = out {
+            let key = s.key.decode(key_bytes).map_err(|e| codec_err(&node, e))?;
+            ctx.forward_with(key, out, ts, Default::default());
+        }
         Ok(())
+    }
+}
+
+/// What a stream joins with: a table (`&table`, see [`Stream::join`]) or
+/// another stream within join windows (`(&stream, name, windows)`, where
+/// `name` names the join's stores: `<name>-left`, `<name>-right`,
+/// `<name>-timers`).
+pub trait JoinWith<K, V>: sealed::Sealed {
+    /// The value a record meets on this side.
+    type Other: Clone + Send + 'static;
+
+    /// Adds the join node. `joiner(v, other)` gives the output, if any;
+    /// with `unmatched`, a record that met nothing is passed with `None`.
+    #[doc(hidden)]
+    fn join_to<VR>(
+        self,
+        stream: &Stream<K, V>,
+        unmatched: bool,
+        joiner: ValueJoiner<V, Self::Other, VR>,
+    ) -> Stream<K, VR>
+    where
+        VR: Clone + Send + 'static;
+}
+
+/// A joiner taking values, as [`JoinWith`] passes it on.
+#[doc(hidden)]
+pub type ValueJoiner<V, O, VR> = Arc<dyn Fn(V, Option<O>) -> Option<VR> + Send + Sync>;
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
+}
+
+impl<K, R, N: Into<String>> sealed::Sealed for (&Stream<K, R>, N, JoinWindows) {}
+
+impl<K, L, R, N> JoinWith<K, L> for (&Stream<K, R>, N, JoinWindows)
+where
+    K: Clone + Send + 'static,
+    L: Clone + Send + 'static,
+    R: Clone + Send + 'static,
+    N: Into<String>,
+{
+    type Other = R;
+
+    fn join_to<VR>(
+        self,
+        stream: &Stream<K, L>,
+        unmatched: bool,
+        joiner: ValueJoiner<L, R, VR>,
+    ) -> Stream<K, VR>
+    where
+        VR: Clone + Send + 'static,
+    {
+        let (other, name, windows) = self;
+        let kind = if unmatched { Kind::Left } else { Kind::Inner };
+        let joiner: Joiner<L, R, VR> =
+            Arc::new(move |l, r| l.and_then(|l| joiner(l.clone(), r.cloned())));
+        stream.windowed_join(other, name.into(), windows, kind, joiner)
     }
 }
 
@@ -366,10 +428,18 @@ where
     K: Clone + Send + 'static,
     L: Clone + Send + 'static,
 {
-    /// An inner windowed join with `other` (see the module docs): one
-    /// `joiner(l, r)` per pair of records with the same key within
-    /// `windows`. `name` names its stores (`<name>-left`, `<name>-right`,
-    /// `<name>-timers`). Needs both streams' codecs.
+    /// Joins each record with `other`: a table, or another stream within
+    /// join windows. One `joiner(value, other_value)` per match; a record
+    /// that matches nothing gives no output (see [`Stream::left_join`]).
+    ///
+    /// With a table (`join(&table, …)`, see [`Stream::to_table`]), a record
+    /// meets the value of its key current at its turn (timestamp order).
+    ///
+    /// With a stream (`join((&other, name, windows), …)`, see the module
+    /// docs of windowed joins), every pair of records with the same key
+    /// within `windows` joins once, stamped with the later timestamp.
+    /// `name` names the join's stores (`<name>-left`, `<name>-right`,
+    /// `<name>-timers`). Both streams need their codecs.
     ///
     /// # Examples
     /// ```
@@ -380,14 +450,66 @@ where
     /// let b = TopologyBuilder::new();
     /// let clicks = b.stream("clicks", Str, Str);
     /// let views = b.stream("views", Str, Str);
+    /// let tiers = b.table("tiers", "tiers", Str, Str);
     /// clicks
-    ///     .join_windowed(&views, "click-view", JoinWindows::of(Duration::from_secs(60)),
-    ///         |c: &String, v: &String| format!("{c} after {v}"))
+    ///     .join((&views, "click-view", JoinWindows::of(Duration::from_secs(60))),
+    ///         |c, v| format!("{c} after {v}"))
+    ///     .join(&tiers, |cv, tier| format!("{cv} ({tier})"))
     ///     .with_value_codec(Str)
     ///     .to("clicks-with-views");
     /// assert_eq!(b.build().unwrap().stores(),
-    ///     vec!["click-view-left", "click-view-right", "click-view-timers"]);
+    ///     vec!["click-view-left", "click-view-right", "click-view-timers", "tiers"]);
     /// ```
+    pub fn join<T, VR>(
+        &self,
+        other: T,
+        joiner: impl Fn(L, T::Other) -> VR + Send + Sync + 'static,
+    ) -> Stream<K, VR>
+    where
+        T: JoinWith<K, L>,
+        VR: Clone + Send + 'static,
+    {
+        other.join_to(self, false, Arc::new(move |l, r| r.map(|r| joiner(l, r))))
+    }
+
+    /// Like [`Stream::join`], and every record gives an output:
+    /// `joiner(value, None)` when it matched nothing — with a table, when
+    /// its key is not in the table; with a stream, once, when its window
+    /// closed without a match (never a "no match" that a later record
+    /// would contradict).
+    pub fn left_join<T, VR>(
+        &self,
+        other: T,
+        joiner: impl Fn(L, Option<T::Other>) -> VR + Send + Sync + 'static,
+    ) -> Stream<K, VR>
+    where
+        T: JoinWith<K, L>,
+        VR: Clone + Send + 'static,
+    {
+        other.join_to(self, true, Arc::new(move |l, r| Some(joiner(l, r))))
+    }
+
+    /// A windowed outer join with another stream: as [`Stream::left_join`]
+    /// with `(&other, name, windows)`, and each record of either side that
+    /// matched nothing is emitted once, with `None` for the missing side,
+    /// when its window closes.
+    pub fn outer_join<R, VR>(
+        &self,
+        other: (&Stream<K, R>, impl Into<String>, JoinWindows),
+        joiner: impl Fn(Option<L>, Option<R>) -> VR + Send + Sync + 'static,
+    ) -> Stream<K, VR>
+    where
+        R: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        let (other, name, windows) = other;
+        let joiner: Joiner<L, R, VR> = Arc::new(move |l, r| Some(joiner(l.cloned(), r.cloned())));
+        self.windowed_join(other, name.into(), windows, Kind::Outer, joiner)
+    }
+
+    /// [`Stream::join`] with `(&other, name, windows)`, the joiner taking
+    /// references.
+    #[deprecated(note = "use `join((&other, name, windows), joiner)`")]
     pub fn join_windowed<R, VR>(
         &self,
         other: &Stream<K, R>,
@@ -399,17 +521,13 @@ where
         R: Clone + Send + 'static,
         VR: Clone + Send + 'static,
     {
-        let joiner: Joiner<L, R, VR> = Arc::new(move |l, r| {
-            joiner(
-                l.expect("an inner join pairs records"),
-                r.expect("an inner join pairs records"),
-            )
-        });
+        let joiner: Joiner<L, R, VR> = Arc::new(move |l, r| Some(joiner(l?, r?)));
         self.windowed_join(other, name.into(), windows, Kind::Inner, joiner)
     }
 
-    /// As [`Stream::join_windowed`], and each left record that joined
-    /// nothing is emitted once with `None` when its window closes.
+    /// [`Stream::left_join`] with `(&other, name, windows)`, the joiner
+    /// taking references.
+    #[deprecated(note = "use `left_join((&other, name, windows), joiner)`")]
     pub fn left_join_windowed<R, VR>(
         &self,
         other: &Stream<K, R>,
@@ -421,12 +539,12 @@ where
         R: Clone + Send + 'static,
         VR: Clone + Send + 'static,
     {
-        let joiner: Joiner<L, R, VR> =
-            Arc::new(move |l, r| joiner(l.expect("a left join has its left record"), r));
+        let joiner: Joiner<L, R, VR> = Arc::new(move |l, r| Some(joiner(l?, r)));
         self.windowed_join(other, name.into(), windows, Kind::Left, joiner)
     }
 
-    /// As [`Stream::left_join_windowed`], for the records of both sides.
+    /// [`Stream::outer_join`], the joiner taking references.
+    #[deprecated(note = "use `outer_join((&other, name, windows), joiner)`")]
     pub fn outer_join_windowed<R, VR>(
         &self,
         other: &Stream<K, R>,
@@ -438,7 +556,8 @@ where
         R: Clone + Send + 'static,
         VR: Clone + Send + 'static,
     {
-        self.windowed_join(other, name.into(), windows, Kind::Outer, Arc::new(joiner))
+        let joiner: Joiner<L, R, VR> = Arc::new(move |l, r| Some(joiner(l, r)));
+        self.windowed_join(other, name.into(), windows, Kind::Outer, joiner)
     }
 
     fn windowed_join<R, VR>(

@@ -48,7 +48,7 @@ pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription}
 pub use executor::{TaskExecutor, TimerRun};
 pub use graph::{BuildError, DeadLetterFix, Topology};
 pub use grouped::{Grouped, Table};
-pub use join::JoinWindows;
+pub use join::{JoinWindows, JoinWith};
 pub use ledger::{EventStatus, LedgerEntry, StatusLedger};
 pub use metrics::{NodeCounts, TaskMetrics};
 pub use params::{Param, ParamDescription, ParamValue};

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use weir_core::{Codec, CodecError};
 
 use crate::builder::add_source;
+use crate::join::{JoinWith, ValueJoiner};
 use crate::process::Store;
 use crate::{StoreView, Stream, Table, TopologyBuilder};
 
@@ -178,41 +179,11 @@ where
         table_of(updates, "to_table", handle)
     }
 
-    /// Joins each record with the value of its key in `table` at the
-    /// record's turn (timestamp order): `joiner(value, table_value)`. A
-    /// record whose key is not in the table gives no output (see
-    /// [`Stream::left_join`]).
-    pub fn join<VT, VR>(
-        &self,
-        table: &Table<K, VT>,
-        joiner: impl Fn(V, VT) -> VR + Send + Sync + 'static,
-    ) -> Stream<K, VR>
-    where
-        VT: Clone + Send + 'static,
-        VR: Clone + Send + 'static,
-    {
-        self.join_node("join", table, move |v, t| t.map(|t| joiner(v, t)))
-    }
-
-    /// Like [`Stream::join`], but every record gives an output:
-    /// `joiner(value, None)` when its key is not in the table.
-    pub fn left_join<VT, VR>(
-        &self,
-        table: &Table<K, VT>,
-        joiner: impl Fn(V, Option<VT>) -> VR + Send + Sync + 'static,
-    ) -> Stream<K, VR>
-    where
-        VT: Clone + Send + 'static,
-        VR: Clone + Send + 'static,
-    {
-        self.join_node("left_join", table, move |v, t| Some(joiner(v, t)))
-    }
-
     fn join_node<VT, VR>(
         &self,
         kind: &'static str,
         table: &Table<K, VT>,
-        joiner: impl Fn(V, Option<VT>) -> Option<VR> + Send + Sync + 'static,
+        joiner: ValueJoiner<V, VT, VR>,
     ) -> Stream<K, VR>
     where
         VT: Clone + Send + 'static,
@@ -244,5 +215,29 @@ impl<T: 'static> Codec<T> for Unbuildable<T> {
     }
     fn decode(&self, _: &[u8]) -> Result<T, CodecError> {
         unreachable!("a topology with a codec error is never built")
+    }
+}
+
+impl<K, VT> crate::join::sealed::Sealed for &Table<K, VT> {}
+
+impl<K, V, VT> JoinWith<K, V> for &Table<K, VT>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+    VT: Clone + Send + 'static,
+{
+    type Other = VT;
+
+    fn join_to<VR>(
+        self,
+        stream: &Stream<K, V>,
+        unmatched: bool,
+        joiner: ValueJoiner<V, VT, VR>,
+    ) -> Stream<K, VR>
+    where
+        VR: Clone + Send + 'static,
+    {
+        let kind = if unmatched { "left_join" } else { "join" };
+        stream.join_node(kind, self, joiner)
     }
 }

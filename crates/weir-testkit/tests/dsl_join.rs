@@ -25,7 +25,10 @@ enum Kind {
 
 type Pair = (Option<usize>, Option<usize>);
 
-fn topology(kind: Kind) -> Topology {
+/// A join of `l` and `r` into `out`; `by_ref` builds it with the
+/// deprecated `*_windowed` methods (joiners taking references), which must
+/// give the same results.
+fn topology(kind: Kind, by_ref: bool) -> Topology {
     let b = TopologyBuilder::new();
     let l = b.stream("l", Str, Json::<usize>::new());
     let r = b.stream("r", Str, Json::<usize>::new());
@@ -34,14 +37,24 @@ fn topology(kind: Kind) -> Topology {
         Duration::from_millis(AFTER as u64),
     )
     .grace(Duration::from_millis(GRACE as u64));
-    let joined = match kind {
-        Kind::Inner => l.join_windowed(&r, "j", w, |a: &usize, b: &usize| (Some(*a), Some(*b))),
-        Kind::Left => l.left_join_windowed(&r, "j", w, |a: &usize, b: Option<&usize>| {
+    let joined = match (kind, by_ref) {
+        (Kind::Inner, false) => l.join((&r, "j", w), |a, b| (Some(a), Some(b))),
+        (Kind::Left, false) => l.left_join((&r, "j", w), |a, b| (Some(a), b)),
+        (Kind::Outer, false) => l.outer_join((&r, "j", w), |a, b| (a, b)),
+        #[allow(deprecated)]
+        (Kind::Inner, true) => {
+            l.join_windowed(&r, "j", w, |a: &usize, b: &usize| (Some(*a), Some(*b)))
+        }
+        #[allow(deprecated)]
+        (Kind::Left, true) => l.left_join_windowed(&r, "j", w, |a: &usize, b: Option<&usize>| {
             (Some(*a), b.copied())
         }),
-        Kind::Outer => l.outer_join_windowed(&r, "j", w, |a: Option<&usize>, b: Option<&usize>| {
-            (a.copied(), b.copied())
-        }),
+        #[allow(deprecated)]
+        (Kind::Outer, true) => {
+            l.outer_join_windowed(&r, "j", w, |a: Option<&usize>, b: Option<&usize>| {
+                (a.copied(), b.copied())
+            })
+        }
     };
     joined.with_value_codec(Json::<Pair>::new()).to("out");
     b.build().unwrap()
@@ -94,8 +107,8 @@ fn model(inputs: &[Input], kind: Kind) -> Vec<Pair> {
     out
 }
 
-fn run(inputs: &[Input], kind: Kind) -> (Vec<Pair>, TopologyTestDriver) {
-    let d = TopologyTestDriver::new(topology(kind));
+fn run(inputs: &[Input], kind: Kind, by_ref: bool) -> (Vec<Pair>, TopologyTestDriver) {
+    let d = TopologyTestDriver::new(topology(kind, by_ref));
     let l = d.input_topic("l", Str, Json::<usize>::new());
     let r = d.input_topic("r", Str, Json::<usize>::new());
     for (id, x) in inputs.iter().enumerate() {
@@ -126,8 +139,9 @@ proptest! {
     fn joins_follow_the_naive_model(
         inputs in proptest::collection::vec(input(), 1..50),
         kind in kind(),
+        by_ref in any::<bool>(),
     ) {
-        let (got, _) = run(&inputs, kind);
+        let (got, _) = run(&inputs, kind, by_ref);
         prop_assert_eq!(got, model(&inputs, kind));
     }
 }
@@ -138,7 +152,7 @@ fn at(left: bool, key: &'static str, ts: i64) -> Input {
 
 #[test]
 fn a_pair_is_stamped_with_the_later_time_and_a_late_record_is_counted() {
-    let d = TopologyTestDriver::new(topology(Kind::Inner));
+    let d = TopologyTestDriver::new(topology(Kind::Inner, false));
     let l = d.input_topic("l", Str, Json::<usize>::new());
     let r = d.input_topic("r", Str, Json::<usize>::new());
     l.pipe_input_at("k".into(), 0, 1_000);
@@ -154,8 +168,8 @@ fn a_pair_is_stamped_with_the_later_time_and_a_late_record_is_counted() {
 #[test]
 fn an_unjoined_left_record_is_emitted_once_after_its_window() {
     let inputs = [at(true, "k", 100), at(false, "x", 150), at(false, "x", 400)];
-    let (got, _) = run(&inputs, Kind::Left);
+    let (got, _) = run(&inputs, Kind::Left, false);
     assert_eq!(got, vec![(Some(0), None)]);
-    let (got, _) = run(&inputs, Kind::Outer);
+    let (got, _) = run(&inputs, Kind::Outer, false);
     assert_eq!(got, vec![(None, Some(1)), (None, Some(2)), (Some(0), None)]);
 }

@@ -27,11 +27,13 @@ pub fn topology() -> Topology {
     let orders = b.stream(ORDERS, Str, Json::<Value>::new());
     let payments = b.stream(PAYMENTS, Str, Json::<Value>::new());
     orders
-        .join_windowed(
-            &payments,
-            "order-payment",
-            JoinWindows::of(WINDOW).grace(WINDOW),
-            |order: &Value, payment: &Value| json!({"order": order, "payment": payment}),
+        .join(
+            (
+                &payments,
+                "order-payment",
+                JoinWindows::of(WINDOW).grace(WINDOW),
+            ),
+            |order, payment| json!({"order": order, "payment": payment}),
         )
         .with_value_codec(Json::<Value>::new())
         .to(ORDER_PAYMENTS);

@@ -6,7 +6,8 @@ use weir_state::{KeyRange, TaskState};
 
 use super::Store;
 
-/// A store seen through its codecs, from a [`ProcessorContext`].
+/// A store seen through its codecs, from a
+/// [`ProcessorContext`](super::ProcessorContext).
 pub struct TypedStore<'a, K, V> {
     pub(super) node: &'a str,
     pub(super) state: &'a mut TaskState,

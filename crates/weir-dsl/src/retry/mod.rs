@@ -41,7 +41,8 @@ use node::{RetryNode, Spec};
 mod node;
 mod parked;
 
-/// How a node retries records that fail with [`Failure::Retryable`].
+/// How a node retries records that fail with
+/// [`Failure::Retryable`](weir_core::Failure::Retryable).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_attempts: u32,
