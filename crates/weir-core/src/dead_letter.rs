@@ -1,4 +1,4 @@
-//! Building dead-letter records (DESIGN.md, "Errors and dead letters").
+//! Building dead-letter records (the README, "Dead letters: list and replay").
 
 use crate::{dlq_headers as h, Record, Timestamp};
 

@@ -1,6 +1,6 @@
 //! Errors, each saying what the exactly-once loop must do about it.
 
-/// What the runtime does with an error (DESIGN.md, "Exactly-once commit loop").
+/// What the runtime does with an error (the README, "How exactly-once works here").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorClass {
     /// Try the same step again (with backoff); nothing is lost or repeated.

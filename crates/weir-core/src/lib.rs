@@ -25,7 +25,7 @@ pub use partition::{murmur2, partition_for_key};
 pub use record::{Header, Headers, Record, Timestamp};
 pub use schemas::{valid_event_type, EventSchemas, SchemaViolation};
 
-/// Header names Weir writes on dead-letter records (see DESIGN.md, "Errors and dead letters").
+/// Header names Weir writes on dead-letter records (see the README, "Dead letters: list and replay").
 pub mod dlq_headers {
     /// What kind of failure sent the record to the DLQ (`decode`, `panic`, `produce`, …).
     pub const ERROR_KIND: &str = "weir.error.kind";

@@ -178,6 +178,15 @@ pub enum BuildError {
         /// The name.
         store: String,
     },
+    /// A stream-table join after a key change: the stream's records of one
+    /// key may be in several partitions, the table's in one.
+    #[error("node {node} joins table {table} after a key change (map, flat_map, try_map, try_flat_map): call repartition(name) on the stream before the join")]
+    JoinAfterKeyChange {
+        /// The join node.
+        node: String,
+        /// The table's store.
+        table: String,
+    },
     /// A store name cannot name a topic or directory.
     #[error("store name {store:?} must be non-empty and use only letters, digits, '.', '_' and '-' (it names a changelog topic)")]
     InvalidStoreName {

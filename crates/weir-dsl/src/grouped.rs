@@ -70,12 +70,31 @@ where
     K: Clone + Send + 'static,
     V: Clone + Send + 'static,
 {
-    /// Groups by the current key (no repartitioning: records of one key are
-    /// already in one partition). Needs a key codec for the store.
+    /// Groups by the current key. Records of one key are in one partition
+    /// as read; after a key change (`map`, `flat_map`, `try_map`,
+    /// `try_flat_map`) they are repartitioned first, as by
+    /// [`Stream::group_by`], through `<store>-repartition`. Needs a key
+    /// codec for the store.
+    ///
+    /// # Examples
+    /// ```
+    /// use weir_core::{Json, Str};
+    /// use weir_dsl::TopologyBuilder;
+    ///
+    /// let b = TopologyBuilder::new();
+    /// let orders = b.stream("orders", Str, Json::<serde_json::Value>::new());
+    /// orders.group_by_key().count("orders-per-id");
+    /// orders
+    ///     .map(|_, v| (v["customer"].as_str().unwrap_or("").to_string(), v))
+    ///     .group_by_key()
+    ///     .count("orders-per-customer");
+    /// let t = b.build().unwrap();
+    /// assert_eq!(t.repartition_topics(), vec![("orders-per-customer-repartition".to_string(), None)]);
+    /// ```
     pub fn group_by_key(&self) -> Grouped<K, V> {
         Grouped {
             stream: self.clone(),
-            repartition: false,
+            repartition: self.key_changed(),
             partitions: None,
         }
     }
@@ -129,9 +148,10 @@ where
     /// runtime prefixes the application id and creates it with the largest
     /// partition count of the inputs upstream) and reads it back: records
     /// are then partitioned by their current key, as a join with a table
-    /// keyed the same way needs after a key change (Kafka Streams
-    /// repartitions there on its own; here it is explicit). Needs the key
-    /// and value codecs.
+    /// keyed the same way needs after a key change (a build error names
+    /// the join otherwise; the grouping, `to_table`, windowed joins and
+    /// waits repartition on their own, through topics named after their
+    /// stores). Needs the key and value codecs.
     ///
     /// # Examples
     /// ```

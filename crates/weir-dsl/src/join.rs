@@ -370,6 +370,22 @@ where
 /// another stream within join windows (`(&stream, name, windows)`, where
 /// `name` names the join's stores: `<name>-left`, `<name>-right`,
 /// `<name>-timers`).
+///
+/// A stream alone is not a join side: a stream-stream join needs its
+/// windows (and a name for its stores).
+/// ```compile_fail
+/// use weir_core::Str;
+/// use weir_dsl::TopologyBuilder;
+///
+/// let b = TopologyBuilder::new();
+/// let clicks = b.stream("clicks", Str, Str);
+/// let views = b.stream("views", Str, Str);
+/// clicks.join(&views, |c, v| format!("{c} after {v}"));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "a stream joins a table (`&table`) or a stream within windows (`(&stream, name, windows)`), not `{Self}`",
+    note = "for a windowed stream-stream join: `join((&other, \"name\", JoinWindows::of(d)), joiner)`"
+)]
 pub trait JoinWith<K, V>: sealed::Sealed {
     /// The value a record meets on this side.
     type Other: Clone + Send + 'static;
@@ -572,6 +588,16 @@ where
         R: Clone + Send + 'static,
         VR: Clone + Send + 'static,
     {
+        // After a key change, each such side goes through its own
+        // repartition topic (`<name>-left-repartition`, `-right-`).
+        if self.key_changed() && self.key_codec.is_some() && self.value_codec.is_some() {
+            let left = self.repartition(format!("{name}-left"));
+            return left.windowed_join(other, name, windows, kind, joiner);
+        }
+        if other.key_changed() && other.key_codec.is_some() && other.value_codec.is_some() {
+            let right = other.repartition(format!("{name}-right"));
+            return self.windowed_join(&right, name, windows, kind, joiner);
+        }
         let (key, left): (Arc<dyn Codec<K>>, Arc<dyn Codec<L>>) = self
             .codecs_for(&name)
             .unwrap_or_else(|| (Arc::new(Unavailable), Arc::new(Unavailable)));

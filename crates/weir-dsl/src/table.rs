@@ -24,7 +24,7 @@ use weir_core::{Codec, CodecError};
 use crate::builder::add_source;
 use crate::join::{JoinWith, ValueJoiner};
 use crate::process::Store;
-use crate::{StoreView, Stream, Table, TopologyBuilder};
+use crate::{BuildError, StoreView, Stream, Table, TopologyBuilder};
 
 /// A table topic's value codec: a tombstone decodes to `None`.
 struct Nullable<V>(Arc<dyn Codec<V>>);
@@ -149,9 +149,14 @@ where
 {
     /// The latest value per key of this stream, kept in store `store` (with
     /// its own changelog); its [`Table::to_stream`] forwards every record.
-    /// Needs the stream's key and value codecs.
+    /// After a key change the records go through `<store>-repartition`
+    /// first (see [`Stream::group_by_key`]). Needs the stream's key and
+    /// value codecs.
     pub fn to_table(&self, store: impl Into<String>) -> Table<K, V> {
         let store = store.into();
+        if self.key_changed() && self.key_codec.is_some() && self.value_codec.is_some() {
+            return self.repartition(store.as_str()).to_table(store);
+        }
         let Some((kc, vc)) = self.codecs_for(&store) else {
             return Table {
                 updates: self.clone(),
@@ -190,6 +195,15 @@ where
         VR: Clone + Send + 'static,
     {
         let name = format!("{kind}-{}", self.graph.borrow().nodes.len());
+        if self.key_changed() {
+            self.graph
+                .borrow_mut()
+                .errors
+                .push(BuildError::JoinAfterKeyChange {
+                    node: name.clone(),
+                    table: table.store.name().to_string(),
+                });
+        }
         let s = table.store.clone();
         let out = self.process(name, &[&table.store], move |ctx, key: K, value: V| {
             let current = ctx.store(&s)?.get(&key)?;

@@ -159,13 +159,15 @@ impl<K, A, B> Wait<K, A, B> {
 }
 
 /// A pending wait (or an early B) as stored: the record's timestamp,
-/// source partition and offset, and value.
+/// source partition and offset, value and headers (its result carries
+/// them: see [`Stream::await_event`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pending<T> {
     pub timestamp: Timestamp,
     pub partition: i32,
     pub offset: i64,
     pub value: T,
+    pub headers: Headers,
 }
 
 impl<T> Pending<T> {
@@ -175,13 +177,45 @@ impl<T> Pending<T> {
 }
 
 /// A list of [`Pending`] records, each value in its own codec:
-/// `count (4) | (timestamp (8) | partition (4) | offset (8) | length (4) | value)*`.
+/// `count (4) | (timestamp (8) | partition (4) | offset (8) | length (4) | value)*`,
+/// then, when any record has headers, `'H' | (count (4) | (key length (4) |
+/// key | 0 | 1 | value length (4) | value)*)*` — one header list per record
+/// (a null value is a 0 and no length). Lists written before headers were
+/// kept end after the records, and decode with no headers.
 pub struct PendingCodec<T>(Arc<dyn Codec<T>>);
 
 impl<T> PendingCodec<T> {
     /// Values encoded with `inner`.
     pub fn new(inner: Arc<dyn Codec<T>>) -> Self {
         Self(inner)
+    }
+}
+
+/// Marks the header section of a [`PendingCodec`] list.
+const HEADERS: u8 = b'H';
+
+/// Reads a [`PendingCodec`] list.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+        let s = self
+            .bytes
+            .get(self.at..self.at.saturating_add(n))
+            .ok_or_else(|| bad(format!("truncated at byte {}", self.at)))?;
+        self.at += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+
+    fn u32(&mut self) -> Result<u32, CodecError> {
+        Ok(u32::from_be_bytes(self.array()?))
     }
 }
 
@@ -208,35 +242,65 @@ impl<T: 'static> Codec<Vec<Pending<T>>> for PendingCodec<T> {
             out.extend_from_slice(&(v.len() as u32).to_be_bytes());
             out.extend_from_slice(&v);
         }
+        if list.iter().any(|p| !p.headers.is_empty()) {
+            out.push(HEADERS);
+            for p in list {
+                out.extend_from_slice(&(p.headers.len() as u32).to_be_bytes());
+                for h in p.headers.iter() {
+                    out.extend_from_slice(&(h.key.len() as u32).to_be_bytes());
+                    out.extend_from_slice(h.key.as_bytes());
+                    match &h.value {
+                        Some(v) => {
+                            out.push(1);
+                            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                            out.extend_from_slice(v);
+                        }
+                        None => out.push(0),
+                    }
+                }
+            }
+        }
         Ok(out)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Vec<Pending<T>>, CodecError> {
-        let mut at = 0usize;
-        let mut take = |n: usize| -> Result<&[u8], CodecError> {
-            let s = bytes
-                .get(at..at + n)
-                .ok_or_else(|| bad(format!("truncated at byte {at}")))?;
-            at += n;
-            Ok(s)
-        };
-        let n = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+        let mut r = Cursor { bytes, at: 0 };
+        let n = r.u32()? as usize;
         let mut list = Vec::with_capacity(n.min(1 << 16));
         for _ in 0..n {
-            let timestamp = i64::from_be_bytes(take(8)?.try_into().expect("8 bytes"));
-            let partition = i32::from_be_bytes(take(4)?.try_into().expect("4 bytes"));
-            let offset = i64::from_be_bytes(take(8)?.try_into().expect("8 bytes"));
-            let len = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-            let value = self.0.decode(take(len)?)?;
+            let timestamp = i64::from_be_bytes(r.array()?);
+            let partition = i32::from_be_bytes(r.array()?);
+            let offset = i64::from_be_bytes(r.array()?);
+            let len = r.u32()? as usize;
+            let value = self.0.decode(r.take(len)?)?;
             list.push(Pending {
                 timestamp,
                 partition,
                 offset,
                 value,
+                headers: Headers::new(),
             });
         }
-        if at != bytes.len() {
-            return Err(bad(format!("{} bytes after the list", bytes.len() - at)));
+        // Nothing more (a list written without headers), or the headers.
+        if r.at < bytes.len() && r.take(1)? == [HEADERS] {
+            for p in &mut list {
+                for _ in 0..r.u32()? {
+                    let len = r.u32()? as usize;
+                    let key = String::from_utf8(r.take(len)?.to_vec())
+                        .map_err(|_| bad("a header key that is not UTF-8"))?;
+                    let value = match r.take(1)? {
+                        [0] => None,
+                        _ => {
+                            let len = r.u32()? as usize;
+                            Some(r.take(len)?.to_vec())
+                        }
+                    };
+                    p.headers.push(key, value);
+                }
+            }
+        }
+        if r.at != bytes.len() {
+            return Err(bad(format!("{} bytes after the list", bytes.len() - r.at)));
         }
         Ok(list)
     }
@@ -387,7 +451,7 @@ where
                 let b = early.remove(i);
                 Self::save(ctx, &shared.early, &key, &early)?;
                 ctx.cancel_timer(Clock::Stream, &timer_key(EARLY, b.id(), ck))?;
-                let headers = ctx.headers().clone();
+                let headers = completed(&a.headers, &b.headers);
                 ctx.forward_with(
                     key,
                     Outcome::Matched(a.value, b.value),
@@ -452,7 +516,6 @@ where
             insert(&mut early, b);
             return Self::save(ctx, &shared.early, &key, &early);
         }
-        let headers = ctx.headers().clone();
         let mut resolved = Vec::with_capacity(matching.len());
         for &i in matching.iter().rev() {
             resolved.push(waits.remove(i));
@@ -461,11 +524,12 @@ where
         Self::save(ctx, &shared.waits, &key, &waits)?;
         for a in resolved.into_iter().rev() {
             ctx.cancel_timer(Clock::Stream, &timer_key(WAIT, a.id(), ck))?;
+            let headers = completed(&b.headers, &a.headers);
             ctx.forward_with(
                 key.clone(),
                 Outcome::Matched(a.value, b.value.clone()),
                 b.timestamp,
-                headers.clone(),
+                headers,
             );
         }
         Ok(())
@@ -519,6 +583,7 @@ where
                     partition,
                     offset,
                     value: a,
+                    headers: ctx.headers().clone(),
                 };
                 self.on_a(ctx, key, &ck, a)
             }
@@ -528,6 +593,7 @@ where
                     partition,
                     offset,
                     value: b,
+                    headers: ctx.headers().clone(),
                 };
                 self.on_b(ctx, key, &ck, b)
             }
@@ -560,7 +626,7 @@ where
             ctx.gauge_add(PENDING_WAITS, -1);
             Self::save(ctx, &shared.waits, &key, &waits)?;
             let at = a.timestamp.saturating_add(self.timeout);
-            ctx.forward_with(key, Outcome::TimedOut(a.value), at, Headers::new());
+            ctx.forward_with(key, Outcome::TimedOut(a.value), at, a.headers);
         } else {
             let mut early = ctx.store(&shared.early)?.get(&key)?.unwrap_or_default();
             if let Some(i) = early.iter().position(|b| b.id() == id) {
@@ -576,6 +642,19 @@ where
     }
 }
 
+/// The headers of a match: those of the record that completed it, then
+/// those of the other record under keys it lacks (an order's
+/// `correlation-id` survives a payment without one).
+fn completed(current: &Headers, other: &Headers) -> Headers {
+    let mut out = current.clone();
+    for h in other.iter() {
+        if !current.iter().any(|c| c.key == h.key) {
+            out.push(h.key.clone(), h.value.clone());
+        }
+    }
+    out
+}
+
 impl<K, A> Stream<K, A>
 where
     K: Clone + Send + 'static,
@@ -585,7 +664,9 @@ where
     /// (see [`Wait`] and the module docs): the result has one
     /// [`Outcome`] per record of this stream, keyed by the correlation
     /// key, exactly once. Needs both streams' codecs (their records are
-    /// kept in stores).
+    /// kept in stores). Without [`Wait::correlate`] records meet by their
+    /// key; a stream whose key changed (`map`, `flat_map`, …) is
+    /// repartitioned first (`<name>-a-repartition`, `<name>-b-`).
     pub fn await_event<B>(
         &self,
         other: &Stream<K, B>,
@@ -596,7 +677,20 @@ where
     {
         let name = wait.name.clone();
         let (a, b) = match &wait.correlate {
-            None => (self.clone(), other.clone()),
+            // Keyed as read, or repartitioned after a key change.
+            None => {
+                let a = if self.key_changed() {
+                    self.repartition(format!("{name}-a"))
+                } else {
+                    self.clone()
+                };
+                let b = if other.key_changed() {
+                    other.repartition(format!("{name}-b"))
+                } else {
+                    other.clone()
+                };
+                (a, b)
+            }
             Some((fa, fb)) => {
                 let (fa, fb) = (fa.clone(), fb.clone());
                 let kc = self.key_codec.clone().or_else(|| other.key_codec.clone());
@@ -668,5 +762,70 @@ where
         out.key_codec = Some(kc);
         out.value_codec = None;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use weir_core::{Codec, Headers, Str};
+
+    use super::{Pending, PendingCodec};
+
+    fn codec() -> PendingCodec<String> {
+        PendingCodec::new(std::sync::Arc::new(Str))
+    }
+
+    fn pending() -> impl Strategy<Value = Pending<String>> {
+        let header = ("[a-z-]{0,6}", proptest::option::of(any::<Vec<u8>>()));
+        (
+            any::<i64>(),
+            any::<i32>(),
+            any::<i64>(),
+            ".{0,8}",
+            proptest::collection::vec(header, 0..3),
+        )
+            .prop_map(|(timestamp, partition, offset, value, hs)| {
+                let mut headers = Headers::new();
+                for (k, v) in hs {
+                    headers.push(k, v);
+                }
+                Pending {
+                    timestamp,
+                    partition,
+                    offset,
+                    value,
+                    headers,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn a_list_round_trips_and_a_cut_one_is_an_error(
+            list in proptest::collection::vec(pending(), 0..4),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let c = codec();
+            let bytes = c.encode(&list).unwrap();
+            prop_assert_eq!(c.decode(&bytes).unwrap(), list.clone());
+            // Without headers the list is written as before headers were
+            // kept: nothing after the records.
+            let bare: Vec<_> = list
+                .iter()
+                .cloned()
+                .map(|p| Pending { headers: Headers::new(), ..p })
+                .collect();
+            let old = c.encode(&bare).unwrap();
+            let records: usize = bare.iter().map(|p| 24 + p.value.len()).sum();
+            prop_assert_eq!(old.len(), 4 + records);
+            prop_assert_eq!(c.decode(&old).unwrap(), bare);
+            // Any shorter prefix is refused, never misread (an empty list's
+            // only prefix is empty).
+            if !bytes.is_empty() {
+                let n = cut.index(bytes.len());
+                prop_assert!(c.decode(&bytes[..n]).is_err() || (n == old.len() && bytes != old));
+            }
+        }
     }
 }

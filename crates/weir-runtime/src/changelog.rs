@@ -1,4 +1,4 @@
-//! Changelogs and checkpoints (DESIGN.md, "Exactly-once commit loop", 2).
+//! Changelogs and checkpoints (the README, "Changelogs, checkpoints and restore").
 //!
 //! Each store has a compacted changelog topic `<application_id>-<store>-changelog`
 //! with one partition per task. At each commit, before the offsets are

@@ -1,5 +1,5 @@
 //! Committing and aborting a stream thread's transaction, and the input
-//! positions both rely on (DESIGN.md, "Exactly-once commit loop", 2–3).
+//! positions both rely on (the README, "How exactly-once works here").
 //!
 //! Commit: flush; `send_offsets_to_transaction` with every assigned
 //! partition's position and fresh group metadata; `commit_transaction`;

@@ -40,17 +40,35 @@ pub fn configured_topology(config: &Config, topology: &Topology) -> Result<Topol
     known.extend(topology.sink_topics());
     known.extend(topology.dead_letter_topic().map(str::to_string));
     let mut rename = std::collections::BTreeMap::new();
+    // An exact name, else one that matches with case ignored and `-`, `.`
+    // and `_` alike (a `WEIR_TOPICS__ORDERS_V1` variable names `orders.v1`).
+    let norm = |s: &str| s.to_ascii_lowercase().replace(['-', '.'], "_");
     for (logical, physical) in &config.topics {
-        let found = known
-            .iter()
-            .find(|t| *t == logical || t.replace('-', "_") == *logical)
-            .ok_or_else(|| crate::ConfigError::Invalid {
-                key: format!("topics.{logical}"),
-                message: format!(
-                    "the topology has no topic {logical:?}; its topics are {}",
-                    known.join(", ")
-                ),
-            })?;
+        let like: Vec<&String> = known.iter().filter(|t| norm(t) == norm(logical)).collect();
+        let found = match known.iter().find(|t| *t == logical) {
+            Some(t) => t,
+            None if like.len() == 1 => like[0],
+            None if like.len() > 1 => {
+                return Err(crate::ConfigError::Invalid {
+                    key: format!("topics.{logical}"),
+                    message: format!(
+                        "names more than one topic of the topology: {}; name one exactly in the file's [topics]",
+                        like.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                }
+                .into())
+            }
+            None => {
+                return Err(crate::ConfigError::Invalid {
+                    key: format!("topics.{logical}"),
+                    message: format!(
+                        "the topology has no topic {logical:?}; its topics are {}",
+                        known.join(", ")
+                    ),
+                }
+                .into())
+            }
+        };
         rename.insert(found.clone(), physical.clone());
     }
     // Repartition topics are the application's own: `<application_id>-<store>-repartition`.
@@ -341,4 +359,44 @@ pub fn start(config: Config, topology: Topology) -> Result<Instance> {
         threads: cfg.num_stream_threads,
         topology,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_core::Str;
+    use weir_dsl::TopologyBuilder;
+
+    use super::configured_topology;
+    use crate::config::{Config, ConfigValue};
+
+    fn renamed(topics: &[&str], var: &str) -> Result<Vec<String>, String> {
+        let b = TopologyBuilder::new();
+        let s = b.stream("in", Str, Str);
+        for t in topics {
+            s.to(*t);
+        }
+        let defaults = [("application_id".to_string(), ConfigValue::from("app"))].into();
+        let env = [(format!("WEIR_TOPICS__{var}"), "physical".to_string())];
+        let config = Config::load(&defaults, None, env).map_err(|e| e.to_string())?;
+        configured_topology(&config, &b.build().unwrap())
+            .map(|t| t.sink_topics())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_variable_renames_a_topic_whatever_its_case_dots_and_dashes() {
+        let mut got = renamed(&["orders.v1", "Payment-Events"], "ORDERS_V1").unwrap();
+        got.sort();
+        assert_eq!(got, ["Payment-Events", "physical"]);
+        let mut got = renamed(&["orders.v1", "Payment-Events"], "PAYMENT_EVENTS").unwrap();
+        got.sort();
+        assert_eq!(got, ["orders.v1", "physical"]);
+        let e = renamed(&["orders.v1", "orders-v1"], "ORDERS_V1").unwrap_err();
+        assert!(
+            e.contains("more than one") && e.contains("orders.v1") && e.contains("orders-v1"),
+            "{e}"
+        );
+        let e = renamed(&["orders"], "REFUNDS").unwrap_err();
+        assert!(e.contains("no topic"), "{e}");
+    }
 }

@@ -1,5 +1,5 @@
 //! Restoration: bringing a task's stores up to date before it processes
-//! (DESIGN.md, "Exactly-once commit loop", 4).
+//! (the README, "Changelogs, checkpoints and restore").
 //!
 //! A task moves Created → Restoring → Running between polls of the stream
 //! thread, never inside the rebalance callback, while its input partitions

@@ -1,5 +1,5 @@
 //! One stream thread: a consumer, a producer, the tasks of the partitions it
-//! owns, and the commit loop (DESIGN.md, "Exactly-once commit loop").
+//! owns, and the commit loop (the README, "How exactly-once works here").
 //!
 //! The thread is an OS thread over rdkafka's poll-driven `BaseConsumer` and
 //! `BaseProducer`: every blocking call (flush, send offsets, commit) happens

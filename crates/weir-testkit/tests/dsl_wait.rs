@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use weir_core::{Json, Str};
+use weir_core::{Codec, Json, Record, Str};
 use weir_dsl::{Outcome, Topology, TopologyBuilder, Wait};
 use weir_testkit::TopologyTestDriver;
 
@@ -354,5 +354,96 @@ fn correlate_takes_the_key_from_each_value_through_repartition_topics() {
             ("o1".to_string(), "matched".to_string()),
             ("o2".to_string(), "timed out".to_string())
         ]
+    );
+}
+
+#[test]
+fn outcomes_carry_the_headers_of_their_records() {
+    let d = TopologyTestDriver::new(topology(false, true));
+    let record =
+        |topic: &str, offset: i64, key: &str, ts: i64, amount: i64, hs: &[(&str, &str)]| {
+            let value = Json::<Rec>::new()
+                .encode(&Rec {
+                    id: offset as usize,
+                    amount,
+                })
+                .unwrap();
+            let mut r = Record::new(topic, Some(key.as_bytes().to_vec()), Some(value), ts);
+            (r.partition, r.offset) = (0, offset);
+            for (k, v) in hs {
+                r.headers.push(*k, Some(v.as_bytes().to_vec()));
+            }
+            r
+        };
+    // A payment without a correlation id matches an order with one: the
+    // match carries the payment's headers, then the order's it lacks.
+    d.pipe_raw(record(
+        "a",
+        0,
+        "k1",
+        1_000,
+        5,
+        &[("correlation-id", "order-1"), ("traceparent", "a")],
+    ));
+    d.pipe_raw(record("b", 0, "k1", 1_010, 5, &[("traceparent", "b")]));
+    // An order that times out keeps its own.
+    d.pipe_raw(record(
+        "a",
+        1,
+        "k2",
+        1_020,
+        7,
+        &[("correlation-id", "order-2")],
+    ));
+    // A payment (later in time) that came before its order: kept, then
+    // the order completes the match.
+    d.pipe_raw(record(
+        "b",
+        1,
+        "k3",
+        1_050,
+        9,
+        &[("payment-id", "p-3"), ("correlation-id", "pay")],
+    ));
+    d.pipe_raw(record(
+        "a",
+        2,
+        "k3",
+        1_040,
+        9,
+        &[("correlation-id", "order-3")],
+    ));
+    d.advance_stream_time(10_000);
+    let got: BTreeMap<String, Vec<(String, String)>> = d
+        .read_raw("out")
+        .into_iter()
+        .map(|r| {
+            let hs = r
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.clone(),
+                        String::from_utf8(h.value.clone().unwrap()).unwrap(),
+                    )
+                })
+                .collect();
+            (String::from_utf8(r.key.unwrap()).unwrap(), hs)
+        })
+        .collect();
+    let pairs = |hs: &[(&str, &str)]| -> Vec<(String, String)> {
+        hs.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(
+        got["k1"],
+        pairs(&[("traceparent", "b"), ("correlation-id", "order-1")])
+    );
+    assert_eq!(got["k2"], pairs(&[("correlation-id", "order-2")]));
+    assert_eq!(
+        got["k3"],
+        pairs(&[("correlation-id", "order-3"), ("payment-id", "p-3")])
     );
 }

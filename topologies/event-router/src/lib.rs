@@ -1,4 +1,4 @@
-//! The event-router (seed 000): filter, enrich, route by content, multicast.
+//! The event-router: filter, enrich, route by content, multicast.
 //!
 //! Reads JSON events `{id, type, region, amount, ...}` from `events`; drops
 //! events with `amount <= 0`; enriches the rest (region upper-cased, the

@@ -68,9 +68,32 @@ pub(crate) struct GraphBuilder {
     pub(crate) validated_types: std::collections::BTreeSet<String>,
     /// The JSON face of each store declared with typed codecs.
     pub(crate) views: BTreeMap<String, crate::store_view::StoreView>,
+    /// Nodes that may change a record's key (`map`, `flat_map`, …).
+    rekeyed: std::collections::BTreeSet<usize>,
 }
 
+/// The operators that may change a record's key: downstream of one, a
+/// key's records may sit in several partitions until a repartition.
+const REKEYING: [&str; 4] = ["map", "flat_map", "try_map", "try_flat_map"];
+
 impl GraphBuilder {
+    /// Whether a record's key may have changed between its source (a topic
+    /// or a repartition topic) and `node`.
+    pub(crate) fn key_changed(&self, node: usize) -> bool {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec![node];
+        while let Some(n) = todo.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            if self.rekeyed.contains(&n) {
+                return true;
+            }
+            todo.extend(&self.nodes[n].parents);
+        }
+        false
+    }
+
     /// Declares store `name`, recording a build error when the name is
     /// invalid or taken.
     pub(crate) fn declare_store(&mut self, name: &str) {
@@ -109,6 +132,9 @@ impl GraphBuilder {
         clone_item: CloneFn,
     ) -> usize {
         let id = self.nodes.len();
+        if REKEYING.contains(&kind) {
+            self.rekeyed.insert(id);
+        }
         for &p in parents {
             self.nodes[p].children.push(id);
         }

@@ -68,6 +68,16 @@ where
         }
     }
 
+    /// Whether a `map`, `flat_map`, `try_map` or `try_flat_map` since the
+    /// source (or the last repartition) may have changed the keys: then a
+    /// key's records may be in several partitions, and a stateful operator
+    /// keyed by it must repartition first. A `process` node is taken to
+    /// keep keys (call [`Stream::repartition`] after one that changes
+    /// them).
+    pub(crate) fn key_changed(&self) -> bool {
+        self.graph.borrow().key_changed(self.node)
+    }
+
     /// Renames this stream's node (the name shows in `describe()` and in the
     /// `weir.node` header of dead letters).
     pub fn named(self, name: impl Into<String>) -> Self {

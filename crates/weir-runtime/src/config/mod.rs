@@ -1,5 +1,5 @@
 //! Configuration: embedded defaults, then a TOML file, then `WEIR_*`
-//! environment variables (DESIGN.md, "Configuration").
+//! environment variables (the README, "Configuration").
 //!
 //! Every top-level key `k` can be overridden by `WEIR_<K>`; a `[kafka]` key
 //! `a.b.c` by `WEIR_KAFKA__A_B_C`; a `[topics]` entry by `WEIR_TOPICS__<NAME>`;
@@ -361,6 +361,15 @@ impl Config {
         }
         if !(1..=64).contains(&self.num_stream_threads) {
             return Err(invalid("num_stream_threads", "must be between 1 and 64"));
+        }
+        if self.max_aborts_per_record == 0 {
+            return Err(invalid("max_aborts_per_record", "must be at least 1"));
+        }
+        if self.monitoring_interval_ms < 100 {
+            return Err(invalid("monitoring_interval_ms", "must be at least 100"));
+        }
+        if self.state_memory_budget_mb == 0 {
+            return Err(invalid("state_memory_budget_mb", "must be at least 1"));
         }
         if self.auto_create_partitions < 1 {
             return Err(invalid("auto_create_partitions", "must be at least 1"));

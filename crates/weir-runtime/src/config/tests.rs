@@ -105,6 +105,18 @@ fn bad_values_are_named() {
         e.to_string().contains("ingress_idempotency_max_keys"),
         "{e}"
     );
+    for (var, value, key) in [
+        ("WEIR_MAX_ABORTS_PER_RECORD", "0", "max_aborts_per_record"),
+        (
+            "WEIR_MONITORING_INTERVAL_MS",
+            "99",
+            "monitoring_interval_ms",
+        ),
+        ("WEIR_STATE_MEMORY_BUDGET_MB", "0", "state_memory_budget_mb"),
+    ] {
+        let e = Config::load(&defaults(), None, env(&[(var, value)])).unwrap_err();
+        assert!(e.to_string().contains(key), "{e}");
+    }
     let e = Config::load(&BTreeMap::new(), None, env(&[])).unwrap_err();
     assert!(e.to_string().contains("application_id"), "{e}");
 }
