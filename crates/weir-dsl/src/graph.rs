@@ -180,7 +180,7 @@ pub enum BuildError {
     },
     /// A stream-table join after a key change: the stream's records of one
     /// key may be in several partitions, the table's in one.
-    #[error("node {node} joins table {table} after a key change (map, flat_map, try_map, try_flat_map): call repartition(name) on the stream before the join")]
+    #[error("node {node} joins table {table} after a key change (map, flat_map, try_map, try_flat_map): call repartition(name) on the stream before the join, or map_values if the key stays")]
     JoinAfterKeyChange {
         /// The join node.
         node: String,

@@ -3,11 +3,13 @@
 //! [`Grouped::aggregate`] keep one value per key in a named key-value store
 //! and give a [`Table`]; [`Table::to_stream`] is its stream of updates.
 //!
-//! When the key changed before the aggregation (`group_by`), records are
-//! first written to a **repartition topic** `<store>-repartition` (the
-//! runtime prefixes it with the application id) keyed by the new key — so
-//! every record of one key reaches the same task — and read back by the
-//! aggregating sub-topology. `group_by_key` keeps the input's partitioning.
+//! When the key changed before the aggregation (`group_by`, or
+//! `group_by_key` after a `map`, `flat_map`, `try_map` or `try_flat_map`),
+//! records are first written to a **repartition topic** `<store>-repartition`
+//! (the runtime prefixes it with the application id) keyed by the new key —
+//! so every record of one key reaches the same task — and read back by the
+//! aggregating sub-topology. Otherwise `group_by_key` keeps the input's
+//! partitioning.
 //!
 //! Every update is forwarded downstream as it happens (one output per input
 //! record, in order); Kafka Streams' record cache would coalesce updates of
@@ -74,7 +76,7 @@ where
     /// as read; after a key change (`map`, `flat_map`, `try_map`,
     /// `try_flat_map`) they are repartitioned first, as by
     /// [`Stream::group_by`], through `<store>-repartition`. Needs a key
-    /// codec for the store.
+    /// codec for the store, and then a value codec for the topic too.
     ///
     /// # Examples
     /// ```
@@ -221,7 +223,8 @@ where
     V: Clone + Send + 'static,
 {
     /// Sets the repartition topic's partition count (default: the largest
-    /// partition count of the inputs upstream). Ignored by `group_by_key`.
+    /// partition count of the inputs upstream). Ignored when there is no
+    /// repartition (`group_by_key` without a key change).
     pub fn with_partitions(mut self, partitions: i32) -> Self {
         self.partitions = Some(partitions);
         self

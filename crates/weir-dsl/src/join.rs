@@ -25,13 +25,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_core::{Codec, CodecError, ProcessError, Timestamp};
+use weir_core::{Codec, CodecError, Headers, ProcessError, Timestamp};
 use weir_state::{from_time_key, time_key as ord, Clock, KeyValueStore as _, Timer};
 
 use crate::wait::Unavailable;
 
 use crate::builder::Stream;
 use crate::process::{Processor, ProcessorContext, Timers};
+use crate::wire::{put_headers, Reader};
 
 /// How close in time two records must be to join, and how long after that
 /// (on stream time) records may still arrive.
@@ -84,10 +85,33 @@ enum Kind {
 /// A joiner as the join node calls it; `None` emits nothing.
 type Joiner<L, R, VR> = Arc<dyn Fn(Option<&L>, Option<&R>) -> Option<VR> + Send + Sync>;
 
-/// A side's record as stored: whether it joined, then its value.
+/// A side's record as stored: whether it joined, its headers (kept only
+/// when it may be emitted unjoined), then its value.
 struct Kept<T> {
     joined: bool,
+    headers: Headers,
     value: T,
+}
+
+/// Flag bits of a stored record: it joined; headers follow the flag.
+const JOINED: u8 = 1;
+const WITH_HEADERS: u8 = 2;
+
+/// A stored record's flag, headers and value bytes: `flag (1) | headers,
+/// when flagged (see [`crate::wire`]) | value`.
+fn kept_parts(bytes: &[u8]) -> Result<(u8, Headers, &[u8]), CodecError> {
+    let bad = |message: &str| CodecError::Decode {
+        codec: "join-record",
+        message: message.into(),
+    };
+    let mut r = Reader(bytes);
+    let flag = r.u8().ok_or_else(|| bad("empty"))?;
+    let headers = if flag & WITH_HEADERS != 0 {
+        r.headers().ok_or_else(|| bad("truncated headers"))?
+    } else {
+        Headers::new()
+    };
+    Ok((flag, headers, r.0))
 }
 
 struct KeptCodec<T>(Arc<dyn Codec<T>>);
@@ -98,19 +122,24 @@ impl<T: 'static> Codec<Kept<T>> for KeptCodec<T> {
     }
 
     fn encode(&self, k: &Kept<T>) -> Result<Vec<u8>, CodecError> {
-        let mut out = vec![u8::from(k.joined)];
+        let mut flag = if k.joined { JOINED } else { 0 };
+        if !k.headers.is_empty() {
+            flag |= WITH_HEADERS;
+        }
+        let mut out = vec![flag];
+        if !k.headers.is_empty() {
+            put_headers(&mut out, &k.headers);
+        }
         out.extend(self.0.encode(&k.value)?);
         Ok(out)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Kept<T>, CodecError> {
-        let (&flag, rest) = bytes.split_first().ok_or_else(|| CodecError::Decode {
-            codec: "join-record",
-            message: "empty".into(),
-        })?;
+        let (flag, headers, value) = kept_parts(bytes)?;
         Ok(Kept {
-            joined: flag != 0,
-            value: self.0.decode(rest)?,
+            joined: flag & JOINED != 0,
+            headers,
+            value: self.0.decode(value)?,
         })
     }
 }
@@ -146,6 +175,17 @@ struct Shared<K, L, R, VR> {
     joiner: Joiner<L, R, VR>,
     windows: JoinWindows,
     kind: Kind,
+}
+
+impl<K, L, R, VR> Shared<K, L, R, VR> {
+    /// Whether a record of this side that joined nothing is emitted.
+    fn emits_unjoined(&self, left: bool) -> bool {
+        match self.kind {
+            Kind::Inner => false,
+            Kind::Left => left,
+            Kind::Outer => true,
+        }
+    }
 }
 
 struct JoinNode<K, L, R, VR> {
@@ -246,9 +286,7 @@ where
         for (k, v) in &found {
             let at = 4 + kb.len();
             let other_ts = k.get(at..at + 8).and_then(from_time_key).unwrap_or(ts);
-            let (flag, stored) = v
-                .split_first()
-                .ok_or_else(|| crate::window::corrupt(&node, &s.names[other], "an empty record"))?;
+            let (flag, _, stored) = kept_parts(v).map_err(|e| codec_err(&node, e))?;
             let out = match &value {
                 Side::L(l) => {
                     let r = s.right.decode(stored).map_err(|e| codec_err(&node, e))?;
@@ -259,10 +297,10 @@ where
                     (s.joiner)(Some(&l), Some(r))
                 }
             };
-            if *flag == 0 {
+            if flag & JOINED == 0 {
                 // It joined now: no "unjoined" result for it at expiry.
                 let mut marked = v.clone();
-                marked[0] = 1;
+                marked[0] |= JOINED;
                 let (_, state) = ctx.raw();
                 state
                     .store(ids[other])
@@ -274,13 +312,21 @@ where
             }
         }
         let joined = !found.is_empty();
+        // Headers for the unjoined result at expiry, if there can be one.
+        let headers = if joined || !s.emits_unjoined(is_left) {
+            Headers::new()
+        } else {
+            ctx.headers().clone()
+        };
         let bytes = match &value {
             Side::L(l) => KeptCodec(s.left.clone()).encode(&Kept {
                 joined,
+                headers,
                 value: l.clone(),
             }),
             Side::R(r) => KeptCodec(s.right.clone()).encode(&Kept {
                 joined,
+                headers,
                 value: r.clone(),
             }),
         }
@@ -327,28 +373,31 @@ where
             .store(id)
             .delete(sk)
             .map_err(|e| store_err(&node, &s.names[i], e))?;
-        let emit_unjoined = match s.kind {
-            Kind::Inner => false,
-            Kind::Left => side == LEFT,
-            Kind::Outer => true,
-        };
-        if !emit_unjoined {
+        if !s.emits_unjoined(side == LEFT) {
             return Ok(());
         }
-        let key_len = u32::from_be_bytes(sk[..4].try_into().expect("4 bytes")) as usize;
-        let key_bytes = &sk[4..4 + key_len];
+        let Some((key_bytes, key_len)) = sk.get(..4).and_then(|n| {
+            let key_len = u32::from_be_bytes(n.try_into().ok()?) as usize;
+            Some((sk.get(4..4 + key_len)?, key_len))
+        }) else {
+            return Err(crate::window::corrupt(
+                &node,
+                &s.names[i],
+                "a malformed timer key",
+            ));
+        };
         let ts = sk
             .get(4 + key_len..12 + key_len)
             .and_then(from_time_key)
             .unwrap_or(timer.deadline);
-        let out = if side == LEFT {
+        let (out, headers) = if side == LEFT {
             let l = KeptCodec(s.left.clone())
                 .decode(&bytes)
                 .map_err(|e| codec_err(&node, e))?;
             if l.joined {
                 return Ok(());
             }
-            (s.joiner)(Some(&l.value), None)
+            ((s.joiner)(Some(&l.value), None), l.headers)
         } else {
             let r = KeptCodec(s.right.clone())
                 .decode(&bytes)
@@ -356,11 +405,11 @@ where
             if r.joined {
                 return Ok(());
             }
-            (s.joiner)(None, Some(&r.value))
+            ((s.joiner)(None, Some(&r.value)), r.headers)
         };
         if let Some(out) = out {
             let key = s.key.decode(key_bytes).map_err(|e| codec_err(&node, e))?;
-            ctx.forward_with(key, out, ts, Default::default());
+            ctx.forward_with(key, out, ts, headers);
         }
         Ok(())
     }

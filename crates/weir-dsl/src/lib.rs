@@ -41,6 +41,7 @@ mod table;
 mod validate;
 mod wait;
 mod window;
+mod wire;
 
 pub use breaker::CircuitBreaker;
 pub use builder::{BranchBuilder, Stream, TopologyBuilder};

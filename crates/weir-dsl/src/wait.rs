@@ -35,6 +35,7 @@ use weir_state::{Clock, Timer};
 
 use crate::builder::Stream;
 use crate::process::{Processor, ProcessorContext, Store, Timers};
+use crate::wire::{put_headers, Reader};
 
 /// How a wait resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -181,7 +182,8 @@ impl<T> Pending<T> {
 /// then, when any record has headers, `'H' | (count (4) | (key length (4) |
 /// key | 0 | 1 | value length (4) | value)*)*` — one header list per record
 /// (a null value is a 0 and no length). Lists written before headers were
-/// kept end after the records, and decode with no headers.
+/// kept end after the records, and decode with no headers (so a list cut
+/// exactly there would too; a store never holds a cut value).
 pub struct PendingCodec<T>(Arc<dyn Codec<T>>);
 
 impl<T> PendingCodec<T> {
@@ -193,31 +195,6 @@ impl<T> PendingCodec<T> {
 
 /// Marks the header section of a [`PendingCodec`] list.
 const HEADERS: u8 = b'H';
-
-/// Reads a [`PendingCodec`] list.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
-        let s = self
-            .bytes
-            .get(self.at..self.at.saturating_add(n))
-            .ok_or_else(|| bad(format!("truncated at byte {}", self.at)))?;
-        self.at += n;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
-        Ok(self.take(N)?.try_into().expect("N bytes"))
-    }
-
-    fn u32(&mut self) -> Result<u32, CodecError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-}
 
 fn bad(message: impl Into<String>) -> CodecError {
     CodecError::Decode {
@@ -245,62 +222,44 @@ impl<T: 'static> Codec<Vec<Pending<T>>> for PendingCodec<T> {
         if list.iter().any(|p| !p.headers.is_empty()) {
             out.push(HEADERS);
             for p in list {
-                out.extend_from_slice(&(p.headers.len() as u32).to_be_bytes());
-                for h in p.headers.iter() {
-                    out.extend_from_slice(&(h.key.len() as u32).to_be_bytes());
-                    out.extend_from_slice(h.key.as_bytes());
-                    match &h.value {
-                        Some(v) => {
-                            out.push(1);
-                            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-                            out.extend_from_slice(v);
-                        }
-                        None => out.push(0),
-                    }
-                }
+                put_headers(&mut out, &p.headers);
             }
         }
         Ok(out)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Vec<Pending<T>>, CodecError> {
-        let mut r = Cursor { bytes, at: 0 };
-        let n = r.u32()? as usize;
+        let mut r = Reader(bytes);
+        let truncated =
+            |r: &Reader<'_>| bad(format!("truncated at byte {}", bytes.len() - r.0.len()));
+        let n = r.u32().ok_or_else(|| truncated(&r))? as usize;
         let mut list = Vec::with_capacity(n.min(1 << 16));
         for _ in 0..n {
-            let timestamp = i64::from_be_bytes(r.array()?);
-            let partition = i32::from_be_bytes(r.array()?);
-            let offset = i64::from_be_bytes(r.array()?);
-            let len = r.u32()? as usize;
-            let value = self.0.decode(r.take(len)?)?;
+            let (Some(timestamp), Some(partition), Some(offset), Some(value)) = (
+                r.i64(),
+                r.array().map(i32::from_be_bytes),
+                r.i64(),
+                r.bytes(),
+            ) else {
+                return Err(truncated(&r));
+            };
             list.push(Pending {
                 timestamp,
                 partition,
                 offset,
-                value,
+                value: self.0.decode(value)?,
                 headers: Headers::new(),
             });
         }
         // Nothing more (a list written without headers), or the headers.
-        if r.at < bytes.len() && r.take(1)? == [HEADERS] {
+        if r.0.first() == Some(&HEADERS) {
+            r.take(1);
             for p in &mut list {
-                for _ in 0..r.u32()? {
-                    let len = r.u32()? as usize;
-                    let key = String::from_utf8(r.take(len)?.to_vec())
-                        .map_err(|_| bad("a header key that is not UTF-8"))?;
-                    let value = match r.take(1)? {
-                        [0] => None,
-                        _ => {
-                            let len = r.u32()? as usize;
-                            Some(r.take(len)?.to_vec())
-                        }
-                    };
-                    p.headers.push(key, value);
-                }
+                p.headers = r.headers().ok_or_else(|| truncated(&r))?;
             }
         }
-        if r.at != bytes.len() {
-            return Err(bad(format!("{} bytes after the list", bytes.len() - r.at)));
+        if !r.0.is_empty() {
+            return Err(bad(format!("{} bytes after the list", r.0.len())));
         }
         Ok(list)
     }

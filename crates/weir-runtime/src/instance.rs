@@ -69,7 +69,15 @@ pub fn configured_topology(config: &Config, topology: &Topology) -> Result<Topol
                 .into())
             }
         };
-        rename.insert(found.clone(), physical.clone());
+        if let Some(first) = rename.insert(found.clone(), physical.clone()) {
+            return Err(crate::ConfigError::Invalid {
+                key: format!("topics.{logical}"),
+                message: format!(
+                    "renames topic {found:?} a second time ({first:?}, then {physical:?})"
+                ),
+            }
+            .into());
+        }
     }
     // Repartition topics are the application's own: `<application_id>-<store>-repartition`.
     for (topic, _) in topology.repartition_topics() {
@@ -370,13 +378,19 @@ mod tests {
     use crate::config::{Config, ConfigValue};
 
     fn renamed(topics: &[&str], var: &str) -> Result<Vec<String>, String> {
+        renamed_by(topics, &[var])
+    }
+
+    fn renamed_by(topics: &[&str], vars: &[&str]) -> Result<Vec<String>, String> {
         let b = TopologyBuilder::new();
         let s = b.stream("in", Str, Str);
         for t in topics {
             s.to(*t);
         }
         let defaults = [("application_id".to_string(), ConfigValue::from("app"))].into();
-        let env = [(format!("WEIR_TOPICS__{var}"), "physical".to_string())];
+        let env = vars
+            .iter()
+            .map(|v| (format!("WEIR_TOPICS__{v}"), "physical".to_string()));
         let config = Config::load(&defaults, None, env).map_err(|e| e.to_string())?;
         configured_topology(&config, &b.build().unwrap())
             .map(|t| t.sink_topics())
@@ -398,5 +412,7 @@ mod tests {
         );
         let e = renamed(&["orders"], "REFUNDS").unwrap_err();
         assert!(e.contains("no topic"), "{e}");
+        let e = renamed_by(&["orders-v1"], &["ORDERS_V1", "ORDERS-V1"]).unwrap_err();
+        assert!(e.contains("a second time"), "{e}");
     }
 }

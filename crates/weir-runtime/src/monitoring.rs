@@ -76,7 +76,7 @@ fn run(cfg: &Config, instance_id: &str, stats: &RuntimeStats, shutdown: &AtomicB
             }
         };
     let topic = monitoring_topic(&cfg.application_id);
-    let interval = Duration::from_millis(cfg.monitoring_interval_ms.max(100));
+    let interval = Duration::from_millis(cfg.monitoring_interval_ms);
     let mut next = Instant::now();
     loop {
         let stopping = shutdown.load(Ordering::SeqCst);

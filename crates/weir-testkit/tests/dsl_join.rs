@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use weir_core::{Json, Str};
+use weir_core::{Codec, Json, Record, Str};
 use weir_dsl::{JoinWindows, Topology, TopologyBuilder};
 use weir_testkit::TopologyTestDriver;
 
@@ -172,4 +172,43 @@ fn an_unjoined_left_record_is_emitted_once_after_its_window() {
     assert_eq!(got, vec![(Some(0), None)]);
     let (got, _) = run(&inputs, Kind::Outer, false);
     assert_eq!(got, vec![(None, Some(1)), (None, Some(2)), (Some(0), None)]);
+}
+
+#[test]
+fn an_unjoined_record_is_emitted_with_its_own_headers() {
+    for by_ref in [false, true] {
+        let d = TopologyTestDriver::new(topology(Kind::Outer, by_ref));
+        let record = |topic: &str, offset: i64, ts: i64, id: &str| {
+            let value = Json::<usize>::new().encode(&(offset as usize)).unwrap();
+            let mut r = Record::new(topic, Some(b"k".to_vec()), Some(value), ts);
+            (r.partition, r.offset) = (0, offset);
+            r.headers
+                .push("correlation-id", Some(id.as_bytes().to_vec()));
+            r
+        };
+        d.pipe_raw(record("l", 0, 100, "left-0"));
+        d.pipe_raw(record("r", 1, 1_000, "right-1"));
+        d.advance_stream_time(10_000);
+        let mut got: Vec<(Pair, String)> = d
+            .read_raw("out")
+            .into_iter()
+            .map(|r| {
+                let pair = Json::<Pair>::new()
+                    .decode(r.value.as_deref().unwrap())
+                    .unwrap();
+                (
+                    pair,
+                    r.headers.get_str("correlation-id").unwrap().to_string(),
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ((None, Some(1)), "right-1".to_string()),
+                ((Some(0), None), "left-0".to_string())
+            ]
+        );
+    }
 }

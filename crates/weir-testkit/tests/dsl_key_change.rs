@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use weir_core::{Json, OpError, Str};
-use weir_dsl::{BuildError, JoinWindows, Topology, TopologyBuilder, Wait};
+use weir_dsl::{BuildError, JoinWindows, RetryPolicy, Topology, TopologyBuilder, Wait};
 use weir_testkit::TopologyTestDriver;
 
 fn topics(t: &Topology) -> Vec<String> {
@@ -27,6 +27,8 @@ fn group_by_key_after_a_map_repartitions_by_the_new_key() {
     let t = b.build().unwrap();
     assert_eq!(topics(&t), ["word-counts-repartition"]);
     assert_eq!(t.subtopology_count(), 2);
+    // The driver has one partition: the counts check the path through the
+    // repartition topic, the topics above that there is one.
     let d = TopologyTestDriver::new(t);
     let input = d.input_topic("words", Str, Str);
     for w in ["a", "B", "b", "A", "c", "b"] {
@@ -64,6 +66,11 @@ fn every_key_changing_operator_counts_and_a_merge_inherits_it() {
         .try_flat_map(|_, w: String| Ok::<_, OpError>(Some((w.clone(), w))))
         .group_by_key()
         .count("tried-flat");
+    words
+        .with_retries("retried", RetryPolicy::new(3))
+        .try_map(|_, w: String| Ok((w.clone(), w)))
+        .group_by_key()
+        .count("retried-counts");
     let other = b.stream("other", Str, Str);
     other
         .merge(&words.map(|_, w: String| (w.clone(), w)))
@@ -76,6 +83,7 @@ fn every_key_changing_operator_counts_and_a_merge_inherits_it() {
         [
             "flat-repartition",
             "merged-repartition",
+            "retried-counts-repartition",
             "tried-flat-repartition",
             "tried-repartition"
         ]
@@ -154,4 +162,36 @@ fn to_table_a_windowed_join_and_a_wait_repartition_a_rekeyed_side() {
             "wait-b-repartition"
         ]
     );
+}
+
+#[test]
+fn only_the_rekeyed_side_of_a_join_or_a_wait_is_repartitioned() {
+    let b = TopologyBuilder::new();
+    let left = b.stream("left", Str, Str);
+    let right = b.stream("right", Str, Str);
+    let upper = right.map(|_, v: String| (v.to_uppercase(), v));
+    left.join(
+        (&upper, "pairs", JoinWindows::of(Duration::from_secs(1))),
+        |l, r| format!("{l}{r}"),
+    )
+    .with_value_codec(Str)
+    .to("joined");
+    upper.await_event(&left, Wait::named("wait").timeout(Duration::from_secs(1)));
+    let t = b.build().unwrap();
+    assert_eq!(
+        topics(&t),
+        ["pairs-right-repartition", "wait-a-repartition"]
+    );
+}
+
+#[test]
+fn a_rekeyed_stream_without_codecs_is_one_clear_error() {
+    let b = TopologyBuilder::new();
+    b.stream("in", Str, Str)
+        .map(|_, v: String| (v.len() as u64, v))
+        .to_table("by-length");
+    assert!(matches!(
+        b.build(),
+        Err(BuildError::MissingCodec { part: "key", .. })
+    ));
 }

@@ -77,6 +77,12 @@ pub(crate) struct GraphBuilder {
 const REKEYING: [&str; 4] = ["map", "flat_map", "try_map", "try_flat_map"];
 
 impl GraphBuilder {
+    /// Marks `node` as one that may change keys (for operators whose node
+    /// kind does not say so, such as a retrying `try_map`).
+    pub(crate) fn mark_rekeyed(&mut self, node: usize) {
+        self.rekeyed.insert(node);
+    }
+
     /// Whether a record's key may have changed between its source (a topic
     /// or a repartition topic) and `node`.
     pub(crate) fn key_changed(&self, node: usize) -> bool {

@@ -201,7 +201,9 @@ where
         V2: Clone + Send + 'static,
         I: IntoIterator<Item = (K2, V2)>,
     {
-        self.node(Arc::new(move |k, v| Ok(f(k, v)?.into_iter().collect())))
+        let s = self.node(Arc::new(move |k, v| Ok(f(k, v)?.into_iter().collect())));
+        s.graph.borrow_mut().mark_rekeyed(s.node);
+        s
     }
 
     /// Replaces each record's key and value, or fails it.
@@ -213,7 +215,9 @@ where
         K2: Clone + Send + 'static,
         V2: Clone + Send + 'static,
     {
-        self.node(Arc::new(move |k, v| Ok(vec![f(k, v)?])))
+        let s = self.node(Arc::new(move |k, v| Ok(vec![f(k, v)?])));
+        s.graph.borrow_mut().mark_rekeyed(s.node);
+        s
     }
 
     /// Replaces each record's value, or fails it; keeps the key codec.
@@ -312,6 +316,13 @@ mod tests {
             event_id in proptest::option::of(".*"),
             raw in proptest::option::of((proptest::option::of(any::<Vec<u8>>()), proptest::option::of(any::<Vec<u8>>()))),
         ) {
+            let headers = {
+                let mut h = weir_core::Headers::new();
+                for (k, v) in headers {
+                    h.push(k, v);
+                }
+                h
+            };
             let p = Parked { tries, timestamp, topic, partition, offset, headers, key, value, error, event_id, raw };
             let b = p.encode();
             prop_assert_eq!(Parked::decode(&b), Some(p));

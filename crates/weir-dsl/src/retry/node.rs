@@ -160,7 +160,7 @@ where
                     if let Some(id) = &p.event_id {
                         ctx.update_event_status(id, &status(EventStatus::Completed, tries, None))?;
                     }
-                    let mut headers = p.headers();
+                    let mut headers = p.headers.clone();
                     headers.set(dlq_headers::ATTEMPTS, tries.to_string());
                     for (k, v) in out {
                         ctx.forward_with(k, v, p.timestamp, headers.clone());
@@ -341,11 +341,7 @@ where
             topic,
             partition,
             offset,
-            headers: ctx
-                .headers()
-                .iter()
-                .map(|h| (h.key.clone(), h.value.clone()))
-                .collect(),
+            headers: ctx.headers().clone(),
             key: kb,
             value: vc.encode(&value).map_err(|e| codec_err(ctx.node(), e))?,
             event_id: ctx.event_id().map(str::to_string),

@@ -4,6 +4,8 @@
 use weir_core::{Headers, ProcessError, Record, Timestamp};
 use weir_state::{KeyRange, KeyValueStore, TaskState};
 
+use crate::wire::{put_bytes, put_headers, Reader};
+
 /// A record's key and value as read from its topic.
 pub(super) type RawRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
 
@@ -16,7 +18,7 @@ pub(super) struct Parked {
     pub(super) topic: String,
     pub(super) partition: i32,
     pub(super) offset: i64,
-    pub(super) headers: Vec<(String, Option<Vec<u8>>)>,
+    pub(super) headers: Headers,
     pub(super) key: Vec<u8>,
     pub(super) value: Vec<u8>,
     /// The last failure's message.
@@ -28,35 +30,6 @@ pub(super) struct Parked {
     pub(super) raw: Option<RawRecord>,
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_be_bytes());
-    out.extend_from_slice(b);
-}
-
-/// Reads what [`Parked::encode`] wrote.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
-        self.0 = rest;
-        Some(head)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-    fn string(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes()?.to_vec()).ok()
-    }
-}
-
 impl Parked {
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(64 + self.key.len() + self.value.len());
@@ -65,17 +38,7 @@ impl Parked {
         b.extend_from_slice(&self.partition.to_be_bytes());
         b.extend_from_slice(&self.offset.to_be_bytes());
         put_bytes(&mut b, self.topic.as_bytes());
-        b.extend_from_slice(&(self.headers.len() as u32).to_be_bytes());
-        for (k, v) in &self.headers {
-            put_bytes(&mut b, k.as_bytes());
-            match v {
-                Some(v) => {
-                    b.push(1);
-                    put_bytes(&mut b, v);
-                }
-                None => b.push(0),
-            }
-        }
+        put_headers(&mut b, &self.headers);
         put_bytes(&mut b, &self.key);
         put_bytes(&mut b, &self.value);
         put_bytes(&mut b, self.error.as_bytes());
@@ -111,16 +74,7 @@ impl Parked {
         let partition = i32::from_be_bytes(r.take(4)?.try_into().ok()?);
         let offset = r.i64()?;
         let topic = r.string()?;
-        let n = r.u32()? as usize;
-        let mut headers = Vec::with_capacity(n.min(64));
-        for _ in 0..n {
-            let k = r.string()?;
-            let v = match r.take(1)?[0] {
-                0 => None,
-                _ => Some(r.bytes()?.to_vec()),
-            };
-            headers.push((k, v));
-        }
+        let headers = r.headers()?;
         let key = r.bytes()?.to_vec();
         let value = r.bytes()?.to_vec();
         let error = r.string()?;
@@ -157,14 +111,6 @@ impl Parked {
         })
     }
 
-    pub(super) fn headers(&self) -> Headers {
-        let mut h = Headers::new();
-        for (k, v) in &self.headers {
-            h.push(k.clone(), v.clone());
-        }
-        h
-    }
-
     /// The record as read, for its dead letter.
     pub(super) fn source(&self) -> Record {
         Record {
@@ -179,7 +125,7 @@ impl Parked {
                 .raw
                 .as_ref()
                 .map_or(Some(self.value.clone()), |(_, v)| v.clone()),
-            headers: self.headers(),
+            headers: self.headers.clone(),
             timestamp: self.timestamp,
         }
     }
