@@ -174,6 +174,17 @@ where
         self.repartition_through(&name.into(), None)
     }
 
+    /// This stream partitioned by its current key: as it is, or after a key
+    /// change through `<name>-repartition`. Without both codecs it stays as
+    /// it is (the operator's own codec check names the missing one).
+    pub(crate) fn partitioned_by_key(&self, name: &str) -> Stream<K, V> {
+        if self.key_changed() && self.key_codec.is_some() && self.value_codec.is_some() {
+            self.repartition_through(name, None)
+        } else {
+            self.clone()
+        }
+    }
+
     /// Through `<name>-repartition` with `partitions` (default: as the
     /// runtime chooses); a missing codec is a build error naming `name`.
     fn repartition_through(&self, name: &str, partitions: Option<i32>) -> Stream<K, V> {

@@ -637,17 +637,10 @@ where
         R: Clone + Send + 'static,
         VR: Clone + Send + 'static,
     {
-        // After a key change, each such side goes through its own
-        // repartition topic (`<name>-left-repartition`, `-right-`).
-        if self.key_changed() && self.key_codec.is_some() && self.value_codec.is_some() {
-            let left = self.repartition(format!("{name}-left"));
-            return left.windowed_join(other, name, windows, kind, joiner);
-        }
-        if other.key_changed() && other.key_codec.is_some() && other.value_codec.is_some() {
-            let right = other.repartition(format!("{name}-right"));
-            return self.windowed_join(&right, name, windows, kind, joiner);
-        }
-        let (key, left): (Arc<dyn Codec<K>>, Arc<dyn Codec<L>>) = self
+        // After a key change, a side goes through its own repartition topic.
+        let this = self.partitioned_by_key(&format!("{name}-left"));
+        let other = other.partitioned_by_key(&format!("{name}-right"));
+        let (key, left): (Arc<dyn Codec<K>>, Arc<dyn Codec<L>>) = this
             .codecs_for(&name)
             .unwrap_or_else(|| (Arc::new(Unavailable), Arc::new(Unavailable)));
         let right: Arc<dyn Codec<R>> = other
@@ -656,7 +649,7 @@ where
         let names = [format!("{name}-left"), format!("{name}-right")];
         let timers_name = format!("{name}-timers");
         let timers = {
-            let mut g = self.graph.borrow_mut();
+            let mut g = this.graph.borrow_mut();
             g.declare_store(&names[0]);
             g.declare_store(&names[1]);
             g.declare_timer_store(&timers_name);
@@ -677,7 +670,7 @@ where
             windows,
             kind,
         });
-        let sl = self.map_values(Side::<L, R>::L);
+        let sl = this.map_values(Side::<L, R>::L);
         let sr = other.map_values(Side::<L, R>::R);
         let mut out =
             sl.merge(&sr)

@@ -154,12 +154,10 @@ where
     /// value codecs.
     pub fn to_table(&self, store: impl Into<String>) -> Table<K, V> {
         let store = store.into();
-        if self.key_changed() && self.key_codec.is_some() && self.value_codec.is_some() {
-            return self.repartition(store.as_str()).to_table(store);
-        }
-        let Some((kc, vc)) = self.codecs_for(&store) else {
+        let this = self.partitioned_by_key(&store);
+        let Some((kc, vc)) = this.codecs_for(&store) else {
             return Table {
-                updates: self.clone(),
+                updates: this,
                 store: Store {
                     name: store.as_str().into(),
                     key_codec: Arc::new(Unbuildable(PhantomData)),
@@ -167,7 +165,7 @@ where
                 },
             };
         };
-        self.graph
+        this.graph
             .borrow_mut()
             .declare_viewed_store(&store, StoreView::key_value(&kc, &vc));
         let handle: Store<K, V> = Store {
@@ -176,7 +174,7 @@ where
             value_codec: vc.clone(),
         };
         let s = handle.clone();
-        let updates = self.process(store, &[&handle], move |ctx, key: K, value: V| {
+        let updates = this.process(store, &[&handle], move |ctx, key: K, value: V| {
             ctx.store(&s)?.put(&key, &value)?;
             ctx.forward(key, value);
             Ok(())

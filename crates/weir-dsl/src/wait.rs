@@ -35,7 +35,7 @@ use weir_state::{Clock, Timer};
 
 use crate::builder::Stream;
 use crate::process::{Processor, ProcessorContext, Store, Timers};
-use crate::wire::{put_headers, Reader};
+use crate::wire::{put_bytes, put_headers, Reader};
 
 /// How a wait resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -216,8 +216,7 @@ impl<T: 'static> Codec<Vec<Pending<T>>> for PendingCodec<T> {
             out.extend_from_slice(&p.timestamp.to_be_bytes());
             out.extend_from_slice(&p.partition.to_be_bytes());
             out.extend_from_slice(&p.offset.to_be_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-            out.extend_from_slice(&v);
+            put_bytes(&mut out, &v);
         }
         if list.iter().any(|p| !p.headers.is_empty()) {
             out.push(HEADERS);
@@ -637,19 +636,10 @@ where
         let name = wait.name.clone();
         let (a, b) = match &wait.correlate {
             // Keyed as read, or repartitioned after a key change.
-            None => {
-                let a = if self.key_changed() {
-                    self.repartition(format!("{name}-a"))
-                } else {
-                    self.clone()
-                };
-                let b = if other.key_changed() {
-                    other.repartition(format!("{name}-b"))
-                } else {
-                    other.clone()
-                };
-                (a, b)
-            }
+            None => (
+                self.partitioned_by_key(&format!("{name}-a")),
+                other.partitioned_by_key(&format!("{name}-b")),
+            ),
             Some((fa, fb)) => {
                 let (fa, fb) = (fa.clone(), fb.clone());
                 let kc = self.key_codec.clone().or_else(|| other.key_codec.clone());

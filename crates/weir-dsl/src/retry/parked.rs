@@ -71,22 +71,22 @@ impl Parked {
         let mut r = Reader(bytes);
         let tries = r.u32()?;
         let timestamp = r.i64()?;
-        let partition = i32::from_be_bytes(r.take(4)?.try_into().ok()?);
+        let partition = i32::from_be_bytes(r.array()?);
         let offset = r.i64()?;
         let topic = r.string()?;
         let headers = r.headers()?;
         let key = r.bytes()?.to_vec();
         let value = r.bytes()?.to_vec();
         let error = r.string()?;
-        let event_id = match r.take(1)?[0] {
+        let event_id = match r.u8()? {
             0 => None,
             _ => Some(r.string()?),
         };
-        let raw = match r.take(1)?[0] {
+        let raw = match r.u8()? {
             0 => None,
             _ => {
                 let mut part = || -> Option<Option<Vec<u8>>> {
-                    Some(match r.take(1)?[0] {
+                    Some(match r.u8()? {
                         0 => None,
                         _ => Some(r.bytes()?.to_vec()),
                     })
