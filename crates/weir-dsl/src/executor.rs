@@ -32,11 +32,16 @@ macro_rules! env {
     };
 }
 
+mod clock;
 mod flow;
 mod timers;
+use clock::WriterClocks;
 use flow::forward;
 pub use timers::TimerRun;
 use timers::{Punctuation, TimerNode};
+
+/// A source record's key and value, decoded.
+type Decoded = (Box<dyn std::any::Any + Send>, Box<dyn std::any::Any + Send>);
 
 /// Runs the nodes of one task — one sub-topology for one partition number —
 /// on the records of its source partitions.
@@ -66,6 +71,9 @@ pub struct TaskExecutor {
     time_nodes: Vec<usize>,
     /// The repartition topics this task reads (where markers come).
     repartition_sources: Vec<String>,
+    /// Their writers' times (see [`clock`]), and as of the last commit.
+    clocks: WriterClocks,
+    committed_clocks: WriterClocks,
     /// The system clock as last set (see [`TaskExecutor::set_wall_clock`]).
     wall_clock: Timestamp,
     timer_nodes: Vec<TimerNode>,
@@ -130,6 +138,8 @@ impl TaskExecutor {
             committed_stream_time: None,
             notified: None,
             repartition_sources,
+            clocks: WriterClocks::default(),
+            committed_clocks: WriterClocks::default(),
             processors,
             wall_clock: 0,
             timer_nodes,
@@ -249,7 +259,9 @@ impl TaskExecutor {
         self.topology.subtopology_stores(self.subtopology)
     }
 
-    /// The largest timestamp processed so far (Kafka Streams' stream time).
+    /// The task's stream time: the largest timestamp of the decodable
+    /// records it processed (Kafka Streams' stream time), or, behind
+    /// repartition topics, its slowest writer's (see the `clock` module).
     pub fn stream_time(&self) -> Option<Timestamp> {
         self.stream_time
     }
@@ -268,6 +280,58 @@ impl TaskExecutor {
     /// the advance with the next record.
     pub fn advance_stream_time(&mut self, time: Timestamp) {
         self.stream_time = Some(self.stream_time.map_or(time, |t| t.max(time)));
+    }
+
+    /// Before processing `record`: moves stream time to where processing
+    /// it will (so the stream-time timers due by then fire first). A
+    /// marker moves it to the slowest writer's time, a record behind a
+    /// repartition topic not at all, any other record to its timestamp
+    /// when it decodes (one that fails to decode moves nothing).
+    pub fn advance_for(&mut self, record: &Record) {
+        if self.repartition_sources.contains(&record.topic) {
+            if let Some(m) = weir_core::StreamTimeMarker::of(record) {
+                self.clocks.note(&record.topic, &m);
+                if let Some(t) = self.clocks.time(&self.repartition_sources) {
+                    self.advance_stream_time(t);
+                }
+            }
+            return;
+        }
+        // Only timers care before the record is processed; decoding it
+        // twice is the price of not firing them for a record that fails.
+        let ahead = self.stream_time.is_none_or(|t| t < record.timestamp);
+        if ahead && !(self.timer_nodes.is_empty() && self.punctuations.is_empty()) {
+            let decodes = self.decode(record).is_some_and(|r| r.is_ok());
+            if decodes {
+                self.advance_stream_time(record.timestamp);
+            }
+        }
+    }
+
+    /// Decodes `record` with its source's codecs (a panic is an error);
+    /// `None` for a topic this task does not read.
+    fn decode(
+        &self,
+        record: &Record,
+    ) -> Option<Result<Decoded, ProcessError>> {
+        let inner = &self.topology.inner;
+        let &source = inner.sources.get(&record.topic)?;
+        let node = &inner.nodes[source];
+        let Op::Source { decode, .. } = &node.op else {
+            unreachable!("sources map to source nodes");
+        };
+        CURRENT_NODE.with(|c| c.set(source));
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            decode(record.key.as_deref(), record.value.as_deref())
+        }));
+        Some(match r {
+            Ok(Ok(kv)) => Ok(kv),
+            Ok(Err(e)) => Err(ProcessError::Codec {
+                node: node.name.clone(),
+                source: e,
+            }),
+            Err(payload) => Err(panic_error(&inner.nodes, payload)),
+        })
     }
 
     /// Runs every `process` node's `init` (once; later calls do nothing).
@@ -318,6 +382,9 @@ impl TaskExecutor {
     /// time is now the one to fall back to.
     pub fn committed(&mut self) {
         self.committed_stream_time = self.stream_time;
+        if !self.repartition_sources.is_empty() {
+            self.committed_clocks = self.clocks.clone();
+        }
         self.meters.gauges_committed();
     }
 
@@ -331,6 +398,7 @@ impl TaskExecutor {
         self.time_nodes = nodes_wanting_time(&self.processors);
         self.stream_time = self.committed_stream_time;
         self.notified = self.committed_stream_time;
+        self.clocks = self.committed_clocks.clone();
         // Timers are read again from the (rolled back) stores; punctuations
         // are registered again by the fresh instances' `init`.
         for t in &mut self.timer_nodes {
@@ -381,22 +449,34 @@ impl TaskExecutor {
         if !self.initialized {
             self.init(state)?;
         }
+        let before = self.notified;
+        let repartitioned = self.repartition_sources.contains(&record.topic);
+        // A stream-time marker from an upstream task (behind a repartition
+        // topic) carries only its writer's time: stream time there is the
+        // slowest writer's (see the `clock` module).
+        let marker = repartitioned.then(|| weir_core::StreamTimeMarker::of(record));
+        let marker = marker.flatten();
+        let decoded = match &marker {
+            Some(m) => {
+                self.clocks.note(&record.topic, m);
+                if let Some(t) = self.clocks.time(&self.repartition_sources) {
+                    self.advance_stream_time(t);
+                }
+                None
+            }
+            None => {
+                let decoded = self.decode(record).expect("a source topic");
+                // Stream time includes the record being processed (as in
+                // Kafka Streams), when it decodes.
+                if decoded.is_ok() && !repartitioned {
+                    self.advance_stream_time(record.timestamp);
+                }
+                Some(decoded)
+            }
+        };
+        let marker = marker.is_some();
         let inner = &self.topology.inner;
         let node = &inner.nodes[source];
-        let Op::Source { decode, .. } = &node.op else {
-            unreachable!("sources map to source nodes");
-        };
-        let before = self.notified;
-        // A stream-time marker from an upstream task (behind a repartition
-        // topic) carries only its time, which moves this task's as a record
-        // of that time would (see weir_core::StreamTimeMarker).
-        let marker = self.repartition_sources.contains(&record.topic)
-            && weir_core::StreamTimeMarker::of(record).is_some();
-        // Stream time includes the record being processed (as in Kafka Streams).
-        self.stream_time = Some(
-            self.stream_time
-                .map_or(record.timestamp, |t| t.max(record.timestamp)),
-        );
         let advanced = self.stream_time != before;
         self.notified = self.stream_time;
         // A marker that wakes no processor is done.
@@ -433,14 +513,10 @@ impl TaskExecutor {
         // User code includes codecs: a panic while decoding is dead-lettered too.
         let result =
             catch_unwind(AssertUnwindSafe(|| {
-                if !marker {
+                if let Some(decoded) = decoded {
                     CURRENT_NODE.with(|c| c.set(source));
                     env.meters.counts[source].records_in += 1;
-                    let (key, value) = decode(record.key.as_deref(), record.value.as_deref())
-                        .map_err(|source| ProcessError::Codec {
-                            node: node.name.clone(),
-                            source,
-                        })?;
+                    let (key, value) = decoded?;
                     let item = Item {
                         key,
                         value,

@@ -500,6 +500,12 @@ impl TaskSet {
                     if task.executor.stream_time().is_none_or(|s| s < t) {
                         task.executor.set_stream_time(Some(t));
                     }
+                    // A new owner tells its downstream tasks its time
+                    // again (theirs may have restarted without it), in a
+                    // transaction of its own if nothing else comes.
+                    if self.marker_targets.get(key.0).is_some_and(|m| !m.is_empty()) {
+                        self.dirty = true;
+                    }
                 }
             }
             tracing::debug!(

@@ -160,7 +160,7 @@ impl DriverState {
                 continue;
             }
             // Stream-time timers due by the record's time fire before it.
-            self.executors[sub].advance_stream_time(record.timestamp);
+            self.executors[sub].advance_for(&record);
             self.fire(sub, &mut out, &mut queue);
             if let Err(e) = self.executors[sub].process(&record, &mut out, &mut self.states[sub]) {
                 if let weir_core::ProcessError::Unavailable { retry_at, .. } = e {

@@ -394,27 +394,26 @@ impl TaskSet {
                     earliest = Some((ts, *key));
                 }
             }
-            let Some((ts, key)) = earliest else {
+            let Some((_, key)) = earliest else {
+                return;
+            };
+            let Some((tp, record)) = self.tasks.get_mut(&key).and_then(|t| t.group.next(now))
+            else {
                 return;
             };
             // The stream-time timers due by the record's time fire before
             // it; if its chunk is spent first, the record waits for the
             // commit.
             if let Some(t) = self.tasks.get_mut(&key) {
-                t.executor.advance_stream_time(ts);
+                t.executor.advance_for(&record);
             }
             self.fire_timers(key);
-            if self
-                .tasks
-                .get(&key)
-                .is_some_and(|t| t.timers_fired >= TIMER_CHUNK && t.executor.has_due_timers())
-            {
-                continue;
+            if let Some(t) = self.tasks.get_mut(&key) {
+                if t.timers_fired >= TIMER_CHUNK && t.executor.has_due_timers() {
+                    t.group.unread(tp, record);
+                    continue;
+                }
             }
-            let Some((tp, record)) = self.tasks.get_mut(&key).and_then(|t| t.group.next(now))
-            else {
-                return;
-            };
             self.process_record(key, tp, record);
             // Timers it set in the past fire at once.
             self.fire_timers(key);
