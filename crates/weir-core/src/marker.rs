@@ -7,10 +7,10 @@
 //! of each repartition topic it feeds — no key, no value, the header
 //! [`STREAM_TIME_HEADER`] = `<time> <writer> <writers>` (its stream time,
 //! its task id, how many tasks write the topic) and the time as the
-//! record's timestamp — and a downstream task moves its stream time on a
-//! marker as it would on a record of that time. With one event of a later
-//! timestamp on each input partition, every window behind the repartition
-//! topic closes.
+//! record's timestamp — and a downstream task's stream time is the
+//! smallest of its writers' latest marker times, once all of them have
+//! reported. With one event of a later timestamp on each input partition,
+//! every window behind the repartition topic closes.
 
 use crate::{Headers, Record, Timestamp};
 
