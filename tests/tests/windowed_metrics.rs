@@ -272,6 +272,101 @@ fn finals_of_100000_in_order_events_equal_a_naive_recount() {
     assert_eq!(p.summary_counter("dead_lettered"), Some(0));
 }
 
+/// Stream time behind the repartition topic is the slowest input
+/// partition's: one partition's events an hour ahead, all processed before
+/// the others' arrive, make none of the others' in-order events late
+/// (taking the largest time any upstream task reported would drop them
+/// all).
+#[test]
+fn a_partition_far_ahead_makes_no_other_late() {
+    let shape = Shape {
+        window: 60_000,
+        grace: 10_000,
+        step: 100,
+    };
+    let run = Run::new("metrics-skew", shape);
+    let on = |p: u32| {
+        (0..)
+            .map(|i| format!("skew-{i}"))
+            .find(|k| partition_for_key(k.as_bytes(), PARTITIONS as u32) == p)
+            .unwrap()
+            .into_bytes()
+    };
+    let mut want = Finals::new();
+    let mut count = |kind: &str, region: &str, amount: f64, ts: i64| {
+        let e = want
+            .entry(metric_key(kind, region, ts - ts.rem_euclid(shape.window)))
+            .or_default();
+        e.0 += 1;
+        e.1 += amount;
+    };
+    // Partition 0: 200 events an hour after the others' first.
+    let ahead: Timed = (0..200)
+        .map(|i| {
+            let ts = base() + 3_600_000 + i as i64 * shape.step;
+            count("order", "eu", 1.0, ts);
+            (on(0), event("order", "eu", 1.0, i), Some(ts))
+        })
+        .collect();
+    // The other partitions: 3,000 in-order events from the start.
+    let behind: Timed = (0..3_000)
+        .map(|i| {
+            let (kind, region) = (KINDS[i % 4], REGIONS[(i / 4) % 3]);
+            let ts = base() + i as i64 * shape.step;
+            count(kind, region, 2.0, ts);
+            (
+                on(1 + (i % 3) as u32),
+                event(kind, region, 2.0, i),
+                Some(ts),
+            )
+        })
+        .collect();
+    let mut p = run.start("log", &[]);
+    Feeder::start_timed(
+        TestBroker::shared().bootstrap(),
+        &run.events,
+        ahead,
+        1_000_000,
+    )
+    .join();
+    // Every event of partition 0 went through the repartition topic
+    // (committed) before any of the others is written.
+    let repartition = format!("{}-metrics-repartition", run.app);
+    let mut reader = TopicReader::new(
+        TestBroker::shared().bootstrap(),
+        &[&repartition],
+        "read_committed",
+    )
+    .unwrap();
+    let through = reader.read_until(Duration::from_secs(120), |r| {
+        r.iter().filter(|r| r.key.is_some()).count() >= 200
+    });
+    assert!(
+        through,
+        "partition 0's events reach the repartition topic:\n{}",
+        p.log_text()
+    );
+    Feeder::start_timed(
+        TestBroker::shared().bootstrap(),
+        &run.events,
+        behind,
+        1_000_000,
+    )
+    .join();
+    run.close_all(3_600_000 / shape.step as usize + 200);
+    let finals = run.finals(want.len(), &p.log_text());
+    let checked = check(&finals, &want, shape);
+    assert!(p.stop().success(), "{}", p.log_text());
+    if let Err(e) = checked {
+        panic!(
+            "{e}; late={:?}; log:\n{}",
+            p.summary_counter("late"),
+            p.log_text()
+        );
+    }
+    assert_eq!(p.summary_counter("late"), Some(0), "{}", p.log_text());
+}
+
 #[test]
 fn late_records_are_counted_and_dead_lettered_with_kind_late() {
     let shape = Shape {

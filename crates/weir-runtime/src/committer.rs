@@ -503,7 +503,11 @@ impl TaskSet {
                     // A new owner tells its downstream tasks its time
                     // again (theirs may have restarted without it), in a
                     // transaction of its own if nothing else comes.
-                    if self.marker_targets.get(key.0).is_some_and(|m| !m.is_empty()) {
+                    if self
+                        .marker_targets
+                        .get(key.0)
+                        .is_some_and(|m| !m.is_empty())
+                    {
                         self.dirty = true;
                     }
                 }

@@ -81,7 +81,11 @@ mod tests {
         c.note("r", &marker("0.1", 2, 900));
         assert_eq!(c.time(&topics), Some(500));
         c.note("r", &marker("0.0", 2, 300));
-        assert_eq!(c.time(&topics), Some(500), "a writer's time never goes back");
+        assert_eq!(
+            c.time(&topics),
+            Some(500),
+            "a writer's time never goes back"
+        );
     }
 
     #[test]
