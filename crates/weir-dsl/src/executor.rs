@@ -310,10 +310,7 @@ impl TaskExecutor {
 
     /// Decodes `record` with its source's codecs (a panic is an error);
     /// `None` for a topic this task does not read.
-    fn decode(
-        &self,
-        record: &Record,
-    ) -> Option<Result<Decoded, ProcessError>> {
+    fn decode(&self, record: &Record) -> Option<Result<Decoded, ProcessError>> {
         let inner = &self.topology.inner;
         let &source = inner.sources.get(&record.topic)?;
         let node = &inner.nodes[source];
@@ -511,22 +508,21 @@ impl TaskExecutor {
         env.ledger_store = ledger_store;
         env.source_record = Some(record);
         // User code includes codecs: a panic while decoding is dead-lettered too.
-        let result =
-            catch_unwind(AssertUnwindSafe(|| {
-                if let Some(decoded) = decoded {
-                    CURRENT_NODE.with(|c| c.set(source));
-                    env.meters.counts[source].records_in += 1;
-                    let (key, value) = decoded?;
-                    let item = Item {
-                        key,
-                        value,
-                        timestamp: record.timestamp,
-                        headers: record.headers.clone(),
-                    };
-                    forward(nodes, node, item, out, &mut env)?;
-                }
-                stream_time_advanced(nodes, &time_nodes, record.timestamp, out, &mut env)
-            }));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            if let Some(decoded) = decoded {
+                CURRENT_NODE.with(|c| c.set(source));
+                env.meters.counts[source].records_in += 1;
+                let (key, value) = decoded?;
+                let item = Item {
+                    key,
+                    value,
+                    timestamp: record.timestamp,
+                    headers: record.headers.clone(),
+                };
+                forward(nodes, node, item, out, &mut env)?;
+            }
+            stream_time_advanced(nodes, &time_nodes, record.timestamp, out, &mut env)
+        }));
         let result = match result {
             Ok(r) => r,
             Err(payload) => Err(panic_error(nodes, payload)),

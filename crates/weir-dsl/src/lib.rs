@@ -60,7 +60,7 @@ pub use retry::{RetryPolicy, Retrying};
 pub use session::{session, SessionGrouped, SessionTable, SessionWindows};
 pub use sliding::{sliding, SlidingGrouped, SlidingWindows};
 pub use store_view::{StoreKind, StoreView};
-pub use wait::{Outcome, Pending, PendingCodec, Wait};
+pub use wait::{Outcome, Pending, PendingCodec, Wait, Waited};
 pub use weir_state::{Clock, Timer};
 pub use window::{
     hopping, tumbling, Suppressed, TimeWindows, Window, Windowed, WindowedCodec, WindowedGrouped,

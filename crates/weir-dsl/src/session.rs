@@ -313,22 +313,29 @@ where
         sessions
             .put(&kb, start, end, &bytes)
             .map_err(|e| store_err(&node, &spec.store, e))?;
+        // A session's results carry its end: its largest timestamp.
         if !spec.suppressed.load(Ordering::Relaxed) {
             for window in merged_away {
-                ctx.forward(
+                let headers = ctx.headers().clone();
+                ctx.forward_with(
                     Windowed {
                         key: key.clone(),
                         window,
                     },
                     None,
+                    window.end,
+                    headers,
                 );
             }
-            ctx.forward(
+            let headers = ctx.headers().clone();
+            ctx.forward_with(
                 Windowed {
                     key,
                     window: Window { start, end },
                 },
                 Some(agg),
+                end,
+                headers,
             );
         }
         Ok(())

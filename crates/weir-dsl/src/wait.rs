@@ -23,9 +23,10 @@
 //! timeout`, a match with the B's timestamp. A B that matches no pending
 //! wait is kept until stream time passes `b.ts + timeout + grace` — an A
 //! arriving meanwhile with `a.ts <= b.ts <= a.ts + timeout` takes the
-//! earliest such B at once — and then dropped (a B past that time already
-//! is dropped at once and counted as late); [`Wait::ignore_early`] drops
-//! them without keeping them.
+//! earliest such B at once — and then dropped, counted in the node's
+//! counter `early_dropped` (a B past that time already is dropped at once
+//! and counted as late); [`Wait::ignore_early`] drops them without keeping
+//! them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,9 @@ pub enum Outcome<A, B> {
     /// No B matched before the timeout (and grace) passed.
     TimedOut(A),
 }
+
+/// Another name for [`Outcome`]: `Waited::Matched(a, b)`, `Waited::TimedOut(a)`.
+pub type Waited<A, B> = Outcome<A, B>;
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 type DurationFn = Arc<dyn Fn() -> Duration + Send + Sync>;
@@ -342,12 +346,18 @@ fn ms(d: Duration) -> i64 {
 struct Shared<K, A, B> {
     waits: Store<K, Vec<Pending<A>>>,
     early: Store<K, Vec<Pending<B>>>,
+    /// A's codec: a wait whose timeout cannot be delivered is dead-lettered
+    /// with A's value.
+    a_codec: Arc<dyn Codec<A>>,
     when: Condition<A, B>,
     timeout: DurationFn,
     grace: DurationFn,
     resolve_all: bool,
     keep_early: bool,
 }
+
+/// The wait node's counter of kept Bs that no wait took in time.
+const EARLY_DROPPED: &str = "early_dropped";
 
 /// The gauge of waits not yet resolved (matched or timed out).
 const PENDING_WAITS: &str = "pending_waits";
@@ -558,6 +568,69 @@ where
         }
     }
 
+    /// A timeout whose delivery failed downstream: when a node there was
+    /// unavailable, it is tried again then (on the wall clock); otherwise
+    /// the wait is resolved by dead-lettering A (its value, headers and
+    /// timestamp; `weir.source.topic` is the waits store), so it neither
+    /// lingers without a timer nor resolves twice.
+    fn on_timer_failed(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Outcome<A, B>>,
+        timer: Timer,
+        failure: &crate::process::TimerFailure,
+    ) -> Result<bool, ProcessError> {
+        let Some((WAIT, id, ck)) = parse_timer_key(&timer.key) else {
+            return Ok(false);
+        };
+        if let Some(at) = failure.retry_at {
+            ctx.schedule_at(Clock::Wall, at, &timer.key, &timer.payload)?;
+            return Ok(true);
+        }
+        let node = ctx.node().to_string();
+        let shared = self.shared.clone();
+        let key = shared
+            .waits
+            .decode_key(ck)
+            .map_err(|source| ProcessError::Codec {
+                node: node.clone(),
+                source,
+            })?;
+        let mut waits = ctx.store(&shared.waits)?.get(&key)?.unwrap_or_default();
+        let Some(i) = waits.iter().position(|a| a.id() == id) else {
+            return Ok(false);
+        };
+        let a = waits.remove(i);
+        ctx.gauge_add(PENDING_WAITS, -1);
+        Self::save(ctx, &shared.waits, &key, &waits)?;
+        let value = shared
+            .a_codec
+            .encode(&a.value)
+            .map_err(|source| ProcessError::Codec {
+                node: node.clone(),
+                source,
+            })?;
+        let mut record = weir_core::Record::new(
+            shared.waits.name.to_string(),
+            Some(ck.to_vec()),
+            Some(value),
+            a.timestamp,
+        );
+        record.partition = a.partition;
+        record.offset = a.offset;
+        record.headers = a.headers;
+        ctx.dead_letter(
+            &record,
+            &weir_core::DeadLetter {
+                kind: failure.kind.clone(),
+                message: format!("its timeout failed downstream: {}", failure.message),
+                node,
+                attempts: 1,
+                details: None,
+            },
+        );
+        Ok(true)
+    }
+
     fn on_timer(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Outcome<A, B>>,
@@ -590,6 +663,7 @@ where
             if let Some(i) = early.iter().position(|b| b.id() == id) {
                 early.remove(i);
                 Self::save(ctx, &shared.early, &key, &early)?;
+                ctx.count(EARLY_DROPPED, 1);
                 tracing::debug!(
                     node = ctx.node(),
                     "a kept B matched no wait in time: dropped"
@@ -683,7 +757,7 @@ where
         let waits = Store {
             name: waits_name.into(),
             key_codec: kc.clone(),
-            value_codec: Arc::new(PendingCodec::new(ac)),
+            value_codec: Arc::new(PendingCodec::new(ac.clone())),
         };
         let early = Store {
             name: early_name.into(),
@@ -693,6 +767,7 @@ where
         let shared = Arc::new(Shared {
             waits: waits.clone(),
             early: early.clone(),
+            a_codec: ac,
             when: wait.when,
             timeout: wait.timeout,
             grace: wait.grace,

@@ -242,3 +242,27 @@ proptest! {
         prop_assert_eq!(get("doubled").records_out, 2 * (kept - bad));
     }
 }
+
+#[test]
+fn kept_bs_that_expire_are_counted() {
+    let b = TopologyBuilder::new();
+    let orders = b.stream("orders", Str, Json::<i64>::new());
+    let payments = b.stream("payments", Str, Json::<i64>::new());
+    orders
+        .await_event(&payments, Wait::named("w").timeout(Duration::from_millis(100)))
+        .map_values(|o: Outcome<i64, i64>| match o {
+            Outcome::Matched(a, _) => a,
+            Outcome::TimedOut(a) => -a,
+        })
+        .with_value_codec(Json::<i64>::new())
+        .to("out");
+    let d = TopologyTestDriver::new(b.build().unwrap());
+    let o = d.input_topic("orders", Str, Json::<i64>::new());
+    let p = d.input_topic("payments", Str, Json::<i64>::new());
+    p.pipe_input_at("a".into(), 1, 0); // kept for an A until 100
+    p.pipe_input_at("b".into(), 2, 0);
+    o.pipe_input_at("b".into(), 7, 0); // takes b's at once
+    assert_eq!(counter(&d.take_metrics(), "w", "early_dropped"), 0);
+    o.pipe_input_at("z".into(), 9, 500); // a's expires
+    assert_eq!(counter(&d.take_metrics(), "w", "early_dropped"), 1);
+}

@@ -450,3 +450,51 @@ fn outcomes_carry_the_headers_of_their_records() {
         pairs(&[("correlation-id", "order-3"), ("payment-id", "p-3")])
     );
 }
+
+/// A timeout that a node downstream refuses resolves its wait all the
+/// same: A is dead-lettered (with the reason) and the wait is gone — a
+/// later matching B finds nothing to resolve a second time.
+#[test]
+fn a_timeout_refused_downstream_dead_letters_its_a_and_resolves_the_wait() {
+    let b = TopologyBuilder::new();
+    let orders = b.stream("orders", Str, Json::<i64>::new());
+    let payments = b.stream("payments", Str, Json::<i64>::new());
+    orders
+        .await_event(
+            &payments,
+            Wait::named("w")
+                .timeout(Duration::from_millis(100))
+                .ignore_early(),
+        )
+        .try_map_values(|o: Outcome<i64, i64>| match o {
+            Outcome::TimedOut(13) => Err(weir_core::OpError::permanent("unlucky")),
+            Outcome::TimedOut(a) => Ok(-a),
+            Outcome::Matched(a, _) => Ok(a),
+        })
+        .with_value_codec(Json::<i64>::new())
+        .to("out");
+    let d = TopologyTestDriver::new(b.build().unwrap());
+    let o = d.input_topic("orders", Str, Json::<i64>::new());
+    let p = d.input_topic("payments", Str, Json::<i64>::new());
+    let out = d.output_topic("out", Str, Json::<i64>::new());
+    o.pipe_input_at("a".into(), 13, 0);
+    o.pipe_input_at("b".into(), 2, 0);
+    o.pipe_input_at("z".into(), 9, 500); // a and b time out
+    assert_eq!(out.read_key_values_to_list(), vec![("b".to_string(), -2)]);
+    let dead = d.dead_letters();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].value.as_deref(), Some(&b"13"[..]), "A's value");
+    assert_eq!(dead[0].key.as_deref(), Some(&b"a"[..]));
+    assert!(
+        dead[0]
+            .headers
+            .get_str("weir.error.message")
+            .is_some_and(|m| m.contains("unlucky")),
+        "{:?}",
+        dead[0].headers
+    );
+    // In a's window by its timestamp: a lingering wait would match it.
+    p.pipe_input_at("a".into(), 13, 50);
+    assert!(out.read_key_values_to_list().is_empty(), "resolved once");
+    assert!(d.dead_letters().is_empty(), "nothing more is dead-lettered");
+}

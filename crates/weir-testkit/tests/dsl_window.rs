@@ -77,6 +77,38 @@ fn every_update_is_forwarded_without_suppress() {
 }
 
 #[test]
+fn updates_carry_their_windows_largest_timestamp() {
+    let d = counting(tumbling(MS(10)).grace(MS(5)), false, Arc::default());
+    let input = d.input_topic("in", Str, Str);
+    input.pipe_input_at("a".into(), "x".into(), 8);
+    input.pipe_input_at("a".into(), "x".into(), 3); // out of order, within grace
+    input.pipe_input_at("a".into(), "x".into(), 9);
+    let stamps: Vec<i64> = d
+        .output_topic("out", Str, Json::<u64>::new())
+        .read_records()
+        .iter()
+        .map(|r| r.timestamp)
+        .collect();
+    assert_eq!(stamps, vec![8, 8, 9]);
+}
+
+#[test]
+fn a_record_that_fails_to_decode_moves_no_stream_time() {
+    let d = counting(tumbling(MS(10)).grace(MS(5)), true, Arc::default());
+    let input = d.input_topic("in", Str, Str);
+    input.pipe_input_at("a".into(), "x".into(), 2);
+    // Not UTF-8: the value codec refuses it.
+    input.pipe_raw(Some(b"a".to_vec()), Some(vec![0xff, 0xfe]), 1_000);
+    assert_eq!(d.dead_letters().len(), 1, "the bad record is dead-lettered");
+    assert_eq!(d.stream_time("in"), Some(2));
+    input.pipe_input_at("a".into(), "x".into(), 5);
+    assert_eq!(d.late_records(), 0, "[0,10) is still open");
+    assert!(out(&d).is_empty(), "nothing closed");
+    input.pipe_input_at("b".into(), "x".into(), 15);
+    assert_eq!(out(&d), vec![("a@0".into(), 2)]);
+}
+
+#[test]
 fn suppress_emits_each_window_once_when_it_closes_with_its_latest_timestamp() {
     let d = counting(tumbling(MS(10)).grace(MS(5)), true, Arc::default());
     let input = d.input_topic("in", Str, Str);

@@ -56,7 +56,8 @@ pub mod prelude {
     pub use weir_core::{Bincode, Bytes, Codec, Json, Str};
     pub use weir_core::{Failure, OpError, ProcessError};
     pub use weir_dsl::{
-        CircuitBreaker, Clock, Processor, ProcessorContext, RetryPolicy, Store, Stream, Timer,
-        Timers, Topology, TopologyBuilder,
+        hopping, session, sliding, tumbling, CircuitBreaker, Clock, JoinWindows, Outcome,
+        Processor, ProcessorContext, RetryPolicy, StatusLedger, Store, Stream, Suppressed, Table,
+        Timer, Timers, Topology, TopologyBuilder, Wait, Waited, Window, Windowed,
     };
 }

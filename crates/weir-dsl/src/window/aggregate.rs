@@ -103,7 +103,7 @@ where
                     .map_err(|e| codec_err(node, e))?;
                 ws.put(&kb, start, &encode_slot(max_ts, &bytes))
                     .map_err(|e| store_err(node, &spec.store.name, e))?;
-                updates.push((Window { start, end }, new));
+                updates.push((Window { start, end }, new, max_ts));
             }
             if updates.is_empty() {
                 return Err(ProcessError::Late {
@@ -126,13 +126,17 @@ where
                 }
             }
         }
-        for (window, new) in updates {
-            ctx.forward(
+        // A window's result carries the largest timestamp in it.
+        for (window, new, max_ts) in updates {
+            let headers = ctx.headers().clone();
+            ctx.forward_with(
                 Windowed {
                     key: key.clone(),
                     window,
                 },
                 new,
+                max_ts,
+                headers,
             );
         }
         Ok(())
