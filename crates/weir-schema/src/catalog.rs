@@ -232,7 +232,12 @@ fn compile(event_type: &str, schema: &Value) -> Result<jsonschema::Validator, Sc
         message: e.to_string(),
     };
     jsonschema::meta::validate(schema).map_err(|e| invalid(&e))?;
-    jsonschema::validator_for(schema).map_err(|e| invalid(&e))
+    // `format` (email, date-time, uuid, ...) is checked, not only noted, in
+    // every draft.
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(schema)
+        .map_err(|e| invalid(&e))
 }
 
 /// The first error of `payload` under `validator`, with its field as a
@@ -245,16 +250,27 @@ fn first_violation(
 ) -> Option<SchemaViolation> {
     let e = validator.iter_errors(payload).next()?;
     let mut field = dotted_path(payload, e.instance_path().as_str());
-    if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
-        if let Some(p) = property.as_str() {
-            field = join_field(&field, p);
+    let mut error = e.to_string();
+    match e.kind() {
+        jsonschema::error::ValidationErrorKind::Required { property } => {
+            if let Some(p) = property.as_str() {
+                field = join_field(&field, p);
+            }
         }
+        jsonschema::error::ValidationErrorKind::Format { format } => {
+            let what = match format.as_str() {
+                "email" | "idn-email" => "email address",
+                other => other,
+            };
+            error = format!("must be a valid {what}");
+        }
+        _ => {}
     }
     Some(SchemaViolation {
         event_type: event_type.to_string(),
         version,
         field,
-        error: e.to_string(),
+        error,
     })
 }
 
@@ -379,6 +395,35 @@ mod tests {
         assert!(v.error.contains("required"), "{}", v.error);
         let v = c.check("other", &json!({})).unwrap_err();
         assert_eq!(v.version, None);
+    }
+
+    #[test]
+    fn formats_are_checked_whatever_the_draft() {
+        let mut c = Catalog::default();
+        let user = |draft: Option<&str>| {
+            let mut s = json!({
+                "type": "object",
+                "properties": {"email": {"type": "string", "format": "email"}}
+            });
+            if let Some(d) = draft {
+                s["$schema"] = json!(d);
+            }
+            s
+        };
+        for (name, draft) in [
+            ("default", None),
+            ("2020", Some("https://json-schema.org/draft/2020-12/schema")),
+            ("7", Some("http://json-schema.org/draft-07/schema#")),
+        ] {
+            c.register(NewDefinition::new(name, user(draft)), Compatibility::None)
+                .unwrap();
+            let v = c
+                .check(name, &json!({"email": "not-an-email"}))
+                .unwrap_err();
+            assert_eq!(v.field, "email", "{name}");
+            assert_eq!(v.error, "must be a valid email address", "{name}");
+            assert!(c.check(name, &json!({"email": "a@example.com"})).is_ok());
+        }
     }
 
     #[test]
