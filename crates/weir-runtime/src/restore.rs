@@ -69,11 +69,16 @@ struct Progress {
     partition: i32,
     task: TaskKey,
     store: StoreId,
+    /// Where the replay started.
+    start: i64,
     /// The next offset to apply.
     next: i64,
     /// The end listed when the restoration was planned.
     end: i64,
 }
+
+/// How often a long restoration logs its progress.
+const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Replays changelogs into restoring tasks, a bounded chunk per step.
 #[derive(Default)]
@@ -87,6 +92,8 @@ pub(crate) struct ChangelogRestorer {
     planned: BTreeSet<TaskKey>,
     /// The consumer's assignment no longer matches `active`.
     reassign: bool,
+    /// When progress was last logged (or the replay began).
+    progress_logged: Option<Instant>,
 }
 
 impl std::fmt::Debug for ChangelogRestorer {
@@ -286,6 +293,7 @@ impl ChangelogRestorer {
                     partition,
                     task: key,
                     store,
+                    start,
                     next: start,
                     end: high,
                 });
@@ -403,7 +411,31 @@ impl ChangelogRestorer {
         if self.active.len() != before {
             self.reassign = true;
         }
+        self.log_progress();
         Ok(())
+    }
+
+    /// Every [`PROGRESS_LOG_INTERVAL`] of a replay: records done / total
+    /// per changelog partition still replaying.
+    fn log_progress(&mut self) {
+        if self.active.is_empty() {
+            self.progress_logged = None;
+            return;
+        }
+        let since = *self.progress_logged.get_or_insert_with(Instant::now);
+        if since.elapsed() < PROGRESS_LOG_INTERVAL {
+            return;
+        }
+        self.progress_logged = Some(Instant::now());
+        for p in &self.active {
+            tracing::info!(
+                changelog = %p.topic,
+                partition = p.partition,
+                done = p.next - p.start,
+                total = p.end - p.start,
+                "restoring: records done / total"
+            );
+        }
     }
 
     /// After a restore consumer error (say, a checkpoint compacted away

@@ -147,20 +147,22 @@ impl Config {
                     KeyType::Str => toml::Value::String(value),
                     KeyType::Int => toml::Value::Integer(value.trim().parse().map_err(|_| {
                         ConfigError::Invalid {
-                            key: var.clone(),
-                            message: format!("{value:?} is not an integer"),
+                            key: name.clone(),
+                            message: format!("{value:?} is not an integer (from {var})"),
                         }
                     })?),
-                    KeyType::Bool => toml::Value::Boolean(match value.trim() {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => {
-                            return Err(ConfigError::Invalid {
-                                key: var.clone(),
-                                message: format!("{value:?} is not true or false"),
-                            })
-                        }
-                    }),
+                    KeyType::Bool => {
+                        toml::Value::Boolean(match value.trim().to_ascii_lowercase().as_str() {
+                            "true" | "1" => true,
+                            "false" | "0" => false,
+                            _ => {
+                                return Err(ConfigError::Invalid {
+                                    key: name.clone(),
+                                    message: format!("{value:?} is not true or false (from {var})"),
+                                })
+                            }
+                        })
+                    }
                 };
                 origin.insert(name.clone(), var.clone());
                 table.insert(name, v);
@@ -184,6 +186,7 @@ impl Config {
             }
         }
         check_types(&table, &origin)?;
+        check_tables(&table)?;
         let config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse(e.message().to_string()))?;
@@ -227,6 +230,52 @@ fn check_types(table: &toml::Table, origin: &BTreeMap<String, String>) -> Result
                     message: format!(
                         "{v:?} is not one of \"exactly_once_v2\", \"at_least_once\"{from}"
                     ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the tables of names: `[topics]`, `[ingress_topics]` and
+/// `[ingress_keys]` map names to strings, `[kafka]` and `[params]` to
+/// strings, numbers or booleans; a bad entry names its key
+/// (`topics.events`).
+fn check_tables(table: &toml::Table) -> Result<(), ConfigError> {
+    let tables: [(&str, bool); 5] = [
+        ("topics", false),
+        ("ingress_topics", false),
+        ("ingress_keys", false),
+        ("kafka", true),
+        ("params", true),
+    ];
+    for (name, scalars) in tables {
+        let Some(value) = table.get(name) else {
+            continue;
+        };
+        let Some(entries) = value.as_table() else {
+            return Err(ConfigError::Invalid {
+                key: name.to_string(),
+                message: format!("expected a table, found {value}"),
+            });
+        };
+        for (k, v) in entries {
+            let ok = match v {
+                toml::Value::String(_) => true,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    scalars
+                }
+                _ => false,
+            };
+            if !ok {
+                let expected = if scalars {
+                    "a string, number or boolean"
+                } else {
+                    "a string"
+                };
+                return Err(ConfigError::Invalid {
+                    key: format!("{name}.{k}"),
+                    message: format!("expected {expected}, found {v}"),
                 });
             }
         }

@@ -318,7 +318,7 @@ fn kafka_table<'de, D: serde::Deserializer<'de>>(
                 toml::Value::Boolean(b) => b.to_string(),
                 other => {
                     return Err(serde::de::Error::custom(format!(
-                        "[kafka] key {k} must be a string, number or boolean, not {}",
+                        "key {k} must be a string, number or boolean, not {}",
                         other.type_str()
                     )))
                 }

@@ -86,6 +86,33 @@ fn bad_values_are_named() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("WEIR_COMMIT_INTERVAL_MS"), "{e}");
+    assert!(e.to_string().contains("commit_interval_ms"), "{e}");
+    let e = Config::load(&defaults(), None, env(&[("WEIR_AUTO_CREATE_TOPICS", "ja")])).unwrap_err();
+    assert!(e.to_string().contains("auto_create_topics"), "{e}");
+    let c = Config::load(
+        &defaults(),
+        None,
+        env(&[("WEIR_AUTO_CREATE_TOPICS", "TRUE")]),
+    )
+    .unwrap();
+    assert!(c.auto_create_topics);
+    // Entries of the tables of names name their key.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weir.toml");
+    for (text, key) in [
+        ("[topics]\nevents = 5\n", "topics.events"),
+        (
+            "[ingress_topics]\n\"user.created\" = [1]\n",
+            "ingress_topics.user.created",
+        ),
+        ("[kafka]\n\"linger.ms\" = [5]\n", "kafka.linger.ms"),
+        ("[params]\nwindow_ms = {a = 1}\n", "params.window_ms"),
+        ("kafka = 5\n", "kafka"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let e = Config::load(&defaults(), Some(&file), env(&[])).unwrap_err();
+        assert!(e.to_string().contains(key), "{text}: {e}");
+    }
     let e = Config::load(
         &defaults(),
         None,
