@@ -197,6 +197,45 @@ fn totals_of_100000_events_equal_a_naive_recount() {
     );
 }
 
+/// The repartition topic holds the events keyed by customer, customer c on
+/// partition murmur2(c) mod 8 — and nothing else (no stream-time markers:
+/// nothing downstream acts on stream time).
+#[test]
+fn the_repartition_topic_holds_each_event_keyed_by_customer() {
+    let run = Run::new("totals-repartition");
+    let (events, want) = purchases(2_000, 50, 0);
+    // Nothing is purged while the test reads.
+    let mut p = run.start("log", &[("WEIR_REPARTITION_PURGE_INTERVAL_MS", "3600000")]);
+    run.publish_all(&events);
+    let updates = run.read(2_000, &logs(&[&p]));
+    if let Err(e) = check(&updates, &want) {
+        panic!("{e}; log:\n{}", p.log_text());
+    }
+    let repartition = format!("{}-customer-totals-repartition", run.app);
+    let mut reader = TopicReader::new(
+        TestBroker::shared().bootstrap(),
+        &[&repartition],
+        "read_committed",
+    )
+    .unwrap();
+    let all = reader.read_until(Duration::from_secs(60), |r| r.len() >= 2_000);
+    reader.read_for(Duration::from_secs(2));
+    assert!(p.stop().success(), "{}", p.log_text());
+    assert!(all, "{} of 2000 records", reader.records().len());
+    assert_eq!(reader.records().len(), 2_000, "one record per event");
+    for r in reader.records() {
+        let key = r.key.as_deref().expect("every record has a key");
+        let value: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+        assert_eq!(value["customer"].as_str().map(str::as_bytes), Some(key));
+        assert_eq!(
+            r.partition as u32,
+            weir_core::partition_for_key(key, 8),
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+    }
+}
+
 /// A crash at `step` (its `nth` hit), then a restart: exact results.
 fn crash_at(step: &str, guarantee: &str) -> Result<(), String> {
     let run = Run::new(&format!("totals-{}", step.replace('_', "-")));

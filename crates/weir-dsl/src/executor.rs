@@ -69,7 +69,8 @@ pub struct TaskExecutor {
     processors: Vec<Option<Box<dyn ErasedProcessor>>>,
     /// The nodes whose processors want to hear of stream time advancing.
     time_nodes: Vec<usize>,
-    /// The repartition topics this task reads (where markers come).
+    /// The repartition topics this task reads where markers come (see
+    /// [`Topology::uses_stream_time`]).
     repartition_sources: Vec<String>,
     /// Their writers' times (see [`clock`]), and as of the last commit.
     clocks: WriterClocks,
@@ -107,12 +108,18 @@ impl TaskExecutor {
     /// with fresh instances of its `process` nodes (not yet initialised).
     pub fn new(topology: Topology, subtopology: usize, partition: i32) -> Self {
         let processors = make_processors(&topology, subtopology);
-        let repartition_sources = topology
-            .repartition_topics()
-            .into_iter()
-            .filter(|(t, _)| topology.subtopology_of(t) == Some(subtopology))
-            .map(|(t, _)| t)
-            .collect();
+        // The repartition topics this task reads that carry markers (its
+        // stream time is then its slowest writer's).
+        let repartition_sources = if topology.uses_stream_time(subtopology) {
+            topology
+                .repartition_topics()
+                .into_iter()
+                .filter(|(t, _)| topology.subtopology_of(t) == Some(subtopology))
+                .map(|(t, _)| t)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let stores = topology.subtopology_stores(subtopology);
         let timer_nodes = topology
             .inner

@@ -417,6 +417,38 @@ impl Topology {
         self.inner.table_sources.get(store).map(String::as_str)
     }
 
+    /// Whether the tasks of sub-topology `id` act on stream time: windows,
+    /// sessions, timers (waits, windowed joins, retries) or a processor
+    /// that asks to hear of it (emit-final). Behind a repartition topic
+    /// such tasks take their stream time from their writers' stream-time
+    /// markers (the slowest writer's); the writers send markers only to
+    /// the repartition topics such tasks read, and other tasks take the
+    /// largest timestamp they read, as everywhere else.
+    pub fn uses_stream_time(&self, id: usize) -> bool {
+        let stores = self.subtopology_stores(id);
+        let timed_store = stores.iter().any(|s| {
+            self.inner.timer_stores.contains_key(s)
+                || self
+                    .store_view(s)
+                    .is_some_and(|v| v.kind() != crate::StoreKind::KeyValue)
+        });
+        timed_store
+            || self.inner.nodes.iter().any(|n| match &n.op {
+                Op::Process { factory, .. } if n.subtopology == id => factory().wants_stream_time(),
+                _ => false,
+            })
+    }
+
+    /// Whether the writers of repartition topic `topic` send it
+    /// stream-time markers (its reader uses stream time: see
+    /// [`Topology::uses_stream_time`]).
+    pub fn carries_markers(&self, topic: &str) -> bool {
+        self.inner.repartition_topics.contains_key(topic)
+            && self
+                .subtopology_of(topic)
+                .is_some_and(|s| self.uses_stream_time(s))
+    }
+
     /// The sub-topologies whose sinks write `topic`.
     pub fn writers_of(&self, topic: &str) -> Vec<usize> {
         let mut subs: Vec<usize> = self

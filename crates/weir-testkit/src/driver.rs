@@ -78,6 +78,9 @@ impl DriverState {
     fn markers(&mut self) -> Vec<Record> {
         let mut out = Vec::new();
         for (topic, _) in self.topology.repartition_topics() {
+            if !self.topology.carries_markers(&topic) {
+                continue;
+            }
             let writers = self.topology.writers_of(&topic);
             for &s in &writers {
                 let Some(time) = self.executors[s].stream_time() else {

@@ -249,7 +249,10 @@ fn kept_bs_that_expire_are_counted() {
     let orders = b.stream("orders", Str, Json::<i64>::new());
     let payments = b.stream("payments", Str, Json::<i64>::new());
     orders
-        .await_event(&payments, Wait::named("w").timeout(Duration::from_millis(100)))
+        .await_event(
+            &payments,
+            Wait::named("w").timeout(Duration::from_millis(100)),
+        )
         .map_values(|o: Outcome<i64, i64>| match o {
             Outcome::Matched(a, _) => a,
             Outcome::TimedOut(a) => -a,

@@ -254,3 +254,19 @@ proptest! {
         prop_assert_eq!(d.late_records(), late);
     }
 }
+
+#[test]
+fn only_repartition_topics_read_by_time_aware_tasks_carry_markers() {
+    let b = TopologyBuilder::new();
+    b.stream("in", Str, Str)
+        .group_by(|_, v: &String| v.clone(), Str)
+        .count("plain");
+    b.stream("in2", Str, Str)
+        .group_by(|_, v: &String| v.clone(), Str)
+        .windowed_by(tumbling(MS(10)))
+        .count("windowed");
+    let t = b.build().unwrap();
+    assert!(!t.carries_markers("plain-repartition"));
+    assert!(t.carries_markers("windowed-repartition"));
+    assert!(!t.carries_markers("in"), "not a repartition topic");
+}

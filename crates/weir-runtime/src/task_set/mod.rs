@@ -149,6 +149,7 @@ impl TaskSet {
                 spec.repartition_partitions
                     .iter()
                     .filter(|(t, _)| spec.topology.writers_of(t).contains(&sub))
+                    .filter(|(t, _)| spec.topology.carries_markers(t))
                     .map(|(t, r)| (t.clone(), *r))
                     .collect()
             })
