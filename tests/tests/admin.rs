@@ -230,6 +230,21 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
     let (status, _, body) = http(addr, "GET", "/topology?format=mermaid");
     assert_eq!(status, 200);
     assert!(body.starts_with("flowchart"), "{body}");
+    let r = weir_tests::http::send(
+        addr,
+        "GET",
+        "/topology",
+        &[("Accept", "text/vnd.mermaid")],
+        "",
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with("flowchart"), "{}", r.body);
+    // Ingress is off here: the document describes only what is served.
+    let (status, _, body) = http(addr, "GET", "/openapi.json");
+    assert_eq!(status, 200);
+    let doc = json(&body);
+    assert!(doc["paths"]["/topology"]["get"].is_object(), "{body}");
+    assert!(doc["paths"].get("/v1/events").is_none(), "{body}");
 
     let (status, _, body) = http(addr, "GET", "/stores");
     assert_eq!(status, 200);
@@ -472,7 +487,7 @@ fn the_admin_endpoint_serves_health_readiness_metrics_and_the_topology() {
     let r = send(addr, "POST", "/dlq/replay", &auth, r#"{"fix": "nope"}"#);
     assert_eq!(
         (r.status, r.json()["error"].as_str()),
-        (400, Some("BAD_REQUEST"))
+        (404, Some("UNKNOWN_FIX"))
     );
     assert!(r.body.contains("unbad"), "{}", r.body);
     let out = std::process::Command::new(weir_tests::binary("weir", "weir-cli"))

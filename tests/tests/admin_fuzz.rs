@@ -5,7 +5,9 @@
 //! a 5xx and every answer conforms to the document (status, content type,
 //! headers, body schema), and that the mutating routes refuse requests
 //! without the token. Ingress (`POST /v1/events`) is enabled, so it is
-//! fuzzed too.
+//! fuzzed too. A second run, against an instance with no token, lets the
+//! mutating routes take what the document allows: every valid request must
+//! be accepted (schemathesis' own expectations, no settings file).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,33 +27,34 @@ fn schemathesis() -> PathBuf {
         })
 }
 
-#[test]
-fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
-    let tool = schemathesis();
-    assert!(
-        tool.exists(),
-        "{} is missing: `make deps` installs schemathesis",
-        tool.display()
-    );
+/// An instance of a small topology (a dead-lettering step, a count) with
+/// `extra` settings and 50 records processed; stopped by the caller.
+fn instance(
+    name: &str,
+    extra: &[(&str, &str)],
+) -> (weir::Running, std::net::SocketAddr, tempfile::TempDir) {
     let broker = TestBroker::shared();
     let bootstrap = broker.bootstrap().to_string();
-    let app = TestBroker::unique("admin-fuzz");
+    let app = TestBroker::unique(name);
     let (input, output) = (format!("{app}-in"), format!("{app}-out"));
     create_topics(&bootstrap, &[(&input, 2)]).unwrap();
     let state = tempfile::tempdir().unwrap();
+    let mut settings = vec![("WEIR_ADMIN_LISTEN", "127.0.0.1:0")];
+    settings.extend_from_slice(extra);
+    if settings
+        .iter()
+        .any(|(k, v)| *k == "WEIR_INGRESS_ENABLED" && *v == "true")
+    {
+        // POST /v1/events: its events go to the output topic.
+        settings.push(("WEIR_INGRESS_DEFAULT_TOPIC", output.as_str()));
+    }
     let config = in_process_config(
         &app,
         &bootstrap,
         state.path(),
         2,
         (&input, &output),
-        &[
-            ("WEIR_ADMIN_LISTEN", "127.0.0.1:0"),
-            ("WEIR_ADMIN_TOKEN", "fuzz-token"),
-            // POST /v1/events too: its events go to the output topic.
-            ("WEIR_INGRESS_ENABLED", "true"),
-            ("WEIR_INGRESS_DEFAULT_TOPIC", &output),
-        ],
+        &settings,
     );
     let b = Topology::builder();
     let s = b.stream("in", Str, Str).try_map_values(|v: String| {
@@ -93,30 +96,33 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
         assert!(Instant::now() < deadline, "the store serves k1 within 60 s");
         std::thread::sleep(Duration::from_millis(200));
     }
+    (running, addr, state)
+}
 
-    // The operations the document describes.
+/// The operations `/openapi.json` describes.
+fn operations(addr: std::net::SocketAddr) -> usize {
     let doc = get(addr, "/openapi.json").json();
-    let operations: usize = doc["paths"]
+    doc["paths"]
         .as_object()
         .unwrap()
         .values()
         .map(|p| p.as_object().unwrap().len())
-        .sum();
-    assert!(operations >= 14, "{doc}");
-    assert!(doc["paths"]["/v1/events"]["post"].is_object(), "{doc}");
-    let report = state.path().join("schemathesis");
-    // An event the document allows may still name a type nobody
-    // registered: 422 UNKNOWN_EVENT_TYPE is a right answer to it (whether
-    // an event is accepted depends on the definitions registered).
-    let settings = state.path().join("schemathesis.toml");
-    std::fs::write(
-        &settings,
-        "[[operations]]\ninclude-path = \"/v1/events\"\nchecks.positive_data_acceptance.expected-statuses = [\"2xx\", \"401\", \"403\", \"404\", \"409\", \"422\", \"429\", \"5xx\"]\n",
-    )
-    .unwrap();
+        .sum()
+}
+
+/// Runs schemathesis with every check and its default expectations
+/// against the instance at `addr`; its output, once it passed and tested
+/// every operation but the document's own route.
+fn fuzz(addr: std::net::SocketAddr, dir: &std::path::Path) -> String {
+    let tool = schemathesis();
+    assert!(
+        tool.exists(),
+        "{} is missing: `make deps` installs schemathesis",
+        tool.display()
+    );
+    let operations = operations(addr);
+    assert!(operations >= 14, "{operations} operations");
     let out = std::process::Command::new(&tool)
-        .arg("--config-file")
-        .arg(&settings)
         .args([
             "run",
             &format!("http://{addr}/openapi.json"),
@@ -139,9 +145,9 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
             "junit",
             "--report-dir",
         ])
-        .arg(&report)
+        .arg(dir.join("schemathesis"))
         // Its caches go to the temporary dir, not into the repository.
-        .current_dir(state.path())
+        .current_dir(dir)
         .output()
         .expect("run schemathesis");
     let text = format!(
@@ -149,11 +155,7 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    running.stop();
-    running.wait().unwrap();
     assert!(out.status.success(), "schemathesis failed:\n{text}");
-    // It read the whole document and tested every operation (but the
-    // document's own route, which it leaves out).
     let tested: usize = text
         .split("Tested: ")
         .nth(1)
@@ -161,4 +163,37 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert_eq!(tested, operations - 1, "operations tested:\n{text}");
+    text
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
+    let (running, addr, state) = instance(
+        "admin-fuzz",
+        &[
+            ("WEIR_ADMIN_TOKEN", "fuzz-token"),
+            ("WEIR_INGRESS_ENABLED", "true"),
+        ],
+    );
+    let doc = get(addr, "/openapi.json").json();
+    assert!(doc["paths"]["/v1/events"]["post"].is_object(), "{doc}");
+    fuzz(addr, state.path());
+    running.stop();
+    running.wait().unwrap();
+}
+
+/// With no token the mutating routes take requests (definitions it
+/// registers stay in the registry: no ingress here, whose answers would
+/// depend on them).
+#[test]
+fn without_a_token_every_request_the_document_allows_is_accepted() {
+    let (running, addr, state) = instance("admin-fuzz-open", &[]);
+    let doc = get(addr, "/openapi.json").json();
+    assert!(
+        doc["paths"]["/dlq/replay"]["post"]["security"].is_null(),
+        "{doc}"
+    );
+    fuzz(addr, state.path());
+    running.stop();
+    running.wait().unwrap();
 }

@@ -30,7 +30,7 @@ fn config(bootstrap: &str, app: &str) -> Config {
 }
 
 /// Registers `event_type`: `data` needs a string `userId` and an `email`
-/// with an `@`.
+/// (JSON Schema's `format`, which the definitions check).
 fn register(bootstrap: &str, event_type: &str) {
     let registry = weir::runtime::schema_registry(&config(bootstrap, "ingress-defs")).unwrap();
     registry
@@ -45,7 +45,7 @@ fn register(bootstrap: &str, event_type: &str) {
                         "required": ["userId", "email"],
                         "properties": {
                             "userId": {"type": "string"},
-                            "email": {"type": "string", "pattern": "^[^@]+@[^@]+$"}
+                            "email": {"type": "string", "format": "email"}
                         }
                     }}
                 }),
@@ -169,6 +169,11 @@ fn valid_events_are_written_exactly_once_and_invalid_ones_refused() {
         "one.log",
         &[("WEIR_INGRESS_DEFAULT_TOPIC", &topic)],
     );
+    // Its document describes its own routes.
+    let doc = get(a, "/openapi.json").json();
+    assert!(doc["paths"]["/v1/events"]["post"].is_object(), "{doc}");
+    assert!(doc["paths"]["/health"]["get"].is_object(), "{doc}");
+    assert!(doc["paths"].get("/stores").is_none(), "{doc}");
 
     // 1,000 valid events, each posted once from 16 clients.
     let ids: Vec<String> = (0..1_000).map(|i| format!("evt-{i:04}")).collect();
@@ -258,7 +263,8 @@ fn valid_events_are_written_exactly_once_and_invalid_ones_refused() {
         assert_eq!(b["details"]["field"], "Idempotency-Key");
     }
     // An id counts per event type: another type's event with a used id is
-    // a new event (to the default topic, here the same one).
+    // a new event (to the default topic, here the same one). Its type is
+    // registered just before: the ingress loads it when asked for it.
     let other_type = format!("user.deleted.{app}");
     register(broker.bootstrap(), &other_type);
     let r = post(a, &event(&other_type, "evt-0000", "x@example.com"), &[]);
@@ -276,6 +282,10 @@ fn valid_events_are_written_exactly_once_and_invalid_ones_refused() {
     for r in &refused {
         let b = assert_refusal(r, 400, "SCHEMA_VALIDATION_ERROR");
         assert_eq!(b["details"]["field"], "data.email", "{b}");
+        assert_eq!(
+            b["details"]["error"], "must be a valid email address",
+            "{b}"
+        );
     }
     // Retrying an invalid one is refused again.
     assert_refusal(
@@ -294,7 +304,7 @@ fn valid_events_are_written_exactly_once_and_invalid_ones_refused() {
     assert_eq!(b["details"]["field"], "timestamp");
     assert_refusal(
         &post(a, &event("nobody.defined.this", "u-1", "a@b"), &[]),
-        422,
+        404,
         "UNKNOWN_EVENT_TYPE",
     );
     let huge = event(&event_type, "huge", &format!("{}@x", "a".repeat(5_000)));

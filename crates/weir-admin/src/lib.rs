@@ -296,9 +296,10 @@ pub(crate) async fn prometheus_text(State(s): State<Arc<AdminState>>) -> Respons
     }
 }
 
-#[utoipa::path(get, path = "/topology", tag = "instance", params(("format" = Option<openapi::TopologyFormat>, Query, description = "json (default) or mermaid")), responses((status = 200, description = "The topology", content((serde_json::Value = "application/json"), (String = "text/plain"))), (status = 400, description = "A malformed request", body = ErrorBody)))]
+#[utoipa::path(get, path = "/topology", tag = "instance", params(("format" = Option<openapi::TopologyFormat>, Query, description = "json or mermaid (default: mermaid when Accept asks for text/vnd.mermaid or text/plain and not JSON, else json)")), responses((status = 200, description = "The topology", content((serde_json::Value = "application/json"), (String = "text/plain"))), (status = 400, description = "A malformed request", body = ErrorBody)))]
 pub(crate) async fn topology(
     State(s): State<Arc<AdminState>>,
+    headers: axum::http::HeaderMap,
     query: Result<
         Query<std::collections::BTreeMap<String, String>>,
         axum::extract::rejection::QueryRejection,
@@ -312,7 +313,19 @@ pub(crate) async fn topology(
         );
     };
     let d = s.topology.describe();
-    match q.get("format").map(String::as_str) {
+    // Without `format`, the Accept header may ask for the diagram.
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let wants_text = (accept.contains("text/vnd.mermaid") || accept.contains("text/plain"))
+        && !accept.contains("json");
+    let format = q
+        .get("format")
+        .map(String::as_str)
+        .or(wants_text.then_some("mermaid"));
+    match format {
         None | Some("json") => Json(&d).into_response(),
         Some("mermaid") => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

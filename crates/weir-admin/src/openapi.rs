@@ -3,6 +3,9 @@
 //! cannot drift apart silently; a test fuzzes a running instance against
 //! it.
 
+use std::sync::Arc;
+
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -110,15 +113,77 @@ impl Modify for BearerToken {
         crate::dashboard::page,
         document,
     ),
-    components(schemas(ErrorBody, KeyAnswer, crate::ingress::Accepted, crate::ingress::Refusal, crate::ingress::RefusalDetails, crate::ingress::ErrorStatus, crate::ingress::PublishBody, crate::ops::ReplayBody, TopologyFormat, CompatibilityParam, RangeScope)),
+    components(schemas(ErrorBody, KeyAnswer, crate::ingress::Accepted, crate::ingress::Refusal, crate::ingress::RefusalDetails, crate::ingress::ErrorStatus, crate::ingress::PublishBody, crate::ops::ReplayBody, crate::ops::DefinitionBody, TopologyFormat, CompatibilityParam, RangeScope)),
     modifiers(&BearerToken)
 )]
 pub struct ApiDoc;
 
-/// `GET /openapi.json`.
+/// `GET /openapi.json`: the routes this listener serves (`POST /v1/events`
+/// only when ingress runs in it).
 #[utoipa::path(get, path = "/openapi.json", tag = "instance", responses((status = 200, description = "This document", body = serde_json::Value)))]
-pub(crate) async fn document() -> Response {
-    Json(ApiDoc::openapi()).into_response()
+pub(crate) async fn document(State(s): State<Arc<crate::AdminState>>) -> Response {
+    let ingress = s.ingress.is_some();
+    let doc = document_of(|path| ingress || path != "/v1/events");
+    let ingress_token = s.ingress.as_ref().is_some_and(|i| i.token().is_some());
+    Json(with_security(doc, s.token.is_some(), ingress_token)).into_response()
+}
+
+/// `doc` as served: a route asks for the bearer token exactly when its
+/// token is set (`admin_token` for the mutating routes, the ingress token
+/// for `POST /v1/events`), so what the document promises holds.
+fn with_security(
+    doc: utoipa::openapi::OpenApi,
+    admin_token: bool,
+    ingress_token: bool,
+) -> serde_json::Value {
+    let mut doc = serde_json::to_value(doc).unwrap_or_default();
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return doc;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        let secured = if path == "/v1/events" {
+            ingress_token
+        } else {
+            admin_token
+        };
+        for op in ops.values_mut() {
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            if !op.contains_key("security") {
+                continue;
+            }
+            if secured {
+                op.insert("security".into(), serde_json::json!([{ "bearer": [] }]));
+            } else {
+                op.remove("security");
+                if let Some(r) = op.get_mut("responses").and_then(|r| r.as_object_mut()) {
+                    r.remove("401");
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// The document of `weir ingress`: its own routes only.
+pub(crate) fn ingress_document() -> Json<utoipa::openapi::OpenApi> {
+    Json(document_of(|path| {
+        matches!(
+            path,
+            "/health" | "/metrics" | "/v1/events" | "/openapi.json"
+        )
+    }))
+}
+
+/// [`ApiDoc`] with the paths `keep` accepts.
+fn document_of(keep: impl Fn(&str) -> bool) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.paths.paths.retain(|path, _| keep(path));
+    doc
 }
 
 #[cfg(test)]

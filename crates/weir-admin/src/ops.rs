@@ -203,18 +203,36 @@ pub(crate) async fn dlq(
 pub(crate) struct ReplayBody {
     #[serde(default)]
     kinds: Vec<String>,
+    #[schema(minimum = 0)]
     from_offset: Option<i64>,
+    #[schema(minimum = 0)]
     to_offset: Option<i64>,
     /// Only dead letters of this partition of the dead-letter topic.
+    #[schema(minimum = 0)]
     partition: Option<i32>,
+    #[schema(min_length = 1)]
     to: Option<String>,
     /// The replay's consumer group (default `<application_id>-dlq-replay`;
     /// a filtered replay gets a group of its own, named after its filters,
     /// so the letters it leaves out stay replayable).
+    #[schema(min_length = 1)]
     group: Option<String>,
     /// Pass each dead letter through the topology's fix-up of this name
     /// (it returns the record to write, or nothing to leave it out).
     fix: Option<String>,
+}
+
+/// The body of `PUT /schemas/{event_type}` as documented (read as a
+/// `NewDefinition`, its `event_type` from the path).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DefinitionBody {
+    /// The payload's JSON Schema.
+    schema: serde_json::Map<String, serde_json::Value>,
+    description: Option<String>,
+    /// Example payloads; each must conform to the schema.
+    examples: Option<Vec<serde_json::Value>>,
+    owner: Option<String>,
 }
 
 /// `POST /dlq/replay`.
@@ -227,11 +245,12 @@ pub(crate) async fn replay(
     if let Err(e) = authorize(&s, &headers) {
         return e.into_response();
     }
+    // No body, or `null`: every dead letter, to its source topic.
     let req: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayBody::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
+        match serde_json::from_slice::<Option<ReplayBody>>(&body) {
+            Ok(r) => r.unwrap_or_default(),
             Err(e) => return bad_request(format!("the body is not a replay request: {e}")),
         }
     };
@@ -247,11 +266,13 @@ pub(crate) async fn replay(
             Some(f) => Some(f),
             None => {
                 let fixes = s.topology.dead_letter_fixes();
-                return bad_request(if fixes.is_empty() {
+                let message = if fixes.is_empty() {
                     format!("no fix-up {name:?}: this topology registers none")
                 } else {
                     format!("no fix-up {name:?}; this topology has {}", fixes.join(", "))
-                });
+                };
+                return ApiError::new(StatusCode::NOT_FOUND, "UNKNOWN_FIX", message)
+                    .into_response();
             }
         },
     };
@@ -357,7 +378,7 @@ pub(crate) async fn schema(
 }
 
 /// `PUT /schemas/{event_type}`.
-#[utoipa::path(put, path = "/schemas/{event_type}", tag = "event definitions", params(("event_type" = String, Path, description = "The event type"), ("compatibility" = Option<crate::openapi::CompatibilityParam>, Query, description = "none (default) or backward")), request_body(content = serde_json::Value, description = "schema, description, examples, owner", content_type = "application/json"), security(("bearer" = [])), responses((status = 201, description = "The stored definition", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 401, description = "The bearer token is missing or wrong", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer"))), (status = 409, description = "Not backward compatible", body = ErrorBody), (status = 501, description = "This endpoint serves no cluster operations", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
+#[utoipa::path(put, path = "/schemas/{event_type}", tag = "event definitions", params(("event_type" = String, Path, pattern = "^[A-Za-z0-9._-]{1,200}$", description = "The event type"), ("compatibility" = Option<crate::openapi::CompatibilityParam>, Query, description = "none (default) or backward")), request_body(content = DefinitionBody, description = "The definition (its event_type is the path's)", content_type = "application/json"), security(("bearer" = [])), responses((status = 201, description = "The stored definition", body = serde_json::Value), (status = 400, description = "A malformed request", body = ErrorBody), (status = 401, description = "The bearer token is missing or wrong", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer"))), (status = 409, description = "Not backward compatible", body = ErrorBody), (status = 501, description = "This endpoint serves no cluster operations", body = ErrorBody), (status = 503, description = "Not answerable correctly now (restoring, rebalancing, broker unavailable); retry", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 pub(crate) async fn put_schema(
     State(s): State<Arc<AdminState>>,
     path: Result<Path<String>, PathRejection>,
@@ -388,6 +409,15 @@ pub(crate) async fn put_schema(
         Ok(_) => return bad_request("the body must be a JSON object with a schema"),
         Err(e) => return bad_request(format!("the body is not JSON: {e}")),
     };
+    if !json.get("schema").is_some_and(serde_json::Value::is_object) {
+        return bad_request("schema must be a JSON Schema object");
+    }
+    // An optional field given as null is left out.
+    if let Some(fields) = json.as_object_mut() {
+        fields.retain(|k, v| {
+            !(v.is_null() && matches!(k.as_str(), "description" | "examples" | "owner"))
+        });
+    }
     match json.get("event_type") {
         None => {
             json["event_type"] = serde_json::Value::String(event_type.clone());

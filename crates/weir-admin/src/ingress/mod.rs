@@ -24,7 +24,7 @@
 //! | 409 | `IDEMPOTENCY_CONFLICT` | its key was accepted for a different event |
 //! | 413 | `PAYLOAD_TOO_LARGE` | the body is over `ingress_max_body_bytes` |
 //! | 415 | `UNSUPPORTED_MEDIA_TYPE` | a `Content-Type` that is not JSON |
-//! | 422 | `UNKNOWN_EVENT_TYPE` | no definition, or no topic, for `eventType` |
+//! | 404 | `UNKNOWN_EVENT_TYPE` | no definition, or no topic, for `eventType` |
 //! | 422 | `RECORD_REJECTED` | the broker refused the record |
 //! | 500 | `INTERNAL` | the request failed inside the endpoint; retry |
 //! | 503 | `BROKER_UNAVAILABLE` | not acknowledged within `ingress_produce_timeout_ms` (with `Retry-After`) |
@@ -429,7 +429,19 @@ impl Ingress {
             // back (unless another request holds it).
             self.seen.forget_if_empty(&key);
         }
-        let topic = self.check(&envelope, &event)?;
+        let topic = match self.check(&envelope, &event) {
+            Ok(t) => t,
+            Err(refused) => {
+                // A definition registered or changed a moment ago (on any
+                // instance) may not be loaded here yet: load what the
+                // registry holds, then check again.
+                let registry = self.registry.clone();
+                match tokio::task::spawn_blocking(move || registry.refresh()).await {
+                    Ok(Ok(())) => self.check(&envelope, &event)?,
+                    _ => return Err(refused),
+                }
+            }
+        };
         let record_key = self.record_key(envelope.event_type, &event)?;
         let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(2);
         if let Some(c) = envelope.correlation_id {
@@ -497,7 +509,7 @@ impl Ingress {
     fn check<'c>(&'c self, envelope: &Envelope<'_>, event: &Value) -> Result<&'c str, Refusal> {
         let unknown = |why: &str| {
             Refusal::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                StatusCode::NOT_FOUND,
                 "UNKNOWN_EVENT_TYPE",
                 format!("event type '{}' {why}", envelope.event_type),
             )
@@ -558,7 +570,7 @@ impl Ingress {
         self.sink.flush(timeout);
     }
 
-    fn token(&self) -> Option<&str> {
+    pub(crate) fn token(&self) -> Option<&str> {
         self.config
             .ingress_token
             .as_deref()
@@ -585,14 +597,19 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
         .with_state(ingress)
 }
 
-/// What `weir ingress` serves: `POST /v1/events`, `GET /health` and
-/// `GET /metrics` (the ingress series).
+/// What `weir ingress` serves: `POST /v1/events`, `GET /health`,
+/// `GET /metrics` (the ingress series) and `GET /openapi.json` (these
+/// routes).
 pub fn standalone(ingress: Arc<Ingress>) -> Router {
     let metrics = ingress.clone();
     Router::new()
         .route(
             "/health",
             get(|| async { Json(serde_json::json!({ "status": "UP" })) }),
+        )
+        .route(
+            "/openapi.json",
+            get(|| async { crate::openapi::ingress_document() }),
         )
         .route(
             "/metrics",
@@ -635,7 +652,8 @@ pub fn standalone(ingress: Arc<Ingress>) -> Router {
         (status = 413, description = "Over ingress_max_body_bytes", body = Refusal),
         (status = 409, description = "The idempotency key was accepted for a different event", body = Refusal),
         (status = 415, description = "Not JSON by its Content-Type", body = Refusal),
-        (status = 422, description = "No definition or no topic for its type, or refused by the broker", body = Refusal),
+        (status = 404, description = "No definition or no topic for its type", body = Refusal),
+        (status = 422, description = "Refused by the broker", body = Refusal),
         (status = 500, description = "The request failed inside the endpoint; it may be retried", body = Refusal),
         (status = 503, description = "Not acknowledged in time; retry", body = Refusal, headers(("Retry-After" = String, description = "Seconds to wait"))),
     ),
