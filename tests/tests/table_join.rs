@@ -3,7 +3,8 @@
 //! `<value>=<tier or ->`):
 //! - a table written fully before the stream starts: every record joins;
 //! - table updates and stream records with interleaved timestamps: each
-//!   record meets the table value current at its timestamp;
+//!   record meets the table value current at its timestamp (an update of
+//!   the same timestamp included);
 //! - a table restored after kill -9 and a lost state dir stops at the
 //!   committed offset of its topic: updates written after the commit are
 //!   not seen by records older than them;
@@ -141,8 +142,11 @@ fn each_record_meets_the_table_value_current_at_its_timestamp() {
     let mut current: BTreeMap<String, String> = BTreeMap::new();
     let mut want: BTreeMap<String, String> = BTreeMap::new();
     for step in 0..600i64 {
-        let key = format!("c{}", (step * 7) % 5);
-        let ts = base + step * 10;
+        // Every third record: the key and timestamp of the update just
+        // before it (a tie: the update is current at that timestamp).
+        let at = if step % 3 == 1 { step - 1 } else { step };
+        let key = format!("c{}", (at * 7) % 5);
+        let ts = base + at * 10;
         if step % 3 == 0 {
             let tier = format!("t{step}");
             current.insert(key.clone(), tier.clone());

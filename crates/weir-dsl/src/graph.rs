@@ -449,6 +449,11 @@ impl Topology {
                 .is_some_and(|s| self.uses_stream_time(s))
     }
 
+    /// Whether `topic` is read as a table (`TopologyBuilder::table`).
+    pub fn is_table_topic(&self, topic: &str) -> bool {
+        self.inner.table_sources.values().any(|t| t == topic)
+    }
+
     /// The sub-topologies whose sinks write `topic`.
     pub fn writers_of(&self, topic: &str) -> Vec<usize> {
         let mut subs: Vec<usize> = self

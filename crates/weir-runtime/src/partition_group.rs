@@ -3,9 +3,11 @@
 //!
 //! A task reads partition p of every input topic of its sub-topology. Each
 //! partition's records stay in offset order; across partitions the head
-//! with the smallest timestamp goes next (ties: the partition listed first),
-//! so a join or merge sees its inputs in time order whatever order the
-//! fetcher delivered them in. When some input has nothing buffered, the
+//! with the smallest timestamp goes next (ties: the partition listed first
+//! — a table's topic is listed before the streams, so a table update and a
+//! stream record of one timestamp meet update first), so a join or merge
+//! sees its inputs in time order whatever order the fetcher delivered them
+//! in. When some input has nothing buffered, the
 //! group waits up to `max_task_idle` for it before releasing records of the
 //! others (Kafka Streams' `max.task.idle.ms`; 0 = never wait).
 //!
@@ -68,6 +70,15 @@ impl<P: Copy + PartialEq> PartitionGroup<P> {
         if !self.partitions.iter().any(|(q, _)| *q == p) {
             self.partitions.push((p, VecDeque::new()));
             self.lagging.push(true);
+        }
+    }
+
+    /// Adds a partition that wins timestamp ties against those added with
+    /// [`PartitionGroup::add_partition`] (a table's topic).
+    pub fn add_partition_first(&mut self, p: P) {
+        if !self.partitions.iter().any(|(q, _)| *q == p) {
+            self.partitions.insert(0, (p, VecDeque::new()));
+            self.lagging.insert(0, true);
         }
     }
 
@@ -335,6 +346,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_partition_added_first_wins_ties() {
+        let mut g = PartitionGroup::new(vec![0], Duration::ZERO);
+        g.add_partition_first(1);
+        g.push(0, rec(0, 0, 10));
+        g.push(1, rec(1, 0, 10));
+        g.set_lagging(0, false);
+        g.set_lagging(1, false);
+        let now = Instant::now();
+        assert_eq!(g.next(now).unwrap().0, 1, "the table's update first");
+        assert_eq!(g.next(now).unwrap().0, 0);
     }
 
     #[test]

@@ -44,7 +44,13 @@ impl TaskSet {
                         .set_dead_letter_topic(spec.dead_letter_topic.as_str());
                     task
                 });
-                task.group.add_partition(tp);
+                // A table's updates go before stream records of their
+                // timestamp (the record sees the value current then).
+                if spec.topology.is_table_topic(e.topic()) {
+                    task.group.add_partition_first(tp);
+                } else {
+                    task.group.add_partition(tp);
+                }
             }
         }
         self.unknown_positions = true;
