@@ -122,6 +122,12 @@ fn retries_deliver_every_record_once_in_key_order_through_a_kill() {
         if flaky(&key) {
             let first: u32 = got[&key][0].1.as_deref().unwrap().parse().unwrap();
             assert!(first > 1, "{key}'s first record was retried: {first}");
+        } else {
+            assert!(
+                got[&key].iter().all(|(_, a)| a.as_deref() == Some("1")),
+                "{key}: every record delivered at its first try: {:?}",
+                got[&key]
+            );
         }
     }
     assert!(p.stop().success(), "{}", p.log_text());

@@ -107,7 +107,14 @@ fn a_retried_record_waits_on_the_clock_and_its_key_waits_behind_it() {
         input.pipe_input(k.into(), v.into());
     }
     // Other keys flow on; b2 waits behind b1 (not tried).
-    assert_eq!(values(&d.read_raw("out")), vec!["a1", "a2"]);
+    let first = d.read_raw("out");
+    assert_eq!(values(&first), vec!["a1", "a2"]);
+    assert!(
+        first
+            .iter()
+            .all(|r| header(r, dlq_headers::ATTEMPTS).as_deref() == Some("1")),
+        "first tries say so"
+    );
     d.advance_wall_clock(100); // second try of b1: still down
     assert!(d.read_raw("out").is_empty());
     down.lock().unwrap().clear();

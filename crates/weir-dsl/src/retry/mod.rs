@@ -8,7 +8,8 @@
 //! exponential backoff with jitter. Nothing sleeps: the task goes on with
 //! other records. When the timer fires, the operator runs again on the
 //! parked record; its outputs carry the record's own timestamp and headers
-//! plus `weir.attempts`. When the attempts are used up, the record is
+//! plus `weir.attempts` (as do the outputs of a record that succeeds at its
+//! first try: `1`). When the attempts are used up, the record is
 //! dead-lettered (kind `retries-exhausted`, `weir.attempts` = the tries
 //! made); a permanent or validation failure on a later attempt
 //! dead-letters it with that kind.

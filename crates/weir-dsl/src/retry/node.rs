@@ -312,6 +312,9 @@ where
         }
         let error = match tried {
             Some(Ok(out)) => {
+                // Every output of a retrying node says how many tries it
+                // took: here, the first.
+                ctx.headers().set(dlq_headers::ATTEMPTS, "1");
                 for (k, v) in out {
                     ctx.forward(k, v);
                 }
