@@ -133,6 +133,21 @@ fn poisoned_records_are_dead_lettered_and_replayed_once_through_a_kill() {
     assert_eq!(listed["by_kind"]["permanent"], poisoned, "{listed}");
     assert_eq!(listed["topic"], dlq.as_str(), "{listed}");
     assert_eq!(listed["entries"].as_array().unwrap().len(), 2, "{listed}");
+    // A named topic needs only the cluster.
+    let out = std::process::Command::new(binary("weir", "weir-cli"))
+        .env_clear()
+        .env("WEIR_BOOTSTRAP_SERVERS", TestBroker::shared().bootstrap())
+        .env("RUST_LOG", "warn")
+        .args(["dlq", "list", "--topic", &dlq, "--output", "json"])
+        .output()
+        .expect("run weir");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let named: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(named["total"], poisoned, "{named}");
     assert_eq!(
         listed["entries"][0]["source"]["topic"],
         input.as_str(),

@@ -123,11 +123,22 @@ fn main() -> anyhow::Result<()> {
             command,
             via,
         } => {
-            let cfg = weir::runtime::Config::load(
-                &Default::default(),
-                config.as_deref(),
-                std::env::vars(),
-            )?;
+            // A named dead-letter topic needs no application: its replay
+            // group is then `weir-dlq-dlq-replay` unless one is configured.
+            let named = match &command {
+                weir::dlq::DlqCommand::List { topic, .. } => topic.is_some(),
+                weir::dlq::DlqCommand::Replay(a) => a.topic.is_some(),
+            };
+            let defaults = if named {
+                [(
+                    "application_id".to_string(),
+                    weir::runtime::ConfigValue::from("weir-dlq"),
+                )]
+                .into()
+            } else {
+                Default::default()
+            };
+            let cfg = weir::runtime::Config::load(&defaults, config.as_deref(), std::env::vars())?;
             weir::dlq::run_dlq(&cfg, None, command, via.output)?;
             Ok(())
         }
