@@ -169,14 +169,16 @@ fn with_security(
     doc
 }
 
-/// The document of `weir ingress`: its own routes only.
-pub(crate) fn ingress_document() -> Json<utoipa::openapi::OpenApi> {
-    Json(document_of(|path| {
+/// The document of `weir ingress`: its own routes only (`POST /v1/events`
+/// asks for the token when `ingress_token` is set).
+pub(crate) fn ingress_document(token: bool) -> Json<serde_json::Value> {
+    let doc = document_of(|path| {
         matches!(
             path,
             "/health" | "/metrics" | "/v1/events" | "/openapi.json"
         )
-    }))
+    });
+    Json(with_security(doc, false, token))
 }
 
 /// [`ApiDoc`] with the paths `keep` accepts.

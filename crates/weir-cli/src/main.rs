@@ -123,20 +123,20 @@ fn main() -> anyhow::Result<()> {
             command,
             via,
         } => {
-            // A named dead-letter topic needs no application: its replay
-            // group is then `weir-dlq-dlq-replay` unless one is configured.
+            // A named dead-letter topic needs no application: the replay's
+            // group and transactional id are then named after the topic
+            // (`weir-dlq-<topic>-dlq-replay`) unless one is configured.
             let named = match &command {
-                weir::dlq::DlqCommand::List { topic, .. } => topic.is_some(),
-                weir::dlq::DlqCommand::Replay(a) => a.topic.is_some(),
+                weir::dlq::DlqCommand::List { topic, .. } => topic.clone(),
+                weir::dlq::DlqCommand::Replay(a) => a.topic.clone(),
             };
-            let defaults = if named {
-                [(
+            let defaults = match named {
+                Some(topic) => [(
                     "application_id".to_string(),
-                    weir::runtime::ConfigValue::from("weir-dlq"),
+                    weir::runtime::ConfigValue::from(format!("weir-dlq-{topic}").as_str()),
                 )]
-                .into()
-            } else {
-                Default::default()
+                .into(),
+                None => Default::default(),
             };
             let cfg = weir::runtime::Config::load(&defaults, config.as_deref(), std::env::vars())?;
             weir::dlq::run_dlq(&cfg, None, command, via.output)?;

@@ -72,6 +72,9 @@ pub struct TaskExecutor {
     /// The repartition topics this task reads where markers come (see
     /// [`Topology::uses_stream_time`]).
     repartition_sources: Vec<String>,
+    /// The repartition topics it reads that carry no markers (one written
+    /// by an older version is skipped).
+    unmarked_repartition: Vec<String>,
     /// Their writers' times (see [`clock`]), and as of the last commit.
     clocks: WriterClocks,
     committed_clocks: WriterClocks,
@@ -108,17 +111,20 @@ impl TaskExecutor {
     /// with fresh instances of its `process` nodes (not yet initialised).
     pub fn new(topology: Topology, subtopology: usize, partition: i32) -> Self {
         let processors = make_processors(&topology, subtopology);
-        // The repartition topics this task reads that carry markers (its
-        // stream time is then its slowest writer's).
-        let repartition_sources = if topology.uses_stream_time(subtopology) {
-            topology
-                .repartition_topics()
-                .into_iter()
-                .filter(|(t, _)| topology.subtopology_of(t) == Some(subtopology))
-                .map(|(t, _)| t)
-                .collect()
+        // The repartition topics this task reads; when it acts on stream
+        // time they carry markers (its stream time is then its slowest
+        // writer's).
+        let read: Vec<String> = topology
+            .repartition_topics()
+            .into_iter()
+            .filter(|(t, _)| topology.subtopology_of(t) == Some(subtopology))
+            .map(|(t, _)| t)
+            .collect();
+        let (repartition_sources, unmarked_repartition) = if topology.uses_stream_time(subtopology)
+        {
+            (read, Vec::new())
         } else {
-            Vec::new()
+            (Vec::new(), read)
         };
         let stores = topology.subtopology_stores(subtopology);
         let timer_nodes = topology
@@ -145,6 +151,7 @@ impl TaskExecutor {
             committed_stream_time: None,
             notified: None,
             repartition_sources,
+            unmarked_repartition,
             clocks: WriterClocks::default(),
             committed_clocks: WriterClocks::default(),
             processors,
@@ -268,7 +275,9 @@ impl TaskExecutor {
 
     /// The task's stream time: the largest timestamp of the decodable
     /// records it processed (Kafka Streams' stream time), or, behind
-    /// repartition topics, its slowest writer's (see the `clock` module).
+    /// repartition topics that carry markers, at least its slowest
+    /// writer's (see the `clock` module; records of topics it reads
+    /// directly still move it).
     pub fn stream_time(&self) -> Option<Timestamp> {
         self.stream_time
     }
@@ -454,6 +463,13 @@ impl TaskExecutor {
             self.init(state)?;
         }
         let before = self.notified;
+        // A marker where none are sent now (written by an older version):
+        // no record.
+        if self.unmarked_repartition.contains(&record.topic)
+            && weir_core::StreamTimeMarker::of(record).is_some()
+        {
+            return Ok(());
+        }
         let repartitioned = self.repartition_sources.contains(&record.topic);
         // A stream-time marker from an upstream task (behind a repartition
         // topic) carries only its writer's time: stream time there is the

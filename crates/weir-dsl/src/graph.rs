@@ -257,6 +257,9 @@ pub(crate) struct TopologyInner {
     pub validated_types: std::collections::BTreeSet<String>,
     /// The JSON face of each store declared with typed codecs.
     pub store_views: BTreeMap<String, crate::store_view::StoreView>,
+    /// Per sub-topology, whether it acts on stream time (computed once:
+    /// see [`Topology::uses_stream_time`]).
+    pub timed: std::sync::OnceLock<Vec<bool>>,
 }
 
 /// A fix-up for dead letters (see [`crate::TopologyBuilder::dead_letter_fix`]).
@@ -425,6 +428,15 @@ impl Topology {
     /// the repartition topics such tasks read, and other tasks take the
     /// largest timestamp they read, as everywhere else.
     pub fn uses_stream_time(&self, id: usize) -> bool {
+        let timed = self.inner.timed.get_or_init(|| {
+            (0..self.inner.subtopologies)
+                .map(|sub| self.acts_on_stream_time(sub))
+                .collect()
+        });
+        timed.get(id).copied().unwrap_or(false)
+    }
+
+    fn acts_on_stream_time(&self, id: usize) -> bool {
         let stores = self.subtopology_stores(id);
         let timed_store = stores.iter().any(|s| {
             self.inner.timer_stores.contains_key(s)
@@ -525,6 +537,7 @@ impl Topology {
                 }),
                 schemas: self.inner.schemas.clone(),
                 validated_types: self.inner.validated_types.clone(),
+                timed: self.inner.timed.clone(),
             }),
         }
     }

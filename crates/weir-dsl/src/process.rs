@@ -296,11 +296,14 @@ impl<K2: Send + 'static, V2: Send + 'static> ProcessorContext<'_, K2, V2> {
         self.headers
     }
 
-    /// The task's stream time: the largest record timestamp it processed,
-    /// this record included (as in Kafka Streams; `None` in `init` before
-    /// the first record). Behind a repartition topic it is the upstream
-    /// tasks' instead: the smallest of their stream times, once each has
-    /// reported one (see `weir_core::StreamTimeMarker`).
+    /// The task's stream time: the largest timestamp of the decodable
+    /// records it processed, this record included (as in Kafka Streams;
+    /// `None` in `init` before the first record). Behind a repartition
+    /// topic, in a task that acts on stream time (windows, sessions, waits,
+    /// timers, or a processor whose `wants_stream_time` is true), the
+    /// records of that topic do not move it: the upstream tasks' times do,
+    /// the smallest of them once each has reported one (see
+    /// `weir_core::StreamTimeMarker`).
     pub fn stream_time(&self) -> Option<Timestamp> {
         self.stream_time
     }

@@ -407,6 +407,12 @@ where
     V: Clone + Send + 'static,
     A: Clone + Send + 'static,
 {
+    /// Lateness and expiry are on stream time (behind a repartition topic:
+    /// the slowest writer's, which needs the writers' markers).
+    fn wants_stream_time(&self) -> bool {
+        true
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, A>,

@@ -602,17 +602,13 @@ where
         let a = waits.remove(i);
         ctx.gauge_add(PENDING_WAITS, -1);
         Self::save(ctx, &shared.waits, &key, &waits)?;
-        let value = shared
-            .a_codec
-            .encode(&a.value)
-            .map_err(|source| ProcessError::Codec {
-                node: node.clone(),
-                source,
-            })?;
+        // A value its codec cannot write is dead-lettered without it (the
+        // wait is resolved all the same).
+        let value = shared.a_codec.encode(&a.value).ok();
         let mut record = weir_core::Record::new(
             shared.waits.name.to_string(),
             Some(ck.to_vec()),
-            Some(value),
+            value,
             a.timestamp,
         );
         record.partition = a.partition;

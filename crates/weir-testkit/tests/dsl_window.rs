@@ -270,3 +270,25 @@ fn only_repartition_topics_read_by_time_aware_tasks_carry_markers() {
     assert!(t.carries_markers("windowed-repartition"));
     assert!(!t.carries_markers("in"), "not a repartition topic");
 }
+
+/// A marker written to a repartition topic that carries none now (by an
+/// older version) is no record: not dead-lettered, not counted.
+#[test]
+fn a_stray_marker_is_skipped() {
+    let b = TopologyBuilder::new();
+    b.stream("in", Str, Str)
+        .group_by(|_, v: &String| v.clone(), Str)
+        .count("plain")
+        .to_stream()
+        .with_value_codec(Json::<u64>::new())
+        .to("out");
+    let d = TopologyTestDriver::new(b.build().unwrap());
+    let marker = weir_core::StreamTimeMarker {
+        time: 5,
+        writer: "0.0".into(),
+        writers: 1,
+    };
+    d.pipe_raw(marker.to_record("plain-repartition"));
+    assert!(d.dead_letters().is_empty());
+    assert!(out(&d).is_empty(), "nothing counted");
+}

@@ -259,14 +259,10 @@ fn start_admin(
             forwarder: Default::default(),
             ingress: if config.ingress_enabled {
                 let set = |t: &Option<String>| t.as_deref().is_some_and(|t| !t.is_empty());
-                // On the admin listener POST /v1/events is a mutating route
-                // like the others: without a token of its own it takes
-                // the admin token.
-                let mut ingress = config.clone();
                 if set(&config.admin_token) && !set(&config.ingress_token) {
-                    ingress.ingress_token = config.admin_token.clone();
+                    tracing::warn!("admin_token is set but ingress_token is not: POST /v1/events takes events without a token");
                 }
-                Some(weir_admin::ingress::Ingress::start(&ingress).map_err(|e| e.to_string())?)
+                Some(weir_admin::ingress::Ingress::start(config).map_err(|e| e.to_string())?)
             } else {
                 None
             },

@@ -247,7 +247,14 @@ pub struct Ingress {
     claims_read: Arc<AtomicU64>,
     counts: [AtomicU64; Outcome::ALL.len()],
     latency: Histogram,
+    /// When a refused event last made the registry load again (see
+    /// [`Ingress::reload_for`]).
+    reloaded: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// At most one extra registry load per this interval (the registry's own
+/// reader polls about as often).
+const RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl std::fmt::Debug for Ingress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -301,6 +308,7 @@ impl Ingress {
             claims_read,
             counts: Default::default(),
             latency: Histogram::default(),
+            reloaded: Default::default(),
         }))
     }
 
@@ -431,7 +439,7 @@ impl Ingress {
         }
         let topic = match self.check(&envelope, &event) {
             Ok(t) => t,
-            Err(refused) => {
+            Err(refused) if self.reload_for(envelope.event_type) => {
                 // A definition registered or changed a moment ago (on any
                 // instance) may not be loaded here yet: load what the
                 // registry holds, then check again.
@@ -441,6 +449,7 @@ impl Ingress {
                     _ => return Err(refused),
                 }
             }
+            Err(refused) => return Err(refused),
         };
         let record_key = self.record_key(envelope.event_type, &event)?;
         let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(2);
@@ -503,6 +512,29 @@ impl Ingress {
             self.sink.claim(&key, &v);
         }
         Ok((accepted, false))
+    }
+
+    /// Whether an event of `event_type` that was refused should make the
+    /// registry load again: its type has a topic here (a load cannot give
+    /// it one), and it has no definition yet, or no load was made in the
+    /// last [`RELOAD_INTERVAL`] (a stream of invalid events costs the
+    /// broker little).
+    fn reload_for(&self, event_type: &str) -> bool {
+        let has_topic = self.config.ingress_topics.contains_key(event_type)
+            || self.config.ingress_default_topic.is_some();
+        if !has_topic {
+            return false;
+        }
+        if self.registry.get(event_type, None).is_none() {
+            return true;
+        }
+        let mut last = self.reloaded.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < RELOAD_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// The event's topic, once its type is known and it conforms.
@@ -602,6 +634,7 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
 /// routes).
 pub fn standalone(ingress: Arc<Ingress>) -> Router {
     let metrics = ingress.clone();
+    let token = ingress.token().is_some();
     Router::new()
         .route(
             "/health",
@@ -609,7 +642,7 @@ pub fn standalone(ingress: Arc<Ingress>) -> Router {
         )
         .route(
             "/openapi.json",
-            get(|| async { crate::openapi::ingress_document() }),
+            get(move || async move { crate::openapi::ingress_document(token) }),
         )
         .route(
             "/metrics",

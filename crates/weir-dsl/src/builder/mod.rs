@@ -447,6 +447,7 @@ impl TopologyBuilder {
                 schemas: g.schemas,
                 validated_types: g.validated_types,
                 store_views: g.views,
+                timed: Default::default(),
             }),
         })
     }
