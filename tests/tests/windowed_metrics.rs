@@ -231,6 +231,29 @@ fn check(finals: &[(String, Metric)], want: &Finals, shape: Shape) -> Result<(),
     Ok(())
 }
 
+/// Closes every window of a run of `n` steps, then checks the finals
+/// against `want` and that nothing was late; the stopped process.
+fn finals_exact_and_none_late(
+    run: &Run,
+    mut p: TopologyProcess,
+    n: usize,
+    want: &Finals,
+) -> TopologyProcess {
+    run.close_all(n);
+    let finals = run.finals(want.len(), &p.log_text());
+    let checked = check(&finals, want, run.shape);
+    assert!(p.stop().success(), "{}", p.log_text());
+    if let Err(e) = checked {
+        panic!(
+            "{e}; late={:?}; log:\n{}",
+            p.summary_counter("late"),
+            p.log_text()
+        );
+    }
+    assert_eq!(p.summary_counter("late"), Some(0), "{}", p.log_text());
+    p
+}
+
 fn logs(ps: &[&TopologyProcess]) -> String {
     ps.iter()
         .map(|p| p.log_text())
@@ -249,7 +272,7 @@ fn finals_of_100000_in_order_events_equal_a_naive_recount() {
     };
     let run = Run::new("metrics-100k", shape);
     let (events, want, _) = events(100_000, shape, 0);
-    let mut p = run.start("log", &[]);
+    let p = run.start("log", &[]);
     Feeder::start_timed(
         TestBroker::shared().bootstrap(),
         &run.events,
@@ -257,18 +280,7 @@ fn finals_of_100000_in_order_events_equal_a_naive_recount() {
         1_000_000,
     )
     .join();
-    run.close_all(100_000);
-    let finals = run.finals(want.len(), &p.log_text());
-    let checked = check(&finals, &want, shape);
-    assert!(p.stop().success(), "{}", p.log_text());
-    if let Err(e) = checked {
-        panic!(
-            "{e}; late={:?}; log:\n{}",
-            p.summary_counter("late"),
-            p.log_text()
-        );
-    }
-    assert_eq!(p.summary_counter("late"), Some(0), "{}", p.log_text());
+    let p = finals_exact_and_none_late(&run, p, 100_000, &want);
     assert_eq!(p.summary_counter("dead_lettered"), Some(0));
 }
 
@@ -321,7 +333,7 @@ fn a_partition_far_ahead_makes_no_other_late() {
             )
         })
         .collect();
-    let mut p = run.start("log", &[]);
+    let p = run.start("log", &[]);
     Feeder::start_timed(
         TestBroker::shared().bootstrap(),
         &run.events,
@@ -353,18 +365,7 @@ fn a_partition_far_ahead_makes_no_other_late() {
         1_000_000,
     )
     .join();
-    run.close_all(3_600_000 / shape.step as usize + 200);
-    let finals = run.finals(want.len(), &p.log_text());
-    let checked = check(&finals, &want, shape);
-    assert!(p.stop().success(), "{}", p.log_text());
-    if let Err(e) = checked {
-        panic!(
-            "{e}; late={:?}; log:\n{}",
-            p.summary_counter("late"),
-            p.log_text()
-        );
-    }
-    assert_eq!(p.summary_counter("late"), Some(0), "{}", p.log_text());
+    finals_exact_and_none_late(&run, p, 3_600_000 / shape.step as usize + 200, &want);
 }
 
 #[test]
