@@ -306,10 +306,7 @@ impl TaskExecutor {
     pub fn advance_for(&mut self, record: &Record) {
         if self.repartition_sources.contains(&record.topic) {
             if let Some(m) = weir_core::StreamTimeMarker::of(record) {
-                self.clocks.note(&record.topic, &m);
-                if let Some(t) = self.clocks.time(&self.repartition_sources) {
-                    self.advance_stream_time(t);
-                }
+                self.note_marker(&record.topic, &m);
             }
             return;
         }
@@ -321,6 +318,15 @@ impl TaskExecutor {
             if decodes {
                 self.advance_stream_time(record.timestamp);
             }
+        }
+    }
+
+    /// Notes a writer's marker read from `topic`; stream time moves to the
+    /// slowest writer's once every writer has reported.
+    fn note_marker(&mut self, topic: &str, m: &weir_core::StreamTimeMarker) {
+        self.clocks.note(topic, m);
+        if let Some(t) = self.clocks.time(&self.repartition_sources) {
+            self.advance_stream_time(t);
         }
     }
 
@@ -478,10 +484,7 @@ impl TaskExecutor {
         let marker = marker.flatten();
         let decoded = match &marker {
             Some(m) => {
-                self.clocks.note(&record.topic, m);
-                if let Some(t) = self.clocks.time(&self.repartition_sources) {
-                    self.advance_stream_time(t);
-                }
+                self.note_marker(&record.topic, m);
                 None
             }
             None => {
