@@ -498,3 +498,92 @@ fn a_timeout_refused_downstream_dead_letters_its_a_and_resolves_the_wait() {
     assert!(out.read_key_values_to_list().is_empty(), "resolved once");
     assert!(d.dead_letters().is_empty(), "nothing more is dead-lettered");
 }
+
+/// Two waits (or two kept Bs) made from one input record share its id and
+/// deadline: resolving one must not cancel the other's timer, and the
+/// timer resolves (or drops) every one of them.
+#[test]
+fn waits_made_from_one_record_each_resolve_once() {
+    let b = TopologyBuilder::new();
+    // Each record becomes two (ids 10n and 10n + 1); a B's second copy
+    // takes the amount's absolute value.
+    let a_stream = b
+        .stream("a", Str, Json::<Rec>::new())
+        .process("a-twice", &[], |ctx, k: String, r: Rec| {
+            ctx.forward(k.clone(), Rec { id: r.id * 10, ..r });
+            ctx.forward(k, Rec { id: r.id * 10 + 1, ..r });
+            Ok(())
+        })
+        .with_codecs(Str, Json::<Rec>::new());
+    let b_stream = b
+        .stream("b", Str, Json::<Rec>::new())
+        .process("b-twice", &[], |ctx, k: String, r: Rec| {
+            ctx.forward(k.clone(), Rec { id: r.id * 10, ..r });
+            let amount = r.amount.abs();
+            ctx.forward(k, Rec { id: r.id * 10 + 1, amount });
+            Ok(())
+        })
+        .with_codecs(Str, Json::<Rec>::new());
+    a_stream
+        .await_event(
+            &b_stream,
+            Wait::named("w")
+                .when(|a: &Rec, b: &Rec| a.amount == b.amount)
+                .timeout(Duration::from_millis(TIMEOUT as u64))
+                .grace(Duration::from_millis(GRACE as u64)),
+        )
+        .map_values(|o| match o {
+            Outcome::Matched(a, b) => Resolved {
+                a: a.id,
+                b: Some(b.id),
+            },
+            Outcome::TimedOut(a) => Resolved { a: a.id, b: None },
+        })
+        .with_value_codec(Json::<Resolved>::new())
+        .to("out");
+    let d = TopologyTestDriver::new(b.build().unwrap());
+    let a = d.input_topic("a", Str, Json::<Rec>::new());
+    let bs = d.input_topic("b", Str, Json::<Rec>::new());
+    // "m": two waits, then two Bs that take them one by one.
+    a.pipe_input_at("m".into(), Rec { id: 1, amount: 1 }, 1_000);
+    bs.pipe_input_at("m".into(), Rec { id: 2, amount: 1 }, 1_020);
+    // "t": two waits and no B: both time out.
+    a.pipe_input_at("t".into(), Rec { id: 3, amount: 1 }, 1_000);
+    // "e": two Bs kept before their A; the A's two waits take them.
+    bs.pipe_input_at("e".into(), Rec { id: 4, amount: 1 }, 1_010);
+    a.pipe_input_at("e".into(), Rec { id: 5, amount: 1 }, 1_005);
+    // "h": two Bs kept (amounts -3 and 3); the first wait takes the second
+    // B, the other wait times out, and the first B expires.
+    bs.pipe_input_at("h".into(), Rec { id: 6, amount: -3 }, 1_060);
+    a.pipe_input_at("h".into(), Rec { id: 7, amount: 3 }, 1_050);
+    // "g": two Bs kept that no wait takes: both expire.
+    bs.pipe_input_at("g".into(), Rec { id: 8, amount: 1 }, 1_070);
+    // Stream time past every deadline.
+    a.pipe_input_at("x".into(), Rec { id: 9, amount: 9 }, 2_000);
+    let mut got = d
+        .output_topic("out", Str, Json::<Resolved>::new())
+        .read_values_to_list();
+    got.sort_by_key(|r| r.a);
+    let r = |a, b| Resolved { a, b };
+    assert_eq!(
+        got,
+        vec![
+            r(10, Some(20)),
+            r(11, Some(21)),
+            r(30, None),
+            r(31, None),
+            r(50, Some(40)),
+            r(51, Some(41)),
+            r(70, Some(61)),
+            r(71, None),
+        ]
+    );
+    let early_dropped: u64 = d
+        .take_metrics()
+        .counters
+        .iter()
+        .filter(|(_, c, _)| *c == "early_dropped")
+        .map(|(_, _, n)| n)
+        .sum();
+    assert_eq!(early_dropped, 3, "the kept Bs 60, 80 and 81 expired");
+}

@@ -9,7 +9,9 @@
 //! all changelogged:
 //! - `<name>-waits`: per correlation key, its pending waits (each with its
 //!   A's timestamp, source partition and offset — two waits of one key
-//!   never overwrite each other), queryable by correlation key;
+//!   never overwrite each other; waits made from one input record, say by
+//!   a `process` node that forwards two, share the id and its timer, and
+//!   each resolves once), queryable by correlation key;
 //! - `<name>-early`: per correlation key, the Bs that came before any wait
 //!   they match;
 //! - `<name>-timers`: a timer per wait and per early B, on stream time.
@@ -233,6 +235,28 @@ fn insert<T>(list: &mut Vec<Pending<T>>, p: Pending<T>) {
     list.insert(at, p);
 }
 
+/// Whether a record of `list` still has id `id`. Records made from one
+/// input record (a `process` node that forwards two) share an id, its
+/// timestamp and so its deadline, and so one timer: it is cancelled only
+/// when the last of them is resolved, and resolves them all when it fires.
+fn holds<T>(list: &[Pending<T>], id: (Timestamp, i32, i64)) -> bool {
+    list.iter().any(|p| p.id() == id)
+}
+
+/// Takes every record of id `id` out of `list`, in order.
+fn take_all<T>(list: &mut Vec<Pending<T>>, id: (Timestamp, i32, i64)) -> Vec<Pending<T>> {
+    let mut taken = Vec::new();
+    let mut i = 0;
+    while i < list.len() {
+        if list[i].id() == id {
+            taken.push(list.remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    taken
+}
+
 impl<K, A, B> WaitNode<K, A, B>
 where
     K: Clone + Send + 'static,
@@ -276,7 +300,9 @@ where
             {
                 let b = early.remove(i);
                 Self::save(ctx, &shared.early, &key, &early)?;
-                ctx.cancel_timer(Clock::Stream, &timer_key(EARLY, b.id(), ck))?;
+                if !holds(&early, b.id()) {
+                    ctx.cancel_timer(Clock::Stream, &timer_key(EARLY, b.id(), ck))?;
+                }
                 let headers = completed(&a.headers, &b.headers);
                 ctx.forward_with(
                     key,
@@ -349,7 +375,9 @@ where
         ctx.gauge_add(PENDING_WAITS, -(resolved.len() as i64));
         Self::save(ctx, &shared.waits, &key, &waits)?;
         for a in resolved.into_iter().rev() {
-            ctx.cancel_timer(Clock::Stream, &timer_key(WAIT, a.id(), ck))?;
+            if !holds(&waits, a.id()) {
+                ctx.cancel_timer(Clock::Stream, &timer_key(WAIT, a.id(), ck))?;
+            }
             let headers = completed(&b.headers, &a.headers);
             ctx.forward_with(
                 key.clone(),
@@ -454,34 +482,36 @@ where
                 source,
             })?;
         let mut waits = ctx.store(&shared.waits)?.get(&key)?.unwrap_or_default();
-        let Some(i) = waits.iter().position(|a| a.id() == id) else {
+        let timed_out = take_all(&mut waits, id);
+        if timed_out.is_empty() {
             return Ok(false);
-        };
-        let a = waits.remove(i);
-        ctx.gauge_add(PENDING_WAITS, -1);
+        }
+        ctx.gauge_add(PENDING_WAITS, -(timed_out.len() as i64));
         Self::save(ctx, &shared.waits, &key, &waits)?;
-        // A value its codec cannot write is dead-lettered without it (the
-        // wait is resolved all the same).
-        let value = shared.a_codec.encode(&a.value).ok();
-        let mut record = weir_core::Record::new(
-            shared.waits.name.to_string(),
-            Some(ck.to_vec()),
-            value,
-            a.timestamp,
-        );
-        record.partition = a.partition;
-        record.offset = a.offset;
-        record.headers = a.headers;
-        ctx.dead_letter(
-            &record,
-            &weir_core::DeadLetter {
-                kind: failure.kind.clone(),
-                message: format!("its timeout failed downstream: {}", failure.message),
-                node,
-                attempts: 1,
-                details: None,
-            },
-        );
+        for a in timed_out {
+            // A value its codec cannot write is dead-lettered without it
+            // (the wait is resolved all the same).
+            let value = shared.a_codec.encode(&a.value).ok();
+            let mut record = weir_core::Record::new(
+                shared.waits.name.to_string(),
+                Some(ck.to_vec()),
+                value,
+                a.timestamp,
+            );
+            record.partition = a.partition;
+            record.offset = a.offset;
+            record.headers = a.headers;
+            ctx.dead_letter(
+                &record,
+                &weir_core::DeadLetter {
+                    kind: failure.kind.clone(),
+                    message: format!("its timeout failed downstream: {}", failure.message),
+                    node: node.clone(),
+                    attempts: 1,
+                    details: None,
+                },
+            );
+        }
         Ok(true)
     }
 
@@ -504,20 +534,22 @@ where
             .map_err(|source| ProcessError::Codec { node, source })?;
         if kind == WAIT {
             let mut waits = ctx.store(&shared.waits)?.get(&key)?.unwrap_or_default();
-            let Some(i) = waits.iter().position(|a| a.id() == id) else {
+            let timed_out = take_all(&mut waits, id);
+            if timed_out.is_empty() {
                 return Ok(()); // resolved in this same transaction
-            };
-            let a = waits.remove(i);
-            ctx.gauge_add(PENDING_WAITS, -1);
+            }
+            ctx.gauge_add(PENDING_WAITS, -(timed_out.len() as i64));
             Self::save(ctx, &shared.waits, &key, &waits)?;
-            let at = a.timestamp.saturating_add(self.timeout);
-            ctx.forward_with(key, Outcome::TimedOut(a.value), at, a.headers);
+            for a in timed_out {
+                let at = a.timestamp.saturating_add(self.timeout);
+                ctx.forward_with(key.clone(), Outcome::TimedOut(a.value), at, a.headers);
+            }
         } else {
             let mut early = ctx.store(&shared.early)?.get(&key)?.unwrap_or_default();
-            if let Some(i) = early.iter().position(|b| b.id() == id) {
-                early.remove(i);
+            let dropped = take_all(&mut early, id);
+            if !dropped.is_empty() {
                 Self::save(ctx, &shared.early, &key, &early)?;
-                ctx.count(EARLY_DROPPED, 1);
+                ctx.count(EARLY_DROPPED, dropped.len() as u64);
                 tracing::debug!(
                     node = ctx.node(),
                     "a kept B matched no wait in time: dropped"
