@@ -134,7 +134,7 @@ pub fn render(
     let events = IntCounterVec::new(
         Opts::new(
             "weir_node_events_total",
-            "What a topology node's processor counted (retries, retries_exhausted).",
+            "What a topology node's processor counted (retries, retries_exhausted, early_dropped, late_windows).",
         ),
         &["node", "event"],
     )?;

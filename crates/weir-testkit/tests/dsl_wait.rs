@@ -511,7 +511,13 @@ fn waits_made_from_one_record_each_resolve_once() {
         .stream("a", Str, Json::<Rec>::new())
         .process("a-twice", &[], |ctx, k: String, r: Rec| {
             ctx.forward(k.clone(), Rec { id: r.id * 10, ..r });
-            ctx.forward(k, Rec { id: r.id * 10 + 1, ..r });
+            ctx.forward(
+                k,
+                Rec {
+                    id: r.id * 10 + 1,
+                    ..r
+                },
+            );
             Ok(())
         })
         .with_codecs(Str, Json::<Rec>::new());
@@ -520,7 +526,13 @@ fn waits_made_from_one_record_each_resolve_once() {
         .process("b-twice", &[], |ctx, k: String, r: Rec| {
             ctx.forward(k.clone(), Rec { id: r.id * 10, ..r });
             let amount = r.amount.abs();
-            ctx.forward(k, Rec { id: r.id * 10 + 1, amount });
+            ctx.forward(
+                k,
+                Rec {
+                    id: r.id * 10 + 1,
+                    amount,
+                },
+            );
             Ok(())
         })
         .with_codecs(Str, Json::<Rec>::new());

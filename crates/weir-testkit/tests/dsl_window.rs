@@ -215,6 +215,26 @@ fn hopping_windows_count_a_record_in_each_window_holding_it() {
     );
 }
 
+#[test]
+fn a_hopping_record_late_for_some_windows_updates_the_others_and_counts_the_rest() {
+    let d = counting(hopping(MS(10), MS(5)).grace(MS(2)), false, Arc::default());
+    let input = d.input_topic("in", Str, Str);
+    input.pipe_input_at("a".into(), "x".into(), 20);
+    out(&d);
+    // 13 is in [5,15) (closed: 15 + 2 <= 20) and [10,20) (open until 22).
+    input.pipe_input_at("a".into(), "x".into(), 13);
+    assert_eq!(out(&d), vec![("a@10".into(), 1)]);
+    assert_eq!(d.late_records(), 0, "not late: a window took it");
+    let late_windows: Vec<u64> = d
+        .take_metrics()
+        .counters
+        .iter()
+        .filter(|(_, c, _)| *c == "late_windows")
+        .map(|(_, _, n)| *n)
+        .collect();
+    assert_eq!(late_windows, vec![1]);
+}
+
 proptest! {
     /// Emit-final against a naive recount: random keys and timestamps (out
     /// of order, some late); each window is emitted once, after it closed,

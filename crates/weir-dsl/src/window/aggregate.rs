@@ -12,6 +12,10 @@ use super::{
 };
 use crate::process::{Processor, ProcessorContext};
 
+/// The node's counter of closed windows that a record with other windows
+/// still open (hopping) could not update.
+const LATE_WINDOWS: &str = "late_windows";
+
 pub(super) type Step<K, V, A> = Box<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
 
 pub(super) struct AggregateSpec<K, V, A> {
@@ -125,6 +129,11 @@ where
                     self.expired_below = Some(segment);
                 }
             }
+        }
+        if closed > 0 {
+            // A hopping record some of whose windows had closed: the open
+            // ones took it, the closed ones are counted.
+            ctx.count(LATE_WINDOWS, closed);
         }
         // A window's result carries the largest timestamp in it.
         for (window, new, max_ts) in updates {

@@ -15,7 +15,8 @@
 //!   counters), and goes to the dead-letter topic with kind `late` when the
 //!   aggregation says so ([`WindowedGrouped::late_to_dead_letters`]) —
 //!   never dropped silently. A hopping record with some windows still open
-//!   updates those and is not late.
+//!   updates those and is not late; the closed windows it missed are
+//!   counted in the node's counter `late_windows`.
 //! - The store keeps a window until stream time passes `end + grace`
 //!   (retention = size + grace); expired windows are deleted from the store
 //!   and, through their tombstones, from its changelog, so a restore never
