@@ -31,6 +31,17 @@ struct Resolved {
     b: Option<usize>,
 }
 
+/// What the topology writes for an outcome.
+fn resolved(o: Outcome<Rec, Rec>) -> Resolved {
+    match o {
+        Outcome::Matched(a, b) => Resolved {
+            a: a.id,
+            b: Some(b.id),
+        },
+        Outcome::TimedOut(a) => Resolved { a: a.id, b: None },
+    }
+}
+
 fn topology(resolve_all: bool, keep_early: bool) -> Topology {
     let b = TopologyBuilder::new();
     let a_stream = b.stream("a", Str, Json::<Rec>::new());
@@ -47,13 +58,7 @@ fn topology(resolve_all: bool, keep_early: bool) -> Topology {
     }
     a_stream
         .await_event(&b_stream, wait)
-        .map_values(|o| match o {
-            Outcome::Matched(a, b) => Resolved {
-                a: a.id,
-                b: Some(b.id),
-            },
-            Outcome::TimedOut(a) => Resolved { a: a.id, b: None },
-        })
+        .map_values(resolved)
         .with_value_codec(Json::<Resolved>::new())
         .to("out");
     b.build().unwrap()
@@ -544,13 +549,7 @@ fn waits_made_from_one_record_each_resolve_once() {
                 .timeout(Duration::from_millis(TIMEOUT as u64))
                 .grace(Duration::from_millis(GRACE as u64)),
         )
-        .map_values(|o| match o {
-            Outcome::Matched(a, b) => Resolved {
-                a: a.id,
-                b: Some(b.id),
-            },
-            Outcome::TimedOut(a) => Resolved { a: a.id, b: None },
-        })
+        .map_values(resolved)
         .with_value_codec(Json::<Resolved>::new())
         .to("out");
     let d = TopologyTestDriver::new(b.build().unwrap());
