@@ -333,7 +333,9 @@ fn a_partition_far_ahead_makes_no_other_late() {
             )
         })
         .collect();
-    let p = run.start("log", &[]);
+    // The others must hold the time while partition 0 runs ahead: none
+    // may count as idle before their events arrive.
+    let p = run.start("log", &[("WEIR_MAX_UPSTREAM_IDLE_MS", "600000")]);
     Feeder::start_timed(
         TestBroker::shared().bootstrap(),
         &run.events,
@@ -366,6 +368,91 @@ fn a_partition_far_ahead_makes_no_other_late() {
     )
     .join();
     finals_exact_and_none_late(&run, p, 3_600_000 / shape.step as usize + 200, &want);
+}
+
+/// An input partition that never has a record holds the windows behind
+/// the repartition topic only until its task marks itself idle
+/// (`max_upstream_idle_ms`, 2 s here): the windows the other partitions'
+/// time closes get their finals, with no event on partition 0. (Without
+/// idle markers no final would ever come.) Then partition 0 has an event
+/// after all, in the window still open: its task comes back, and the
+/// window's final, once every partition's time passes it, counts it.
+#[test]
+fn an_input_partition_without_records_holds_the_windows_only_for_a_while() {
+    let shape = Shape {
+        window: 60_000,
+        grace: 10_000,
+        step: 100,
+    };
+    let run = Run::new("metrics-idle", shape);
+    let on = |p: u32| {
+        (0..)
+            .map(|i| format!("idle-{i}"))
+            .find(|k| partition_for_key(k.as_bytes(), PARTITIONS as u32) == p)
+            .unwrap()
+            .into_bytes()
+    };
+    // 3,000 events, 300 s of event time, on partitions 1 to 3 only: every
+    // partition's last event is past 299 s, so the windows that end by
+    // 240 s close (240 s + 10 s grace) and the last one stays open.
+    let n = 3_000;
+    let (mut closed, mut open) = (Finals::new(), Finals::new());
+    let count = |want: &mut Finals, kind: &str, region: &str, ts: i64| {
+        let e = want
+            .entry(metric_key(kind, region, ts - ts.rem_euclid(shape.window)))
+            .or_default();
+        e.0 += 1;
+        e.1 += 3.0;
+    };
+    let events: Timed = (0..n)
+        .map(|i| {
+            let (kind, region) = (KINDS[i % 4], REGIONS[(i / 4) % 3]);
+            let ts = base() + i as i64 * shape.step;
+            let want = if ts - base() < 240_000 {
+                &mut closed
+            } else {
+                &mut open
+            };
+            count(want, kind, region, ts);
+            (
+                on(1 + (i % 3) as u32),
+                event(kind, region, 3.0, i),
+                Some(ts),
+            )
+        })
+        .collect();
+    Feeder::start_timed(
+        TestBroker::shared().bootstrap(),
+        &run.events,
+        events,
+        1_000_000,
+    )
+    .join();
+    let mut p = run.start("log", &[("WEIR_MAX_UPSTREAM_IDLE_MS", "2000")]);
+    let finals = run.finals(closed.len(), &p.log_text());
+    if let Err(e) = check(&finals, &closed, shape) {
+        panic!("{e}; log:\n{}", p.log_text());
+    }
+    // Partition 0 comes back with an event in the open window.
+    let back = base() + 250_000;
+    count(&mut open, "order", "eu", back);
+    Feeder::start_timed(
+        TestBroker::shared().bootstrap(),
+        &run.events,
+        vec![(on(0), event("order", "eu", 3.0, n), Some(back))],
+        1_000,
+    )
+    .join();
+    run.close_all(n);
+    let mut all = closed;
+    all.extend(open);
+    let finals = run.finals(all.len(), &p.log_text());
+    let checked = check(&finals, &all, shape);
+    assert!(p.stop().success(), "{}", p.log_text());
+    if let Err(e) = checked {
+        panic!("{e}; log:\n{}", p.log_text());
+    }
+    assert_eq!(p.summary_counter("late"), Some(0), "{}", p.log_text());
 }
 
 #[test]

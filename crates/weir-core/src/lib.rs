@@ -20,7 +20,7 @@ pub use codec::{Bincode, Bytes, Codec, Json, Str, BINCODE_LIMIT};
 pub use dead_letter::DeadLetter;
 pub use error::{CodecError, ErrorClass, Failure, OpError, ProcessError};
 pub use hex::{from_hex, to_hex};
-pub use marker::{StreamTimeMarker, STREAM_TIME_HEADER};
+pub use marker::{StreamTimeMarker, STREAM_TIME_HEADER, STREAM_TIME_IDLE_HEADER};
 pub use partition::{murmur2, partition_for_key};
 pub use record::{Header, Headers, Record, Timestamp};
 pub use schemas::{valid_event_type, EventSchemas, SchemaViolation};

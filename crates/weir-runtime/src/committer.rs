@@ -249,6 +249,7 @@ impl TaskSet {
                 .absorb(&task.id, task.executor.take_metrics());
             task.marked = task.marking.max(task.marked);
             task.marking = None;
+            task.writer_marked = task.writer;
             task.timers_fired = 0;
         }
         phase(self, 3);
@@ -349,7 +350,12 @@ impl TaskSet {
             poisoned = self.poisoned.len(),
             "aborting the transaction and re-processing from the last commit"
         );
+        let eos = self.eos();
         for task in self.tasks.values_mut() {
+            if !eos {
+                // The flush delivered its markers: they stand.
+                task.writer_marked = task.writer;
+            }
             task.abort();
         }
         if self.eos() {

@@ -4,7 +4,7 @@
 //! wait for lagging inputs and for the wait of tasks that write repartition
 //! topics (see [`TaskSet::process_ready`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -110,6 +110,34 @@ impl TaskSet {
             }
         }
         view
+    }
+
+    /// The input partitions of running tasks that write repartition topics
+    /// known to have records still on the broker (the consumer's position,
+    /// or the last fetched offset, behind the statistics' end; a partition
+    /// whose position or end is not known yet is not in it). A task with
+    /// one does not mark itself idle.
+    pub(crate) fn known_lagging(&self, consumer: &BaseConsumer<ThreadContext>) -> HashSet<Tp> {
+        let positions = consumer.position().ok();
+        let ends = lock_ends(&self.partition_ends);
+        let mut lagging = HashSet::new();
+        for (key, t) in &self.tasks {
+            if t.phase != TaskPhase::Running
+                || self.marker_targets.get(key.0).is_none_or(Vec::is_empty)
+            {
+                continue;
+            }
+            for tp in t.group.partitions() {
+                let topic = &self.topics[tp.0];
+                let position = position_in(positions.as_ref(), topic, tp.1)
+                    .max(self.fetched.get(&tp).copied());
+                let end = ends.get(&(topic.clone(), tp.1)).copied();
+                if position.zip(end).is_some_and(|(p, e)| e > p) {
+                    lagging.insert(tp);
+                }
+            }
+        }
+        lagging
     }
 
     /// Whether an empty input of a task that writes repartition topics may

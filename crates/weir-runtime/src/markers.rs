@@ -10,9 +10,19 @@
 //! early) and at each commit. A downstream task's stream time is the
 //! smallest of its writers' latest marker times. Markers are written in
 //! the transaction: an aborted one's are never read, and are sent again.
+//!
+//! A writer with nothing to do for `max_upstream_idle_ms` sends an idle
+//! marker, which takes it out of the downstream tasks' smallest time (a
+//! partition that never has a record no longer holds every window), and a
+//! plain one before its next output.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::BaseConsumer;
 
 use crate::delivery::{opaque, MARKER_SOURCE};
-use crate::task::TaskKey;
+use crate::rebalance::ThreadContext;
+use crate::task::{TaskKey, TaskPhase, WriterState};
 use crate::task_set::{send_raw, Outgoing, TaskSet};
 
 impl TaskSet {
@@ -40,30 +50,152 @@ impl TaskSet {
     }
 
     /// Sends task `key`'s markers when its stream time moved since its last
-    /// ones (committed, or sent in the open transaction).
+    /// ones (committed, or sent in the open transaction). Not while it is
+    /// idle: its next plain marker is the one [`Self::wake`] sends.
     fn send_markers(&mut self, key: TaskKey) {
-        let Some(task) = self.tasks.get_mut(&key) else {
+        let Some(task) = self.tasks.get(&key) else {
             return;
         };
+        if task.writer == WriterState::Idle {
+            return;
+        }
         let Some(time) = task.executor.stream_time() else {
             return;
         };
         if task.marked.max(task.marking).is_some_and(|m| m >= time) {
             return;
         }
+        if self.send_marker(key, time, false) {
+            if let Some(task) = self.tasks.get_mut(&key) {
+                task.marking = Some(time);
+                task.writer = WriterState::Active;
+            }
+        }
+    }
+
+    /// Before the outputs of task `key` (of a record, or of a timer that
+    /// writes to a repartition topic): it is active, and when its last
+    /// markers said idle (or nothing yet), a plain marker goes first, so
+    /// that no downstream task reads its outputs while still leaving it
+    /// out. Its time is the task's stream time, or `Timestamp::MIN` while
+    /// it has none (the downstream tasks wait for it again). `false` when
+    /// that marker could not be sent: the outputs must not go, and the
+    /// transaction is rewound.
+    #[must_use]
+    pub fn wake(&mut self, key: TaskKey) -> bool {
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return true;
+        };
+        task.active_at = Instant::now();
+        if task.writer == WriterState::Active
+            || self.marker_targets.get(key.0).is_none_or(Vec::is_empty)
+        {
+            return true;
+        }
+        let time = task.executor.stream_time().unwrap_or(i64::MIN);
+        if !self.send_marker(key, time, false) {
+            self.rewind_requested = true;
+            return false;
+        }
+        if let Some(task) = self.tasks.get_mut(&key) {
+            if task.writer == WriterState::Idle {
+                tracing::debug!(task = %task.id, time, "writer back from idle");
+            }
+            task.writer = WriterState::Active;
+            if time > i64::MIN {
+                task.marking = task.marking.max(Some(time));
+            }
+        }
+        true
+    }
+
+    /// Whether any of `outputs` of task `key` goes to a repartition topic
+    /// that carries its markers.
+    pub fn writes_marked(&self, key: TaskKey, outputs: &[weir_core::Record]) -> bool {
+        self.marker_targets.get(key.0).is_some_and(|targets| {
+            outputs
+                .iter()
+                .any(|o| targets.iter().any(|(topic, _)| *topic == o.topic))
+        })
+    }
+
+    /// Marks idle, in the open transaction, each running task that writes
+    /// repartition topics and has had no record (nor timer output to them)
+    /// for `max_upstream_idle_ms` (0: never), with nothing buffered and no
+    /// input known to have records still on the broker: the tasks behind
+    /// those topics then leave it out of their stream time (see
+    /// [`weir_core::StreamTimeMarker`]) until it is back ([`Self::wake`]).
+    pub fn note_quiet_writers(&mut self, consumer: &BaseConsumer<ThreadContext>, now: Instant) {
+        let after = Duration::from_millis(self.spec.cfg.max_upstream_idle_ms);
+        if after.is_zero() || self.marker_targets.iter().all(Vec::is_empty) {
+            return;
+        }
+        let quiet: Vec<TaskKey> = self
+            .tasks
+            .iter()
+            .filter(|(key, t)| {
+                t.phase == TaskPhase::Running
+                    && t.writer != WriterState::Idle
+                    && self
+                        .marker_targets
+                        .get(key.0)
+                        .is_some_and(|m| !m.is_empty())
+                    && t.group.head_timestamp().is_none()
+                    && now.saturating_duration_since(t.active_at) >= after
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        if quiet.is_empty() {
+            return;
+        }
+        let lagging = self.known_lagging(consumer);
+        for key in quiet {
+            let Some(task) = self.tasks.get(&key) else {
+                continue;
+            };
+            if task.group.partitions().any(|tp| lagging.contains(&tp)) {
+                continue;
+            }
+            let time = task.executor.stream_time().unwrap_or(i64::MIN);
+            // Something goes into the transaction either way: commit it.
+            self.dirty = true;
+            if !self.send_marker(key, time, true) {
+                // Some partitions may have it: roll back rather than let
+                // them leave the writer out while it thinks itself active.
+                self.rewind_requested = true;
+                return;
+            }
+            if let Some(task) = self.tasks.get_mut(&key) {
+                task.writer = WriterState::Idle;
+                if time > i64::MIN {
+                    task.marking = task.marking.max(Some(time));
+                }
+                tracing::debug!(task = %task.id, time, "writer idle");
+            }
+        }
+    }
+
+    /// Sends one marker of task `key` (at `time`, idle or not) to every
+    /// partition of each repartition topic its sub-topology writes; whether
+    /// every one was sent.
+    fn send_marker(&mut self, key: TaskKey, time: i64, idle: bool) -> bool {
+        let Some(task) = self.tasks.get(&key) else {
+            return false;
+        };
         let sub = task.executor.subtopology();
         let Some(targets) = self.marker_targets.get(sub).filter(|t| !t.is_empty()) else {
-            return;
+            return false;
         };
         let writer = format!("{sub}.{}", task.executor.partition());
         let mut all_sent = true;
         for (topic, r) in targets {
-            let headers = weir_core::StreamTimeMarker {
+            let marker = weir_core::StreamTimeMarker {
                 time,
                 writer: writer.clone(),
                 writers: r.writers,
-            }
-            .headers();
+                idle,
+            };
+            let headers = marker.headers();
             for p in 0..r.partitions {
                 let sent = send_raw(
                     &self.producer,
@@ -73,7 +205,7 @@ impl TaskSet {
                         key: None,
                         value: None,
                         headers: &headers,
-                        timestamp: Some(time),
+                        timestamp: Some(marker.record_timestamp()),
                     },
                     opaque(self.txn, MARKER_SOURCE),
                 );
@@ -88,8 +220,6 @@ impl TaskSet {
                 }
             }
         }
-        if all_sent {
-            task.marking = Some(time);
-        }
+        all_sent
     }
 }

@@ -232,6 +232,7 @@ fn run_generation(spec: &Arc<ThreadSpec>, poisoned: &mut PoisonLedger) -> Result
             lag_published = Instant::now();
         }
         s.process_ready(Instant::now(), &consumer);
+        s.note_quiet_writers(&consumer, Instant::now());
         if s.rewind_requested && !s.fenced {
             s.abort(&consumer, true);
         }

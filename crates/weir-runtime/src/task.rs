@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use weir_dsl::{TaskExecutor, Topology};
 use weir_state::{InMemoryBackend, RocksDbBackend, StateBudget, StoreError, TaskState};
@@ -37,6 +37,19 @@ pub(crate) enum TaskPhase {
     Running,
     /// Closed (revoked or shut down); never used again.
     Closed,
+}
+
+/// What a task's stream-time markers last said of it (see
+/// [`crate::markers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriterState {
+    /// Nothing yet from this owner: an earlier one may have said idle, so
+    /// its first outputs wait for a plain marker like an idle one's.
+    Unknown,
+    /// A plain marker: the tasks behind wait for its stream time.
+    Active,
+    /// An idle marker: the tasks behind leave it out.
+    Idle,
 }
 
 /// Whether opening a task's state failed because the files are damaged
@@ -77,6 +90,14 @@ pub(crate) struct Task {
     /// those sent in the open transaction (see [`crate::markers`]).
     pub marked: Option<i64>,
     pub marking: Option<i64>,
+    /// When it last had a record, or a timer output to a repartition
+    /// topic (or started running): quiet for `max_upstream_idle_ms`, it
+    /// marks itself idle.
+    pub active_at: Instant,
+    /// What its last stream-time markers said of it: as committed, and as
+    /// sent in the open transaction.
+    pub writer_marked: WriterState,
+    pub writer: WriterState,
     /// Timers and punctuations fired in the open transaction.
     pub timers_fired: usize,
     /// A node it calls is unavailable: its next record waits until then
@@ -107,6 +128,9 @@ impl Task {
             queries,
             marked: None,
             marking: None,
+            active_at: Instant::now(),
+            writer_marked: WriterState::Unknown,
+            writer: WriterState::Unknown,
             timers_fired: 0,
             blocked_until: None,
         }
@@ -115,6 +139,7 @@ impl Task {
     /// Restoring → Running: its stores become queryable.
     pub fn set_running(&mut self) {
         self.phase = TaskPhase::Running;
+        self.active_at = Instant::now();
         for name in self.executor.store_names() {
             self.queries.set_running(name, self.partition);
         }
@@ -174,6 +199,7 @@ impl Task {
         self.executor.reset();
         self.group.clear();
         self.marking = None;
+        self.writer = self.writer_marked;
         self.timers_fired = 0;
     }
 

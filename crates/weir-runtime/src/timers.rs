@@ -91,6 +91,9 @@ impl TaskSet {
         }
         RuntimeStats::add(&self.spec.stats.timers_fired, run.fired as u64);
         self.dirty = true;
+        if self.writes_marked(key, &self.out) && !self.wake(key) {
+            return; // rewound: fired again after the abort
+        }
         let out = std::mem::take(&mut self.out);
         for o in &out {
             match self.send_output(o, TIMER_SOURCE) {

@@ -95,6 +95,7 @@ impl DriverState {
                     time,
                     writer: format!("{s}.0"),
                     writers: writers.len() as u32,
+                    idle: false,
                 };
                 out.push(m.to_record(&topic));
             }

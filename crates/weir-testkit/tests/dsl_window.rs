@@ -307,6 +307,7 @@ fn a_stray_marker_is_skipped() {
         time: 5,
         writer: "0.0".into(),
         writers: 1,
+        idle: false,
     };
     d.pipe_raw(marker.to_record("plain-repartition"));
     assert!(d.dead_letters().is_empty());

@@ -7,7 +7,10 @@
 //! times, as their markers (`weir_core::StreamTimeMarker`) report them,
 //! once every writer of every repartition topic it reads has reported; the
 //! records themselves do not move it. A writer with no record yet holds
-//! every window open — one event on each input partition closes them.
+//! every window open — one event on each input partition closes them —
+//! until it reports itself idle: an idle writer is left out of the
+//! smallest time until its next marker (when every writer is idle, the
+//! smallest of their times counts).
 
 use std::collections::HashMap;
 
@@ -23,38 +26,76 @@ pub(super) struct WriterClocks {
 struct Writers {
     /// How many tasks write the topic (as the markers say).
     expected: u32,
-    times: HashMap<String, Timestamp>,
+    times: HashMap<String, Clock>,
+}
+
+/// One writer's latest report.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    /// Its stream time (`Timestamp::MIN` while it has none).
+    time: Timestamp,
+    idle: bool,
 }
 
 impl WriterClocks {
-    /// Notes `marker`, read from `topic`; a writer's time never goes back.
+    /// Notes `marker`, read from `topic`; a writer's time never goes back,
+    /// its idleness is the latest marker's.
     pub(super) fn note(&mut self, topic: &str, marker: &StreamTimeMarker) {
         let w = match self.topics.get_mut(topic) {
             Some(w) => w,
             None => self.topics.entry(topic.to_string()).or_default(),
         };
         w.expected = marker.writers;
+        let clock = Clock {
+            time: marker.time,
+            idle: marker.idle,
+        };
         match w.times.get_mut(&marker.writer) {
-            Some(t) => *t = (*t).max(marker.time),
+            Some(c) => {
+                c.time = c.time.max(marker.time);
+                c.idle = marker.idle;
+            }
             None => {
-                w.times.insert(marker.writer.clone(), marker.time);
+                w.times.insert(marker.writer.clone(), clock);
             }
         }
     }
 
-    /// The smallest writer time over `topics`, once every writer of each
-    /// has reported.
+    /// The smallest time over `topics`, once every writer of each has
+    /// reported: of the writers that are not idle, or of every writer with
+    /// a time when all of a topic's are idle. `None` while some writer
+    /// holds it: one not yet heard from, or one not idle without a time.
     pub(super) fn time(&self, topics: &[String]) -> Option<Timestamp> {
         let mut min: Option<Timestamp> = None;
         for topic in topics {
-            let w = self.topics.get(topic)?;
-            if (w.times.len() as u64) < u64::from(w.expected.max(1)) {
-                return None;
-            }
-            let t = w.times.values().min()?;
-            min = Some(min.map_or(*t, |m| m.min(*t)));
+            let t = self.topics.get(topic)?.time()?;
+            min = Some(min.map_or(t, |m| m.min(t)));
         }
         min
+    }
+}
+
+impl Writers {
+    fn time(&self) -> Option<Timestamp> {
+        if (self.times.len() as u64) < u64::from(self.expected.max(1)) {
+            return None;
+        }
+        let active = self
+            .times
+            .values()
+            .filter(|c| !c.idle)
+            .map(|c| c.time)
+            .min();
+        let t = match active {
+            Some(t) => t,
+            None => self
+                .times
+                .values()
+                .map(|c| c.time)
+                .filter(|&t| t > Timestamp::MIN)
+                .min()?,
+        };
+        (t > Timestamp::MIN).then_some(t)
     }
 }
 
@@ -67,6 +108,14 @@ mod tests {
             time,
             writer: writer.into(),
             writers,
+            idle: false,
+        }
+    }
+
+    fn idle(writer: &str, writers: u32, time: Timestamp) -> StreamTimeMarker {
+        StreamTimeMarker {
+            idle: true,
+            ..marker(writer, writers, time)
         }
     }
 
@@ -97,5 +146,35 @@ mod tests {
         c.note("b", &marker("1.0", 1, 400));
         assert_eq!(c.time(&topics), Some(400));
         assert_eq!(c.time(&[]), None, "no repartition topic: no clock");
+    }
+
+    #[test]
+    fn an_idle_writer_is_left_out_until_its_next_marker() {
+        let topics = vec!["r".to_string()];
+        let mut c = WriterClocks::default();
+        c.note("r", &marker("0.0", 3, 500));
+        c.note("r", &marker("0.1", 3, 200));
+        assert_eq!(c.time(&topics), None, "0.2 has not reported");
+        c.note("r", &idle("0.2", 3, Timestamp::MIN));
+        assert_eq!(c.time(&topics), Some(200), "a timeless idle writer");
+        c.note("r", &idle("0.1", 3, 200));
+        assert_eq!(c.time(&topics), Some(500));
+        c.note("r", &marker("0.1", 3, 200));
+        assert_eq!(c.time(&topics), Some(200), "back: it holds again");
+        c.note("r", &marker("0.2", 3, Timestamp::MIN));
+        assert_eq!(c.time(&topics), None, "back without a time: it holds");
+    }
+
+    #[test]
+    fn when_every_writer_is_idle_the_smallest_time_counts() {
+        let topics = vec!["r".to_string()];
+        let mut c = WriterClocks::default();
+        c.note("r", &idle("0.0", 3, 900));
+        c.note("r", &idle("0.1", 3, 300));
+        c.note("r", &idle("0.2", 3, Timestamp::MIN));
+        assert_eq!(c.time(&topics), Some(300));
+        let mut none = WriterClocks::default();
+        none.note("r", &idle("0.0", 1, Timestamp::MIN));
+        assert_eq!(none.time(&topics), None, "no writer has a time");
     }
 }

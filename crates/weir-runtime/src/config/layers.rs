@@ -33,6 +33,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("otlp_endpoint", KeyType::Str),
     ("state_memory_budget_mb", KeyType::Int),
     ("max_task_idle_ms", KeyType::Int),
+    ("max_upstream_idle_ms", KeyType::Int),
     ("max_aborts_per_record", KeyType::Int),
     ("monitoring_enabled", KeyType::Bool),
     ("monitoring_interval_ms", KeyType::Int),

@@ -179,6 +179,11 @@ pub struct Config {
     /// before processing the others (ms, default 0: never wait).
     #[serde(default)]
     pub max_task_idle_ms: u64,
+    /// How long a task that writes repartition topics has nothing to do
+    /// before it marks itself idle there, so that the tasks behind the
+    /// topic stop waiting for its stream time (ms, default 30,000; 0: never).
+    #[serde(default = "default_upstream_idle")]
+    pub max_upstream_idle_ms: u64,
     /// Publish counters to `<application_id>-monitoring` (default false).
     #[serde(default)]
     pub monitoring_enabled: bool,
@@ -271,6 +276,9 @@ fn default_ingress_max_keys() -> u64 {
 }
 fn default_ingress_timeout() -> u64 {
     10_000
+}
+fn default_upstream_idle() -> u64 {
+    30_000
 }
 fn default_purge_interval() -> u64 {
     30_000

@@ -512,6 +512,9 @@ impl TaskSet {
             }
         }
         crate::trace::continue_trace(&record, &mut self.out, &mut self.span_ids, span_id);
+        if !self.wake(key) {
+            return; // rewound: processed again after the abort
+        }
         let source = self.sources.len();
         self.sources.push((tp, record.offset));
         let mut out = std::mem::take(&mut self.out);
