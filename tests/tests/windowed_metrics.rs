@@ -370,54 +370,61 @@ fn a_partition_far_ahead_makes_no_other_late() {
     finals_exact_and_none_late(&run, p, 3_600_000 / shape.step as usize + 200, &want);
 }
 
-/// An input partition that never has a record holds the windows behind
-/// the repartition topic only until its task marks itself idle
-/// (`max_upstream_idle_ms`, 2 s here): the windows the other partitions'
-/// time closes get their finals, with no event on partition 0. (Without
-/// idle markers no final would ever come.) Then partition 0 has an event
-/// after all, in the window still open: its task comes back, and the
-/// window's final, once every partition's time passes it, counts it.
-#[test]
-fn an_input_partition_without_records_holds_the_windows_only_for_a_while() {
-    let shape = Shape {
-        window: 60_000,
-        grace: 10_000,
-        step: 100,
-    };
-    let run = Run::new("metrics-idle", shape);
-    let on = |p: u32| {
-        (0..)
-            .map(|i| format!("idle-{i}"))
-            .find(|k| partition_for_key(k.as_bytes(), PARTITIONS as u32) == p)
-            .unwrap()
-            .into_bytes()
-    };
-    // 3,000 events, 300 s of event time, on partitions 1 to 3 only: every
-    // partition's last event is past 299 s, so the windows that end by
-    // 240 s close (240 s + 10 s grace) and the last one stays open.
-    let n = 3_000;
-    let (mut closed, mut open) = (Finals::new(), Finals::new());
-    let count = |want: &mut Finals, kind: &str, region: &str, ts: i64| {
-        let e = want
-            .entry(metric_key(kind, region, ts - ts.rem_euclid(shape.window)))
-            .or_default();
-        e.0 += 1;
-        e.1 += 3.0;
-    };
-    let events: Timed = (0..n)
+/// The windows of the idle-partition tests: a minute, 10 s grace, 100 ms
+/// between events.
+const IDLE_SHAPE: Shape = Shape {
+    window: 60_000,
+    grace: 10_000,
+    step: 100,
+};
+
+/// A key that goes to input partition `p`.
+fn key_on(prefix: &str, p: u32) -> Vec<u8> {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|k| partition_for_key(k.as_bytes(), PARTITIONS as u32) == p)
+        .unwrap()
+        .into_bytes()
+}
+
+/// Adds an event of amount 3 at `ts` to the expected finals.
+fn count3(want: &mut Finals, kind: &str, region: &str, ts: i64) {
+    let e = want
+        .entry(metric_key(
+            kind,
+            region,
+            ts - ts.rem_euclid(IDLE_SHAPE.window),
+        ))
+        .or_default();
+    e.0 += 1;
+    e.1 += 3.0;
+}
+
+/// Events `steps` (one every `IDLE_SHAPE.step` from `base()`) on input
+/// partitions 1 to 3 only, counted in `closed` when their window ends by
+/// `closes_by` (ms after `base()`), else in `open`; written and flushed.
+fn feed_all_but_partition_0(
+    run: &Run,
+    steps: std::ops::Range<usize>,
+    closes_by: i64,
+    closed: &mut Finals,
+    open: &mut Finals,
+) {
+    let events: Timed = steps
         .map(|i| {
             let (kind, region) = (KINDS[i % 4], REGIONS[(i / 4) % 3]);
-            let ts = base() + i as i64 * shape.step;
-            let want = if ts - base() < 240_000 {
-                &mut closed
+            let offset = i as i64 * IDLE_SHAPE.step;
+            let start = offset - offset.rem_euclid(IDLE_SHAPE.window);
+            let want = if start + IDLE_SHAPE.window <= closes_by {
+                &mut *closed
             } else {
-                &mut open
+                &mut *open
             };
-            count(want, kind, region, ts);
+            count3(want, kind, region, base() + offset);
             (
-                on(1 + (i % 3) as u32),
+                key_on("idle", 1 + (i % 3) as u32),
                 event(kind, region, 3.0, i),
-                Some(ts),
+                Some(base() + offset),
             )
         })
         .collect();
@@ -428,18 +435,36 @@ fn an_input_partition_without_records_holds_the_windows_only_for_a_while() {
         1_000_000,
     )
     .join();
+}
+
+/// An input partition that never has a record holds the windows behind
+/// the repartition topic only until its task marks itself idle
+/// (`max_upstream_idle_ms`, 2 s here): the windows the other partitions'
+/// time closes get their finals, with no event on partition 0. (Without
+/// idle markers no final would ever come.) Then partition 0 has an event
+/// after all, in the window still open: its task comes back, and the
+/// window's final, once every partition's time passes it, counts it.
+#[test]
+fn an_input_partition_without_records_holds_the_windows_only_for_a_while() {
+    let run = Run::new("metrics-idle", IDLE_SHAPE);
+    // 300 s of event time: every partition's last event is past 299 s, so
+    // the windows that end by 240 s close (240 s + 10 s grace) and the
+    // last one stays open.
+    let n = 3_000;
+    let (mut closed, mut open) = (Finals::new(), Finals::new());
+    feed_all_but_partition_0(&run, 0..n, 240_000, &mut closed, &mut open);
     let mut p = run.start("log", &[("WEIR_MAX_UPSTREAM_IDLE_MS", "2000")]);
     let finals = run.finals(closed.len(), &p.log_text());
-    if let Err(e) = check(&finals, &closed, shape) {
+    if let Err(e) = check(&finals, &closed, IDLE_SHAPE) {
         panic!("{e}; log:\n{}", p.log_text());
     }
     // Partition 0 comes back with an event in the open window.
     let back = base() + 250_000;
-    count(&mut open, "order", "eu", back);
+    count3(&mut open, "order", "eu", back);
     Feeder::start_timed(
         TestBroker::shared().bootstrap(),
         &run.events,
-        vec![(on(0), event("order", "eu", 3.0, n), Some(back))],
+        vec![(key_on("idle", 0), event("order", "eu", 3.0, n), Some(back))],
         1_000,
     )
     .join();
@@ -447,12 +472,56 @@ fn an_input_partition_without_records_holds_the_windows_only_for_a_while() {
     let mut all = closed;
     all.extend(open);
     let finals = run.finals(all.len(), &p.log_text());
-    let checked = check(&finals, &all, shape);
+    let checked = check(&finals, &all, IDLE_SHAPE);
     assert!(p.stop().success(), "{}", p.log_text());
     if let Err(e) = checked {
         panic!("{e}; log:\n{}", p.log_text());
     }
     assert_eq!(p.summary_counter("late"), Some(0), "{}", p.log_text());
+}
+
+/// After a rebalance (a second instance joins) every task starts again
+/// with no writer clocks: the new owner of the partition without records
+/// holds the windows until it has been quiet for the idle setting, then
+/// marks itself idle again, and the windows the others' later events
+/// close get their finals.
+#[test]
+fn a_partition_without_records_is_idle_again_after_a_rebalance() {
+    let run = Run::new("metrics-idle-scale", IDLE_SHAPE);
+    let (mut closed, mut open) = (Finals::new(), Finals::new());
+    feed_all_but_partition_0(&run, 0..3_000, 240_000, &mut closed, &mut open);
+    let idle = [("WEIR_MAX_UPSTREAM_IDLE_MS", "2000")];
+    let a = run.start("log-a", &idle);
+    let finals = run.finals(closed.len(), &a.log_text());
+    if let Err(e) = check(&finals, &closed, IDLE_SHAPE) {
+        panic!("{e}; log:\n{}", a.log_text());
+    }
+    let state_b = run.dir.path().join("state-b").display().to_string();
+    let mut b = run.start("log-b", &[idle[0], ("WEIR_STATE_DIR", state_b.as_str())]);
+    assert!(
+        b.wait_for_log("task running", Duration::from_secs(60)),
+        "{}",
+        b.log_text()
+    );
+    // 120 s more on partitions 1 to 3: the windows that end by 360 s close.
+    let (mut closed2, mut open2) = (Finals::new(), Finals::new());
+    feed_all_but_partition_0(&run, 3_000..4_200, 360_000, &mut closed2, &mut open2);
+    // The window [240 s, 300 s) had events before and after the rebalance.
+    for (key, (c, t)) in open {
+        let e = closed2.entry(key).or_default();
+        e.0 += c;
+        e.1 += t;
+    }
+    let mut all = closed;
+    all.extend(closed2);
+    let finals = run.finals(all.len(), &logs(&[&a, &b]));
+    if let Err(e) = check(&finals, &all, IDLE_SHAPE) {
+        panic!("{e}; logs:\n{}", logs(&[&a, &b]));
+    }
+    for mut p in [a, b] {
+        assert!(p.stop().success(), "{}", p.log_text());
+        assert_eq!(p.summary_counter("late"), Some(0), "{}", p.log_text());
+    }
 }
 
 #[test]

@@ -21,13 +21,13 @@ use weir_core::ErrorClass;
 use weir_state::StoreId;
 
 use crate::changelog::checkpoint_meta;
-use crate::delivery::{lock_vec, same_txn, CHANGELOG_FLAG, TIMER_SOURCE};
+use crate::delivery::{lock_vec, same_txn, CHANGELOG_FLAG, MARKER_SOURCE, TIMER_SOURCE};
 use crate::error::Error;
 use crate::kafka::{classify, flush_quickly, is_per_record};
 use crate::rebalance::ThreadContext;
 use crate::stats::RuntimeStats;
 use crate::stream_thread::{CALL_TIMEOUT, MAX_RETRIES};
-use crate::task::TaskKey;
+use crate::task::{TaskKey, WriterState};
 use crate::task_set::TaskSet;
 
 impl TaskSet {
@@ -321,7 +321,9 @@ impl TaskSet {
         } else {
             let _ = self.producer.flush(CALL_TIMEOUT);
         }
+        let mut marker_failed = false;
         for (source, code) in self.take_failures() {
+            marker_failed |= source == MARKER_SOURCE;
             if source & CHANGELOG_FLAG != 0 {
                 if is_per_record(code) {
                     // No source record to dead-letter: retrying would abort
@@ -353,8 +355,14 @@ impl TaskSet {
         let eos = self.eos();
         for task in self.tasks.values_mut() {
             if !eos {
-                // The flush delivered its markers: they stand.
-                task.writer_marked = task.writer;
+                // The flush delivered the markers sent, and they stand;
+                // after a failed one no task knows what its writers' last
+                // marker said downstream.
+                task.writer_marked = if marker_failed {
+                    WriterState::Unknown
+                } else {
+                    task.writer
+                };
             }
             task.abort();
         }

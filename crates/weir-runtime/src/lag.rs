@@ -113,10 +113,11 @@ impl TaskSet {
     }
 
     /// The input partitions of running tasks that write repartition topics
-    /// known to have records still on the broker (the consumer's position,
-    /// or the last fetched offset, behind the statistics' end; a partition
-    /// whose position or end is not known yet is not in it). A task with
-    /// one does not mark itself idle.
+    /// that may still have records on the broker: the statistics' end is
+    /// past the consumer's position (or, before any fetch, the next offset
+    /// to process or the committed one), or no position is known for a
+    /// partition that is not empty. One whose end is not known yet is not
+    /// in it. A task with one does not mark itself idle.
     pub(crate) fn known_lagging(&self, consumer: &BaseConsumer<ThreadContext>) -> HashSet<Tp> {
         let positions = consumer.position().ok();
         let ends = lock_ends(&self.partition_ends);
@@ -129,10 +130,17 @@ impl TaskSet {
             }
             for tp in t.group.partitions() {
                 let topic = &self.topics[tp.0];
+                let Some(&end) = ends.get(&(topic.clone(), tp.1)) else {
+                    continue;
+                };
+                // Before any fetch: the next offset to process, or the
+                // committed one; an empty partition is caught up.
                 let position = position_in(positions.as_ref(), topic, tp.1)
-                    .max(self.fetched.get(&tp).copied());
-                let end = ends.get(&(topic.clone(), tp.1)).copied();
-                if position.zip(end).is_some_and(|(p, e)| e > p) {
+                    .max(self.fetched.get(&tp).copied())
+                    .or_else(|| self.positions.get(&tp).copied())
+                    .or_else(|| self.committed.get(&tp).copied())
+                    .or((end == 0).then_some(0));
+                if position.is_none_or(|p| end > p) {
                     lagging.insert(tp);
                 }
             }

@@ -94,6 +94,10 @@ impl TaskSet {
         }
         let time = task.executor.stream_time().unwrap_or(i64::MIN);
         if !self.send_marker(key, time, false) {
+            // Some partitions may have it (at least once, they keep it).
+            if let Some(task) = self.tasks.get_mut(&key) {
+                task.writer = WriterState::Unknown;
+            }
             self.rewind_requested = true;
             return false;
         }
@@ -160,8 +164,12 @@ impl TaskSet {
             // Something goes into the transaction either way: commit it.
             self.dirty = true;
             if !self.send_marker(key, time, true) {
-                // Some partitions may have it: roll back rather than let
-                // them leave the writer out while it thinks itself active.
+                // Some partitions may have it (at least once, they keep
+                // it): roll back, and until the next marker goes the
+                // writer does not know what they think of it.
+                if let Some(task) = self.tasks.get_mut(&key) {
+                    task.writer = WriterState::Unknown;
+                }
                 self.rewind_requested = true;
                 return;
             }
@@ -212,8 +220,9 @@ impl TaskSet {
                 match sent {
                     Ok(()) => self.produced += 1,
                     Err(e) => {
-                        // The transaction goes on without it: the next
-                        // markers carry a time at least as late.
+                        // A plain marker's transaction goes on without it
+                        // (the next carries a time at least as late); an
+                        // idle one's, or one before outputs, is rewound.
                         all_sent = false;
                         tracing::warn!(%topic, partition = p, error = %e, "stream-time marker not sent");
                     }
