@@ -69,15 +69,7 @@ impl TaskSet {
                 let Some(&end) = ends.get(&(topic.clone(), tp.1)) else {
                     continue;
                 };
-                // The fetch position (it steps over transaction markers);
-                // before any fetch, the next offset to process or the
-                // committed one; an empty partition is caught up.
-                let position = position_in(positions.as_ref(), topic, tp.1)
-                    .max(self.fetched.get(&tp).copied())
-                    .or_else(|| self.positions.get(&tp).copied())
-                    .or_else(|| self.committed.get(&tp).copied())
-                    .or((end == 0).then_some(0));
-                if let Some(p) = position {
+                if let Some(p) = self.read_position(positions.as_ref(), tp, end) {
                     lag.push((topic.clone(), tp.1, (end - p).max(0)));
                 }
             }
@@ -133,19 +125,30 @@ impl TaskSet {
                 let Some(&end) = ends.get(&(topic.clone(), tp.1)) else {
                     continue;
                 };
-                // Before any fetch: the next offset to process, or the
-                // committed one; an empty partition is caught up.
-                let position = position_in(positions.as_ref(), topic, tp.1)
-                    .max(self.fetched.get(&tp).copied())
-                    .or_else(|| self.positions.get(&tp).copied())
-                    .or_else(|| self.committed.get(&tp).copied())
-                    .or((end == 0).then_some(0));
+                let position = self.read_position(positions.as_ref(), tp, end);
                 if position.is_none_or(|p| end > p) {
                     lagging.insert(tp);
                 }
             }
         }
         lagging
+    }
+
+    /// How far partition `tp` (whose end is `end`) has been read: the
+    /// consumer's fetch position (it steps over transaction markers) or the
+    /// last fetched offset; before any fetch, the next offset to process or
+    /// the committed one; an empty partition is caught up.
+    fn read_position(
+        &self,
+        positions: Option<&rdkafka::TopicPartitionList>,
+        tp: Tp,
+        end: i64,
+    ) -> Option<i64> {
+        position_in(positions, &self.topics[tp.0], tp.1)
+            .max(self.fetched.get(&tp).copied())
+            .or_else(|| self.positions.get(&tp).copied())
+            .or_else(|| self.committed.get(&tp).copied())
+            .or((end == 0).then_some(0))
     }
 
     /// Whether an empty input of a task that writes repartition topics may

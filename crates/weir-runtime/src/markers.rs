@@ -83,13 +83,14 @@ impl TaskSet {
     /// transaction is rewound.
     #[must_use]
     pub fn wake(&mut self, key: TaskKey) -> bool {
+        if self.marker_targets.get(key.0).is_none_or(Vec::is_empty) {
+            return true;
+        }
         let Some(task) = self.tasks.get_mut(&key) else {
             return true;
         };
         task.active_at = Instant::now();
-        if task.writer == WriterState::Active
-            || self.marker_targets.get(key.0).is_none_or(Vec::is_empty)
-        {
+        if task.writer == WriterState::Active {
             return true;
         }
         let time = task.executor.stream_time().unwrap_or(i64::MIN);
