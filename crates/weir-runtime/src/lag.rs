@@ -87,19 +87,12 @@ impl TaskSet {
         let positions = consumer.position().ok();
         let ends = lock_ends(&self.partition_ends);
         let mut view = HashMap::new();
-        for (key, t) in &self.tasks {
-            if t.phase != TaskPhase::Running
-                || self.marker_targets.get(key.0).is_none_or(Vec::is_empty)
-            {
-                continue;
-            }
-            for tp in t.group.partitions() {
-                let topic = &self.topics[tp.0];
-                let position = position_in(positions.as_ref(), topic, tp.1)
-                    .or_else(|| self.positions.get(&tp).copied());
-                let end = ends.get(&(topic.clone(), tp.1)).copied();
-                view.insert(tp, position.zip(end));
-            }
+        for tp in self.upstream_partitions() {
+            let topic = &self.topics[tp.0];
+            let position = position_in(positions.as_ref(), topic, tp.1)
+                .or_else(|| self.positions.get(&tp).copied());
+            let end = ends.get(&(topic.clone(), tp.1)).copied();
+            view.insert(tp, position.zip(end));
         }
         view
     }
@@ -114,24 +107,31 @@ impl TaskSet {
         let positions = consumer.position().ok();
         let ends = lock_ends(&self.partition_ends);
         let mut lagging = HashSet::new();
-        for (key, t) in &self.tasks {
-            if t.phase != TaskPhase::Running
-                || self.marker_targets.get(key.0).is_none_or(Vec::is_empty)
-            {
+        for tp in self.upstream_partitions() {
+            let Some(&end) = ends.get(&(self.topics[tp.0].clone(), tp.1)) else {
                 continue;
-            }
-            for tp in t.group.partitions() {
-                let topic = &self.topics[tp.0];
-                let Some(&end) = ends.get(&(topic.clone(), tp.1)) else {
-                    continue;
-                };
-                let position = self.read_position(positions.as_ref(), tp, end);
-                if position.is_none_or(|p| end > p) {
-                    lagging.insert(tp);
-                }
+            };
+            let position = self.read_position(positions.as_ref(), tp, end);
+            if position.is_none_or(|p| end > p) {
+                lagging.insert(tp);
             }
         }
         lagging
+    }
+
+    /// The input partitions of the running tasks that write repartition
+    /// topics.
+    fn upstream_partitions(&self) -> impl Iterator<Item = Tp> + '_ {
+        self.tasks
+            .iter()
+            .filter(|(key, t)| {
+                t.phase == TaskPhase::Running
+                    && self
+                        .marker_targets
+                        .get(key.0)
+                        .is_some_and(|m| !m.is_empty())
+            })
+            .flat_map(|(_, t)| t.group.partitions())
     }
 
     /// How far partition `tp` (whose end is `end`) has been read: the
