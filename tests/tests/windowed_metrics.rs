@@ -133,6 +133,17 @@ impl Run {
         )
     }
 
+    /// Writes `events` to the input topic, as fast as it goes.
+    fn feed(&self, events: Timed) {
+        Feeder::start_timed(
+            TestBroker::shared().bootstrap(),
+            &self.events,
+            events,
+            1_000_000,
+        )
+        .join();
+    }
+
     /// One event per input partition, far later than every other: every
     /// window of the run closes (their own window stays open).
     fn close_all(&self, n: usize) {
@@ -273,13 +284,7 @@ fn finals_of_100000_in_order_events_equal_a_naive_recount() {
     let run = Run::new("metrics-100k", shape);
     let (events, want, _) = events(100_000, shape, 0);
     let p = run.start("log", &[]);
-    Feeder::start_timed(
-        TestBroker::shared().bootstrap(),
-        &run.events,
-        events,
-        1_000_000,
-    )
-    .join();
+    run.feed(events);
     let p = finals_exact_and_none_late(&run, p, 100_000, &want);
     assert_eq!(p.summary_counter("dead_lettered"), Some(0));
 }
@@ -428,13 +433,7 @@ fn feed_all_but_partition_0(
             )
         })
         .collect();
-    Feeder::start_timed(
-        TestBroker::shared().bootstrap(),
-        &run.events,
-        events,
-        1_000_000,
-    )
-    .join();
+    run.feed(events);
 }
 
 /// An input partition that never has a record holds the windows behind
@@ -535,13 +534,7 @@ fn late_records_are_counted_and_dead_lettered_with_kind_late() {
     let (events, want, late) = events(20_000, shape, 100);
     assert!(late > 150, "1 % of the records are late");
     let mut p = run.start("log", &[("WEIR_PARAMS__LATE_TO_DLQ", "true")]);
-    Feeder::start_timed(
-        TestBroker::shared().bootstrap(),
-        &run.events,
-        events,
-        1_000_000,
-    )
-    .join();
+    run.feed(events);
     run.close_all(20_000);
     let dlq = format!("{}-dlq", run.app);
     let records = run.read(&[&run.metrics, &dlq], want.len() + late, &p.log_text());

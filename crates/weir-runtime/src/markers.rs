@@ -93,25 +93,7 @@ impl TaskSet {
         if task.writer == WriterState::Active {
             return true;
         }
-        let time = task.executor.stream_time().unwrap_or(i64::MIN);
-        if !self.send_marker(key, time, false) {
-            // Some partitions may have it (at least once, they keep it).
-            if let Some(task) = self.tasks.get_mut(&key) {
-                task.writer = WriterState::Unknown;
-            }
-            self.rewind_requested = true;
-            return false;
-        }
-        if let Some(task) = self.tasks.get_mut(&key) {
-            if task.writer == WriterState::Idle {
-                tracing::debug!(task = %task.id, time, "writer back from idle");
-            }
-            task.writer = WriterState::Active;
-            if time > i64::MIN {
-                task.marking = task.marking.max(Some(time));
-            }
-        }
-        true
+        self.switch_writer(key, WriterState::Active)
     }
 
     /// Whether any of `outputs` of task `key` goes to a repartition topic
@@ -161,27 +143,39 @@ impl TaskSet {
             if task.group.partitions().any(|tp| lagging.contains(&tp)) {
                 continue;
             }
-            let time = task.executor.stream_time().unwrap_or(i64::MIN);
             // Something goes into the transaction either way: commit it.
             self.dirty = true;
-            if !self.send_marker(key, time, true) {
-                // Some partitions may have it (at least once, they keep
-                // it): roll back, and until the next marker goes the
-                // writer does not know what they think of it.
-                if let Some(task) = self.tasks.get_mut(&key) {
-                    task.writer = WriterState::Unknown;
-                }
-                self.rewind_requested = true;
+            if !self.switch_writer(key, WriterState::Idle) {
                 return;
             }
-            if let Some(task) = self.tasks.get_mut(&key) {
-                task.writer = WriterState::Idle;
-                if time > i64::MIN {
-                    task.marking = task.marking.max(Some(time));
-                }
-                tracing::debug!(task = %task.id, time, "writer idle");
-            }
         }
+    }
+
+    /// Sends task `key`'s marker saying `to` (idle or active) at its stream
+    /// time, or `Timestamp::MIN` while it has none, and notes it. When it
+    /// cannot be sent (some partitions may have it; at least once, they
+    /// keep it), the writer does not know what the tasks behind think of
+    /// it (`Unknown`) and the transaction is rewound: `false`.
+    fn switch_writer(&mut self, key: TaskKey, to: WriterState) -> bool {
+        let Some(task) = self.tasks.get(&key) else {
+            return true;
+        };
+        let time = task.executor.stream_time().unwrap_or(i64::MIN);
+        let sent = self.send_marker(key, time, to == WriterState::Idle);
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return sent;
+        };
+        if !sent {
+            task.writer = WriterState::Unknown;
+            self.rewind_requested = true;
+            return false;
+        }
+        tracing::debug!(task = %task.id, time, from = ?task.writer, ?to, "writer marked");
+        task.writer = to;
+        if time > i64::MIN {
+            task.marking = task.marking.max(Some(time));
+        }
+        true
     }
 
     /// Sends one marker of task `key` (at `time`, idle or not) to every
